@@ -1,0 +1,79 @@
+/**
+ * Applies the SQL core's migrations in order, each in its own transaction, and
+ * records them in `supabase_migrations.schema_migrations`, the table the
+ * Supabase CLI keeps, so `supabase db push` and edgeflow agree on what is applied.
+ */
+import type { Sql } from "./connect.ts";
+
+export interface Migration {
+  /** The 14-digit timestamp that orders migrations. */
+  version: string;
+  /** The part of the file name after the timestamp, without `.sql`. */
+  name: string;
+  sql: string;
+}
+
+const FILE_NAME = /^(\d{14})_([a-z0-9_]+)\.sql$/;
+
+export const CORE_MIGRATIONS_DIR = new URL("../../migrations/", import.meta.url);
+
+/** Reads `<dir>/*.sql`, rejecting any file whose name is not `<14 digits>_<name>.sql`. */
+export async function readMigrations(dir: URL = CORE_MIGRATIONS_DIR): Promise<Migration[]> {
+  const migrations: Migration[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.isFile || !entry.name.endsWith(".sql")) continue;
+    const match = FILE_NAME.exec(entry.name);
+    if (!match) {
+      throw new Error(
+        `migration file ${entry.name} in ${dir.pathname} must be named <14-digit timestamp>_<name>.sql`,
+      );
+    }
+    migrations.push({
+      version: match[1],
+      name: match[2],
+      sql: await Deno.readTextFile(new URL(entry.name, dir)),
+    });
+  }
+  migrations.sort((a, b) => a.version.localeCompare(b.version));
+  for (let i = 1; i < migrations.length; i++) {
+    if (migrations[i].version === migrations[i - 1].version) {
+      throw new Error(`two migrations share version ${migrations[i].version} in ${dir.pathname}`);
+    }
+  }
+  return migrations;
+}
+
+/** Applies the migrations not yet recorded; returns the versions it applied. */
+export async function applyMigrations(sql: Sql, migrations: Migration[]): Promise<string[]> {
+  await sql.unsafe(`
+    create schema if not exists supabase_migrations;
+    create table if not exists supabase_migrations.schema_migrations (
+      version text primary key,
+      statements text[],
+      name text
+    );`);
+  const applied: string[] = [];
+  for (const migration of migrations) {
+    const done = await sql.begin(async (tx) => {
+      // Serialise concurrent migrators; the second one finds the row and skips.
+      await tx`select pg_advisory_xact_lock(hashtext('edgeflow.migrate'))`;
+      const [row] = await tx`
+        select 1 from supabase_migrations.schema_migrations where version = ${migration.version}`;
+      if (row) return false;
+      try {
+        await tx.unsafe(migration.sql);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        throw new Error(`migration ${migration.version}_${migration.name}.sql failed: ${message}`, {
+          cause: error,
+        });
+      }
+      await tx`
+        insert into supabase_migrations.schema_migrations (version, statements, name)
+        values (${migration.version}, ${[migration.sql]}, ${migration.name})`;
+      return true;
+    });
+    if (done) applied.push(migration.version);
+  }
+  return applied;
+}

@@ -1,0 +1,91 @@
+/** Typed calls a worker makes: the two polling phases and the two reports. */
+import type { Sql } from "./connect.ts";
+import { toJsonText } from "./json.ts";
+import type { Json, QueueMessage, StepTaskRecord, StepTaskRow, TaskMessage } from "./types.ts";
+
+export interface ReadWithPollArgs {
+  queueName: string;
+  /** Seconds the read messages stay hidden from other readers. */
+  vt: number;
+  qty: number;
+  maxPollSeconds?: number;
+  pollIntervalMs?: number;
+}
+
+/** Phase 1: reserve up to `qty` messages, waiting up to `maxPollSeconds` for one. */
+export function readWithPoll(
+  sql: Sql,
+  args: ReadWithPollArgs,
+): Promise<QueueMessage<TaskMessage>[]> {
+  return sql<QueueMessage<TaskMessage>[]>`
+    select * from pgmq.read_with_poll(
+      queue_name => ${args.queueName},
+      vt => ${args.vt}::int,
+      qty => ${args.qty}::int,
+      max_poll_seconds => ${args.maxPollSeconds ?? 5}::int,
+      poll_interval_ms => ${args.pollIntervalMs ?? 100}::int)`;
+}
+
+/** Phase 2: turn reserved messages into started tasks with their inputs. */
+export function startTasks(
+  sql: Sql,
+  args: { flowSlug: string; msgIds: number[]; workerId: string },
+): Promise<StepTaskRecord[]> {
+  return sql<StepTaskRecord[]>`
+    select * from pgflow.start_tasks(
+      flow_slug => ${args.flowSlug},
+      msg_ids => ${args.msgIds}::bigint[],
+      worker_id => ${args.workerId}::uuid)`;
+}
+
+export interface TaskKey {
+  runId: string;
+  stepSlug: string;
+  taskIndex: number;
+}
+
+export async function completeTask(
+  sql: Sql,
+  args: TaskKey & { output: Json | unknown },
+): Promise<StepTaskRow> {
+  const output = toJsonText(args.output, `output of step "${args.stepSlug}"`);
+  const [row] = await sql<StepTaskRow[]>`
+    select * from pgflow.complete_task(
+      run_id => ${args.runId}::uuid,
+      step_slug => ${args.stepSlug},
+      task_index => ${args.taskIndex}::int,
+      output => ${output}::jsonb)`;
+  return row;
+}
+
+export async function failTask(
+  sql: Sql,
+  args: TaskKey & { errorMessage: string },
+): Promise<StepTaskRow> {
+  const [row] = await sql<StepTaskRow[]>`
+    select * from pgflow.fail_task(
+      run_id => ${args.runId}::uuid,
+      step_slug => ${args.stepSlug},
+      task_index => ${args.taskIndex}::int,
+      error_message => ${args.errorMessage})`;
+  return row;
+}
+
+export function setVtBatch(
+  sql: Sql,
+  args: { queueName: string; msgIds: number[]; vtOffsets: number[] },
+): Promise<QueueMessage[]> {
+  return sql<QueueMessage[]>`
+    select * from pgflow.set_vt_batch(
+      ${args.queueName}, ${args.msgIds}::bigint[], ${args.vtOffsets}::int[])`;
+}
+
+export async function calculateRetryDelay(
+  sql: Sql,
+  baseDelay: number,
+  attemptsCount: number,
+): Promise<number> {
+  const [row] = await sql<{ delay: number }[]>`
+    select pgflow.calculate_retry_delay(${baseDelay}::numeric, ${attemptsCount}::int) as delay`;
+  return row.delay;
+}

@@ -1,0 +1,171 @@
+/**
+ * Test databases: one server per test run, one fresh database per test.
+ *
+ * The server is `EDGEFLOW_TEST_DATABASE_URL` (set by `deno task test`), else
+ * `DATABASE_URL`, else an embedded PostgreSQL started for this process. A
+ * template database with pgmq and the core migrations is built once per content
+ * hash; each test database is a cheap `CREATE DATABASE ... TEMPLATE` copy.
+ */
+import { connect, type Sql } from "../../src/db/connect.ts";
+import { applyMigrations, readMigrations } from "../../src/db/migrate.ts";
+import { installPgmq, PGMQ_COMPAT_SQL } from "../../src/dev/pgmq.ts";
+import { startEmbeddedPostgres } from "../../src/dev/embedded_postgres.ts";
+
+export interface TestDb {
+  /** A pool connected to this test's own database. */
+  sql: Sql;
+  /** Connection string of this test's database. */
+  url: string;
+  name: string;
+  /** Opens another pool to the same database (e.g. a second worker). */
+  connect(max?: number): Sql;
+}
+
+let adminUrlPromise: Promise<string> | undefined;
+
+/** The server's superuser URL (database `postgres`). */
+export function adminUrl(): Promise<string> {
+  adminUrlPromise ??= resolveAdminUrl();
+  return adminUrlPromise;
+}
+
+async function resolveAdminUrl(): Promise<string> {
+  const given = Deno.env.get("EDGEFLOW_TEST_DATABASE_URL") ?? Deno.env.get("DATABASE_URL");
+  if (given) return given;
+  const dataDir = await Deno.makeTempDir({ prefix: "edgeflow-test-pg-" });
+  await Deno.chmod(dataDir, 0o777);
+  await Deno.remove(dataDir);
+  const server = await startEmbeddedPostgres({ dataDir });
+  globalThis.addEventListener("unload", () => {
+    server.stop();
+  });
+  return server.url;
+}
+
+/** URL of `database` on the same server as `url`. */
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+let templatePromise: Promise<string> | undefined;
+
+/** Name of the template database holding pgmq and the current core migrations. */
+export function templateName(): Promise<string> {
+  templatePromise ??= buildTemplate();
+  return templatePromise;
+}
+
+async function contentHash(): Promise<string> {
+  const parts = [await Deno.readTextFile(PGMQ_COMPAT_SQL)];
+  for (const migration of await readMigrations()) parts.push(migration.version, migration.sql);
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.join("\0")));
+  return Array.from(new Uint8Array(digest).slice(0, 6), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+async function buildTemplate(): Promise<string> {
+  const name = `edgeflow_tpl_${await contentHash()}`;
+  const admin = connect(await adminUrl(), { max: 1 });
+  try {
+    // Test files may run in parallel processes: one builds, the others wait.
+    // CREATE DATABASE cannot run in a transaction, so this is a session lock.
+    await admin`select pg_advisory_lock(hashtext('edgeflow.test-template'))`;
+    const [exists] = await admin`select 1 from pg_database where datname = ${name}`;
+    if (!exists) {
+      await admin.unsafe(`drop database if exists ${name}_build`);
+      await admin.unsafe(`create database ${name}_build template template0`);
+      const build = connect(withDatabase(await adminUrl(), `${name}_build`), { max: 1 });
+      try {
+        await installPgmq(build);
+        await applyMigrations(build, await readMigrations());
+      } finally {
+        await build.end();
+      }
+      // Renaming last means a template that exists is always complete.
+      await admin.unsafe(`alter database ${name}_build rename to ${name}`);
+    }
+    await admin`select pg_advisory_unlock(hashtext('edgeflow.test-template'))`;
+  } finally {
+    await admin.end();
+  }
+  return name;
+}
+
+let counter = 0;
+
+/** Creates a database for one test; `template: "empty"` gives one without pgmq or the core. */
+export async function createTestDb(
+  options: { template?: "core" | "empty" } = {},
+): Promise<TestDb & { drop(): Promise<void> }> {
+  const template = options.template === "empty" ? "template0" : await templateName();
+  const name = `edgeflow_test_${Deno.pid}_${++counter}_${Date.now() % 100000}`;
+  const server = await adminUrl();
+  const admin = connect(server, { max: 1 });
+  try {
+    await admin.unsafe(`create database ${name} template ${template}`);
+  } finally {
+    await admin.end();
+  }
+  const url = withDatabase(server, name);
+  const pools: Sql[] = [];
+  const open = (max = 4) => {
+    const pool = connect(url, { max });
+    pools.push(pool);
+    return pool;
+  };
+  return {
+    sql: open(),
+    url,
+    name,
+    connect: open,
+    async drop() {
+      await Promise.all(pools.map((pool) => pool.end({ timeout: 1 })));
+      const admin = connect(server, { max: 1 });
+      try {
+        await admin.unsafe(`drop database if exists ${name} with (force)`);
+      } finally {
+        await admin.end();
+      }
+    },
+  };
+}
+
+/** `Deno.test` with a fresh database that is dropped afterwards. */
+export function dbTest(
+  name: string,
+  fn: (db: TestDb) => Promise<void>,
+  options: { template?: "core" | "empty"; ignore?: boolean } = {},
+): void {
+  Deno.test({
+    name,
+    ignore: options.ignore,
+    // postgres.js keeps timers for idle connections; the pools are ended in drop().
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      const db = await createTestDb(options);
+      try {
+        await fn(db);
+      } finally {
+        await db.drop();
+      }
+    },
+  });
+}
+
+/** Polls `probe` until it returns a truthy value or the deadline passes. */
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false>,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -1,0 +1,214 @@
+import assert from "node:assert/strict";
+import { dbTest } from "./_support/db.ts";
+import { define, getRun, runUntilIdle, stepStatuses, takeTasks } from "./_support/drive.ts";
+import { startFlow } from "../src/db/runs.ts";
+import { completeTask } from "../src/db/tasks.ts";
+
+const ANALYZE_WEBSITE = `
+  SELECT pgflow.create_flow('analyze_website');
+  SELECT pgflow.add_step('analyze_website', 'website');
+  SELECT pgflow.add_step('analyze_website', 'sentiment', deps_slugs => ARRAY['website']);
+  SELECT pgflow.add_step('analyze_website', 'summary', deps_slugs => ARRAY['website']);
+  SELECT pgflow.add_step('analyze_website', 'saveToDb', deps_slugs => ARRAY['sentiment', 'summary']);
+`;
+
+dbTest("the spec's analyze_website example runs to completed with the spec's inputs", async ({ sql }) => {
+  await define(sql, ANALYZE_WEBSITE);
+  const [started] = await sql`
+    SELECT * FROM pgflow.start_flow(
+      flow_slug => 'analyze_website',
+      input => '{"url": "https://example.com"}'::jsonb)`;
+  assert.equal(started.status, "started");
+  assert.equal(started.remaining_steps, 4);
+  assert.deepEqual(started.input, { url: "https://example.com" });
+  assert.equal(started.output, null);
+
+  const seen: Record<string, unknown> = {};
+  await runUntilIdle(sql, "analyze_website", {
+    website: (input) => {
+      seen.website = input;
+      return { content: "HTML content", status: 200 };
+    },
+    sentiment: (input) => {
+      seen.sentiment = input;
+      return { score: 0.85, label: "positive" };
+    },
+    summary: (input) => {
+      seen.summary = input;
+      return "This website discusses technology.";
+    },
+    saveToDb: (input) => {
+      seen.saveToDb = input;
+      return { status: "success" };
+    },
+  });
+
+  assert.deepEqual(seen.website, { run: { url: "https://example.com" } });
+  assert.deepEqual(seen.sentiment, {
+    run: { url: "https://example.com" },
+    website: { content: "HTML content", status: 200 },
+  });
+  assert.deepEqual(seen.saveToDb, {
+    run: { url: "https://example.com" },
+    sentiment: { score: 0.85, label: "positive" },
+    summary: "This website discusses technology.",
+  });
+
+  const run = await getRun(sql, started.run_id);
+  assert.equal(run.status, "completed");
+  assert.equal(run.remaining_steps, 0);
+  assert.deepEqual(run.output, { saveToDb: { status: "success" } });
+  assert.ok(run.completed_at);
+  assert.deepEqual(await stepStatuses(sql, started.run_id), {
+    saveToDb: "completed",
+    sentiment: "completed",
+    summary: "completed",
+    website: "completed",
+  });
+
+  // Every task message was archived, none left in the queue.
+  const [queue] = await sql`
+    select (select count(*) from pgmq.q_analyze_website)::int as queued,
+           (select count(*) from pgmq.a_analyze_website)::int as archived`;
+  assert.deepEqual(queue, { queued: 0, archived: 4 });
+});
+
+dbTest("dependents start only when all their dependencies completed", async ({ sql }) => {
+  await define(sql, ANALYZE_WEBSITE);
+  const run = await startFlow(sql, { flowSlug: "analyze_website", input: { url: "u" } });
+  const [website] = await takeTasks(sql, "analyze_website");
+  assert.equal(website.step_slug, "website");
+  assert.deepEqual(await takeTasks(sql, "analyze_website"), [], "nothing else is ready yet");
+
+  await completeTask(sql, { runId: run.run_id, stepSlug: "website", taskIndex: 0, output: "page" });
+  const parallel = await takeTasks(sql, "analyze_website");
+  assert.deepEqual(parallel.map((t) => t.step_slug).sort(), ["sentiment", "summary"]);
+
+  const sentiment = parallel.find((t) => t.step_slug === "sentiment")!;
+  await completeTask(sql, { runId: run.run_id, stepSlug: "sentiment", taskIndex: 0, output: 1 });
+  assert.deepEqual(await takeTasks(sql, "analyze_website"), [], "saveToDb waits for summary");
+  const [state] = await sql`
+    select status, remaining_deps from pgflow.step_states
+    where run_id = ${run.run_id} and step_slug = 'saveToDb'`;
+  assert.deepEqual(state, { status: "created", remaining_deps: 1 });
+  assert.equal(sentiment.task_index, 0);
+
+  await completeTask(sql, { runId: run.run_id, stepSlug: "summary", taskIndex: 0, output: "s" });
+  const [save] = await takeTasks(sql, "analyze_website");
+  assert.equal(save.step_slug, "saveToDb");
+  assert.equal((await getRun(sql, run.run_id)).remaining_steps, 1);
+});
+
+dbTest("a flow of root steps only runs them in parallel and outputs all of them", async ({ sql }) => {
+  await define(
+    sql,
+    `select pgflow.create_flow('roots');
+     select pgflow.add_step('roots', 'a');
+     select pgflow.add_step('roots', 'b');
+     select pgflow.add_step('roots', 'c');`,
+  );
+  const run = await startFlow(sql, { flowSlug: "roots", input: 7 });
+  const tasks = await takeTasks(sql, "roots");
+  assert.deepEqual(tasks.map((t) => t.step_slug).sort(), ["a", "b", "c"]);
+  for (const task of tasks) assert.deepEqual(task.input, { run: 7 });
+  for (const [slug, output] of [["a", 1], ["b", "two"], ["c", [3]]] as const) {
+    await completeTask(sql, { runId: run.run_id, stepSlug: slug, taskIndex: 0, output });
+  }
+  assert.deepEqual((await getRun(sql, run.run_id)).output, { a: 1, b: "two", c: [3] });
+});
+
+dbTest("multiple roots feeding one step, and run output has every leaf", async ({ sql }) => {
+  await define(
+    sql,
+    `select pgflow.create_flow('multi');
+     select pgflow.add_step('multi', 'left');
+     select pgflow.add_step('multi', 'right');
+     select pgflow.add_step('multi', 'join', deps_slugs => array['left', 'right']);
+     select pgflow.add_step('multi', 'side', deps_slugs => array['left']);`,
+  );
+  const run = await startFlow(sql, { flowSlug: "multi", input: { n: 1 } });
+  const inputs: Record<string, unknown> = {};
+  await runUntilIdle(sql, "multi", {
+    left: () => "L",
+    right: () => "R",
+    join: (input) => {
+      inputs.join = input;
+      return "J";
+    },
+    side: (input) => {
+      inputs.side = input;
+      return "S";
+    },
+  });
+  assert.deepEqual(inputs.join, { run: { n: 1 }, left: "L", right: "R" });
+  assert.deepEqual(inputs.side, { run: { n: 1 }, left: "L" });
+  const done = await getRun(sql, run.run_id);
+  assert.equal(done.status, "completed");
+  assert.deepEqual(done.output, { join: "J", side: "S" });
+});
+
+dbTest("falsy outputs are stored and passed on as they are", async ({ sql }) => {
+  await define(
+    sql,
+    `select pgflow.create_flow('falsy');
+     select pgflow.add_step('falsy', 'zero');
+     select pgflow.add_step('falsy', 'no');
+     select pgflow.add_step('falsy', 'empty');
+     select pgflow.add_step('falsy', 'nothing');
+     select pgflow.add_step('falsy', 'sink', deps_slugs => array['zero', 'no', 'empty', 'nothing']);`,
+  );
+  const run = await startFlow(sql, { flowSlug: "falsy", input: null });
+  let sinkInput: unknown;
+  await runUntilIdle(sql, "falsy", {
+    zero: () => 0,
+    no: () => false,
+    empty: () => "",
+    nothing: () => null,
+    sink: (input) => {
+      sinkInput = input;
+      return 0;
+    },
+  });
+  assert.deepEqual(sinkInput, { run: null, zero: 0, no: false, empty: "", nothing: null });
+  const outputs = await sql`
+    select step_slug, output from pgflow.step_tasks where run_id = ${run.run_id} order by step_slug`;
+  assert.deepEqual(outputs.map((r) => [r.step_slug, r.output]), [
+    ["empty", ""],
+    ["no", false],
+    ["nothing", null],
+    ["sink", 0],
+    ["zero", 0],
+  ]);
+  assert.deepEqual((await getRun(sql, run.run_id)).output, { sink: 0 });
+});
+
+dbTest("start_flow accepts a caller-chosen run_id once", async ({ sql }) => {
+  await define(sql, ANALYZE_WEBSITE);
+  const runId = "5f0c6a0e-3b1f-4c4e-9a51-2f5d1c0b7a11";
+  const run = await startFlow(sql, { flowSlug: "analyze_website", input: {}, runId });
+  assert.equal(run.run_id, runId);
+  await assert.rejects(
+    startFlow(sql, { flowSlug: "analyze_website", input: {}, runId }),
+    /start_flow\('analyze_website'\): run 5f0c6a0e-3b1f-4c4e-9a51-2f5d1c0b7a11 already exists/,
+  );
+  const [{ count }] = await sql`select count(*)::int as count from pgflow.runs`;
+  assert.equal(count, 1);
+});
+
+dbTest("get_run_with_states and start_flow_with_states return the run and its steps", async ({ sql }) => {
+  await define(sql, ANALYZE_WEBSITE);
+  const [{ result }] = await sql`
+    select pgflow.start_flow_with_states('analyze_website', '{"url":"x"}'::jsonb) as result`;
+  assert.equal(result.run.status, "started");
+  assert.deepEqual(result.run.input, { url: "x" });
+  assert.deepEqual(
+    result.steps.map((s: { step_slug: string; status: string }) => [s.step_slug, s.status]),
+    [["website", "started"], ["sentiment", "created"], ["summary", "created"], [
+      "saveToDb",
+      "created",
+    ]],
+  );
+  const [{ again }] = await sql`
+    select pgflow.get_run_with_states(${result.run.run_id}::uuid) as again`;
+  assert.deepEqual(again, result);
+});
