@@ -12,6 +12,7 @@ as $$
 declare
   v_state pgflow.step_states;
   v_type text;
+  v_size int;
 begin
   update pgflow.step_states
      set status = 'completed',
@@ -29,13 +30,16 @@ begin
 
   -- A map that depends on this step now knows its size: this map's task count,
   -- or the length of this single step's array output (checked by the caller).
+  -- Computed here, not in the UPDATE: the planner may fold jsonb_array_length
+  -- of a parameter even in a CASE branch that is not taken.
+  if v_type = 'map' then
+    v_size := v_state.initial_tasks;
+  elsif jsonb_typeof(_finish_step.output) = 'array' then
+    v_size := jsonb_array_length(_finish_step.output);
+  end if;
   update pgflow.step_states ss
      set remaining_deps = ss.remaining_deps - 1,
-         initial_tasks = case
-           when s.step_type <> 'map' then ss.initial_tasks
-           when v_type = 'map' then v_state.initial_tasks
-           else jsonb_array_length(_finish_step.output)
-         end
+         initial_tasks = case when s.step_type = 'map' then v_size else ss.initial_tasks end
     from pgflow.deps d
     join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
    where d.flow_slug = v_state.flow_slug

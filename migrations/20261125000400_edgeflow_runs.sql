@@ -21,6 +21,7 @@ declare
   v_run pgflow.runs;
   v_steps int;
   v_root_map text;
+  v_input_length int;
 begin
   perform 1 from pgflow.flows where flow_slug = start_flow.flow_slug;
   if not found then
@@ -43,6 +44,11 @@ begin
       '%s: root map step %L maps over the flow input, which must be a JSON array; got %s',
       v_what, v_root_map, jsonb_typeof(start_flow.input)));
   end if;
+  -- Computed outside SQL: the planner may fold jsonb_array_length of a
+  -- parameter even in a CASE branch that would not be taken.
+  if jsonb_typeof(start_flow.input) = 'array' then
+    v_input_length := jsonb_array_length(start_flow.input);
+  end if;
 
   begin
     insert into pgflow.runs (run_id, flow_slug, input, remaining_steps)
@@ -56,7 +62,7 @@ begin
   select s.flow_slug, v_run.run_id, s.step_slug, s.deps_count,
          case
            when s.step_type = 'single' then 1
-           when s.deps_count = 0 then jsonb_array_length(start_flow.input)
+           when s.deps_count = 0 then v_input_length
          end
   from pgflow.steps s
   where s.flow_slug = start_flow.flow_slug;
@@ -282,6 +288,7 @@ begin
          set status = 'failed', failed_at = now(), output = v_output, error_message = v_error
        where run_id = complete_task.run_id and step_slug = complete_task.step_slug
          and task_index = complete_task.task_index;
+      perform pgmq.archive(v_task.flow_slug, v_task.message_id);
       perform pgflow._fail_run(complete_task.run_id, complete_task.step_slug, v_error);
       return query select * from pgflow.step_tasks
         where run_id = complete_task.run_id and step_slug = complete_task.step_slug

@@ -3,14 +3,20 @@ import { dbTest } from "./_support/db.ts";
 import { define, takeTasks } from "./_support/drive.ts";
 import { addStep, createFlow, isValidSlug } from "../src/db/definitions.ts";
 import { getRunWithStates, startFlow } from "../src/db/runs.ts";
-import { calculateRetryDelay, completeTask, failTask, setVtBatch, startTasks } from "../src/db/tasks.ts";
+import {
+  calculateRetryDelay,
+  completeTask,
+  failTask,
+  setVtBatch,
+  startTasks,
+} from "../src/db/tasks.ts";
 import { markWorkerStopped, pruneDataOlderThan } from "../src/db/maintenance.ts";
 import type { Sql } from "../src/db/connect.ts";
 
 /** Asserts the call fails with a message matching `pattern` and leaves the definition tables as they were. */
-async function rejectsCleanly(sql: Sql, call: Promise<unknown>, pattern: RegExp) {
+async function rejectsCleanly(sql: Sql, call: () => Promise<unknown>, pattern: RegExp) {
   const before = await snapshot(sql);
-  await assert.rejects(call, pattern);
+  await assert.rejects(call(), pattern);
   assert.deepEqual(await snapshot(sql), before, "a failed call writes nothing");
 }
 
@@ -46,28 +52,35 @@ dbTest("create_flow stores options, creates the queue, and is idempotent", async
   const queues = await sql`select queue_name from pgmq.list_queues()`;
   assert.deepEqual(queues.map((q) => q.queue_name), ["f"]);
   const [defaults] = await sql`select * from pgflow.create_flow('g')`;
-  assert.deepEqual([defaults.opt_max_attempts, defaults.opt_base_delay, defaults.opt_timeout], [3, 5, 60]);
+  assert.deepEqual([defaults.opt_max_attempts, defaults.opt_base_delay, defaults.opt_timeout], [
+    3,
+    5,
+    60,
+  ]);
 });
 
 dbTest("create_flow rejects bad arguments with a clear error", async ({ sql }) => {
   await createFlow(sql, { flowSlug: "exists" });
-  const cases: [Promise<unknown>, RegExp][] = [
-    [createFlow(sql, { flowSlug: "bad-slug" }), /create_flow\('bad-slug'\): flow_slug must match/],
-    [createFlow(sql, { flowSlug: "run" }), /create_flow\('run'\): .*not be "run"/],
-    [createFlow(sql, { flowSlug: "" }), /flow_slug must match/],
-    [createFlow(sql, { flowSlug: "a".repeat(48) }), /at most 47/],
-    [createFlow(sql, { flowSlug: "f", maxAttempts: 0 }), /max_attempts must be >= 1, got 0/],
-    [createFlow(sql, { flowSlug: "f", baseDelay: -1 }), /base_delay must be >= 0, got -1/],
-    [createFlow(sql, { flowSlug: "f", timeout: 0 }), /timeout must be >= 1, got 0/],
+  const cases: [() => Promise<unknown>, RegExp][] = [
     [
-      createFlow(sql, { flowSlug: "exists", timeout: 10 }),
+      () => createFlow(sql, { flowSlug: "bad-slug" }),
+      /create_flow\('bad-slug'\): flow_slug must match/,
+    ],
+    [() => createFlow(sql, { flowSlug: "run" }), /create_flow\('run'\): .*not be "run"/],
+    [() => createFlow(sql, { flowSlug: "" }), /flow_slug must match/],
+    [() => createFlow(sql, { flowSlug: "a".repeat(48) }), /at most 47/],
+    [() => createFlow(sql, { flowSlug: "f", maxAttempts: 0 }), /max_attempts must be >= 1, got 0/],
+    [() => createFlow(sql, { flowSlug: "f", baseDelay: -1 }), /base_delay must be >= 0, got -1/],
+    [() => createFlow(sql, { flowSlug: "f", timeout: 0 }), /timeout must be >= 1, got 0/],
+    [
+      () => createFlow(sql, { flowSlug: "exists", timeout: 10 }),
       /the flow exists with max_attempts=3, base_delay=5, timeout=60; asked for .*timeout=10/,
     ],
   ];
   for (const [call, pattern] of cases) await rejectsCleanly(sql, call, pattern);
   await rejectsCleanly(
     sql,
-    sql`select pgflow.create_flow('n', max_attempts => null)`,
+    () => sql`select pgflow.create_flow('n', max_attempts => null)`,
     /must not be NULL/,
   );
 });
@@ -82,20 +95,35 @@ dbTest("add_step rejects bad arguments with a clear error", async ({ sql }) => {
   );
   const step = (args: Partial<Parameters<typeof addStep>[1]>) =>
     addStep(sql, { flowSlug: "f", stepSlug: "s", ...args });
-  const cases: [Promise<unknown>, RegExp][] = [
-    [step({ flowSlug: "nope" }), /add_step\('nope', 's'\): flow 'nope' does not exist/],
-    [step({ stepSlug: "run" }), /add_step\('f', 'run'\): step_slug must match .*not be "run"/],
-    [step({ stepSlug: "9lives" }), /step_slug must match/],
-    [step({ depsSlugs: ["ghost"] }), /unknown dependency 'ghost'; add steps in topological order/],
-    [step({ depsSlugs: ["s"] }), /cannot depend on itself \(that is a cycle\)/],
-    [step({ depsSlugs: ["a", "a"] }), /lists a step twice/],
-    [step({ depsSlugs: ["a", "b"], stepType: "map" }), /a map step takes at most one dependency.*got 2/],
-    [step({ stepType: "fanout" as "map" }), /step_type must be 'single' or 'map', got 'fanout'/],
-    [step({ maxAttempts: 0 }), /max_attempts must be >= 1, got 0/],
-    [step({ baseDelay: -2 }), /base_delay must be >= 0, got -2/],
-    [step({ timeout: -1 }), /timeout must be >= 1, got -1/],
-    [step({ startDelay: -5 }), /start_delay must be >= 0, got -5/],
-    [step({ stepSlug: "a", depsSlugs: ["b"] }), /the step exists with a different definition/],
+  const cases: [() => Promise<unknown>, RegExp][] = [
+    [() => step({ flowSlug: "nope" }), /add_step\('nope', 's'\): flow 'nope' does not exist/],
+    [
+      () => step({ stepSlug: "run" }),
+      /add_step\('f', 'run'\): step_slug must match .*not be "run"/,
+    ],
+    [() => step({ stepSlug: "9lives" }), /step_slug must match/],
+    [
+      () => step({ depsSlugs: ["ghost"] }),
+      /unknown dependency 'ghost'; add steps in topological order/,
+    ],
+    [() => step({ depsSlugs: ["s"] }), /cannot depend on itself \(that is a cycle\)/],
+    [() => step({ depsSlugs: ["a", "a"] }), /lists a step twice/],
+    [
+      () => step({ depsSlugs: ["a", "b"], stepType: "map" }),
+      /a map step takes at most one dependency.*got 2/,
+    ],
+    [
+      () => step({ stepType: "fanout" as "map" }),
+      /step_type must be 'single' or 'map', got 'fanout'/,
+    ],
+    [() => step({ maxAttempts: 0 }), /max_attempts must be >= 1, got 0/],
+    [() => step({ baseDelay: -2 }), /base_delay must be >= 0, got -2/],
+    [() => step({ timeout: -1 }), /timeout must be >= 1, got -1/],
+    [() => step({ startDelay: -5 }), /start_delay must be >= 0, got -5/],
+    [
+      () => step({ stepSlug: "a", depsSlugs: ["b"] }),
+      /the step exists with a different definition/,
+    ],
   ];
   for (const [call, pattern] of cases) await rejectsCleanly(sql, call, pattern);
 });
@@ -118,7 +146,15 @@ dbTest("add_step stores the definition, inherits options, and is idempotent", as
     [0, 0, "single", null, null],
   );
   assert.deepEqual(
-    [m.step_index, m.deps_count, m.step_type, m.opt_max_attempts, m.opt_base_delay, m.opt_timeout, m.opt_start_delay],
+    [
+      m.step_index,
+      m.deps_count,
+      m.step_type,
+      m.opt_max_attempts,
+      m.opt_base_delay,
+      m.opt_timeout,
+      m.opt_start_delay,
+    ],
     [1, 1, "map", 7, 1, 9, 3],
   );
   const again = await addStep(sql, {
@@ -141,7 +177,7 @@ dbTest("a flow with a started run cannot get new steps", async ({ sql }) => {
   await startFlow(sql, { flowSlug: "busy", input: {} });
   await rejectsCleanly(
     sql,
-    addStep(sql, { flowSlug: "busy", stepSlug: "b" }),
+    () => addStep(sql, { flowSlug: "busy", stepSlug: "b" }),
     /the flow has runs in progress/,
   );
 });
@@ -153,28 +189,55 @@ dbTest("run and task functions reject unknown flows, runs, steps and tasks", asy
   const missingRun = "00000000-0000-4000-8000-000000000000";
   const worker = "11111111-1111-4111-8111-111111111111";
   const key = { runId: run.run_id, stepSlug: "a", taskIndex: 0 };
-  const cases: [Promise<unknown>, RegExp][] = [
-    [startFlow(sql, { flowSlug: "nope", input: {} }), /start_flow\('nope'\): flow 'nope' does not exist/],
-    [startFlow(sql, { flowSlug: "stepless", input: {} }), /the flow has no steps/],
+  const cases: [() => Promise<unknown>, RegExp][] = [
     [
-      sql`select pgflow.start_flow('f', null)`,
+      () => startFlow(sql, { flowSlug: "nope", input: {} }),
+      /start_flow\('nope'\): flow 'nope' does not exist/,
+    ],
+    [() => startFlow(sql, { flowSlug: "stepless", input: {} }), /the flow has no steps/],
+    [
+      () => sql`select pgflow.start_flow('f', null)`,
       /start_flow\('f'\): input must not be SQL NULL; pass 'null'::jsonb/,
     ],
-    [startTasks(sql, { flowSlug: "nope", msgIds: [1], workerId: worker }), /flow 'nope' does not exist/],
-    [sql`select * from pgflow.start_tasks('f', array[1]::bigint[], null)`, /worker_id must not be NULL/],
-    [completeTask(sql, { ...key, runId: missingRun, output: 1 }), /run 00000000-.* does not exist/],
-    [completeTask(sql, { ...key, stepSlug: "zzz", output: 1 }), /flow 'f' has no step 'zzz'/],
-    [completeTask(sql, { ...key, taskIndex: 3, output: 1 }), /step 'a' of run .* has no task 3/],
-    [failTask(sql, { ...key, runId: missingRun, errorMessage: "x" }), /fail_task\(.*\): run .* does not exist/],
-    [getRunWithStates(sql, missingRun), /get_run_with_states: run 00000000-.* does not exist/],
-    [calculateRetryDelay(sql, -1, 1), /base_delay must be >= 0, got -1/],
-    [calculateRetryDelay(sql, 1, -1), /attempts_count must be >= 0, got -1/],
-    [setVtBatch(sql, { queueName: "f", msgIds: [1, 2], vtOffsets: [1] }), /msg_ids has 2 elements but vt_offsets has 1/],
-    [setVtBatch(sql, { queueName: "nope", msgIds: [1], vtOffsets: [1] }), /queue 'nope' does not exist/],
-    [pruneDataOlderThan(sql, "-1 day"), /retention_interval must be a non-negative interval/],
-    [markWorkerStopped(sql, missingRun), /worker 00000000-.* is not registered/],
+    [
+      () => startTasks(sql, { flowSlug: "nope", msgIds: [1], workerId: worker }),
+      /flow 'nope' does not exist/,
+    ],
+    [
+      () => sql`select * from pgflow.start_tasks('f', array[1]::bigint[], null)`,
+      /worker_id must not be NULL/,
+    ],
+    [
+      () => completeTask(sql, { ...key, runId: missingRun, output: 1 }),
+      /run 00000000-.* does not exist/,
+    ],
+    [() => completeTask(sql, { ...key, stepSlug: "zzz", output: 1 }), /flow 'f' has no step 'zzz'/],
+    [
+      () => completeTask(sql, { ...key, taskIndex: 3, output: 1 }),
+      /step 'a' of run .* has no task 3/,
+    ],
+    [
+      () => failTask(sql, { ...key, runId: missingRun, errorMessage: "x" }),
+      /fail_task\(.*\): run .* does not exist/,
+    ],
+    [
+      () => getRunWithStates(sql, missingRun),
+      /get_run_with_states: run 00000000-.* does not exist/,
+    ],
+    [() => calculateRetryDelay(sql, -1, 1), /base_delay must be >= 0, got -1/],
+    [() => calculateRetryDelay(sql, 1, -1), /attempts_count must be >= 0, got -1/],
+    [
+      () => setVtBatch(sql, { queueName: "f", msgIds: [1, 2], vtOffsets: [1] }),
+      /msg_ids has 2 elements but vt_offsets has 1/,
+    ],
+    [
+      () => setVtBatch(sql, { queueName: "nope", msgIds: [1], vtOffsets: [1] }),
+      /queue 'nope' does not exist/,
+    ],
+    [() => pruneDataOlderThan(sql, "-1 day"), /retention_interval must be a non-negative interval/],
+    [() => markWorkerStopped(sql, missingRun), /worker 00000000-.* is not registered/],
   ];
-  for (const [call, pattern] of cases) await assert.rejects(call, pattern);
+  for (const [call, pattern] of cases) await assert.rejects(call(), pattern);
   // The run was not touched by any of the failed calls.
   const [task] = await sql`select status, attempts_count from pgflow.step_tasks`;
   assert.deepEqual(task, { status: "queued", attempts_count: 0 });
@@ -200,22 +263,31 @@ dbTest("set_vt_batch sets each message's own visibility timeout", async ({ sql }
   assert.deepEqual(hidden.map((h) => h.s), [10, 100]);
 });
 
-dbTest("prune_data_older_than removes old finished runs and archived messages only", async ({ sql }) => {
-  await define(sql, `select pgflow.create_flow('p'); select pgflow.add_step('p', 'a');`);
-  const old = await startFlow(sql, { flowSlug: "p", input: 1 });
-  const recent = await startFlow(sql, { flowSlug: "p", input: 2 });
-  const running = await startFlow(sql, { flowSlug: "p", input: 3 });
-  for (const task of await takeTasks(sql, "p")) {
-    if (task.run_id === running.run_id) continue;
-    await completeTask(sql, { runId: task.run_id, stepSlug: "a", taskIndex: 0, output: 0 });
-  }
-  await sql`update pgflow.runs set completed_at = now() - interval '40 days' where run_id = ${old.run_id}`;
-  await sql`update pgflow.runs set started_at = now() - interval '41 days' where run_id = ${running.run_id}`;
-  await sql.unsafe(`update pgmq.a_p set archived_at = now() - interval '40 days'
+dbTest(
+  "prune_data_older_than removes old finished runs and archived messages only",
+  async ({ sql }) => {
+    await define(sql, `select pgflow.create_flow('p'); select pgflow.add_step('p', 'a');`);
+    const old = await startFlow(sql, { flowSlug: "p", input: 1 });
+    const recent = await startFlow(sql, { flowSlug: "p", input: 2 });
+    const running = await startFlow(sql, { flowSlug: "p", input: 3 });
+    for (const task of await takeTasks(sql, "p")) {
+      if (task.run_id === running.run_id) continue;
+      await completeTask(sql, { runId: task.run_id, stepSlug: "a", taskIndex: 0, output: 0 });
+    }
+    await sql`update pgflow.runs set completed_at = now() - interval '40 days' where run_id = ${old.run_id}`;
+    await sql`update pgflow.runs set started_at = now() - interval '41 days' where run_id = ${running.run_id}`;
+    await sql.unsafe(`update pgmq.a_p set archived_at = now() - interval '40 days'
                     where message->>'run_id' = '${old.run_id}'`);
 
-  const result = await pruneDataOlderThan(sql, "30 days");
-  assert.deepEqual(result, { runs: 1, step_states: 1, step_tasks: 1, archived_messages: 1, workers: 0 });
-  const left = await sql`select run_id from pgflow.runs order by run_id`;
-  assert.deepEqual(left.map((r) => r.run_id).sort(), [recent.run_id, running.run_id].sort());
-});
+    const result = await pruneDataOlderThan(sql, "30 days");
+    assert.deepEqual(result, {
+      runs: 1,
+      step_states: 1,
+      step_tasks: 1,
+      archived_messages: 1,
+      workers: 0,
+    });
+    const left = await sql`select run_id from pgflow.runs order by run_id`;
+    assert.deepEqual(left.map((r) => r.run_id).sort(), [recent.run_id, running.run_id].sort());
+  },
+);

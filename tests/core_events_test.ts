@@ -20,57 +20,78 @@ interface Event {
   truncated?: boolean;
 }
 
-dbTest("pg_notify carries every event of a run, in order, on pgflow:run:<id>", async ({ sql, connect }) => {
-  await define(sql, DIAMOND);
-  const runId = "7d1f3c52-9a0e-4c1b-8f5e-0a2b3c4d5e6f";
-  const listener = connect(1);
-  const events: Event[] = [];
-  await listener.listen(`pgflow:run:${runId}`, (payload) => events.push(JSON.parse(payload)));
+dbTest(
+  "pg_notify carries every event of a run, in order, on pgflow:run:<id>",
+  async ({ sql, connect }) => {
+    await define(sql, DIAMOND);
+    const runId = "7d1f3c52-9a0e-4c1b-8f5e-0a2b3c4d5e6f";
+    const listener = connect(1);
+    const events: Event[] = [];
+    await listener.listen(`pgflow:run:${runId}`, (payload) => events.push(JSON.parse(payload)));
 
-  await startFlow(sql, { flowSlug: "diamond", input: { x: 1 }, runId });
-  await runUntilIdle(sql, "diamond", { a: () => 1, b: () => 2, c: () => 3, d: () => 4 });
-  await eventually("run:completed event", async () => events.some((e) => e.event === "run:completed"));
+    await startFlow(sql, { flowSlug: "diamond", input: { x: 1 }, runId });
+    await runUntilIdle(sql, "diamond", { a: () => 1, b: () => 2, c: () => 3, d: () => 4 });
+    await eventually(
+      "run:completed event",
+      () => events.some((e) => e.event === "run:completed"),
+    );
 
-  assert.deepEqual(events.map((e) => e.event), [
-    "run:started",
-    "step:a:started",
-    "step:a:completed",
-    "step:b:started",
-    "step:c:started",
-    "step:b:completed",
-    "step:c:completed",
-    "step:d:started",
-    "step:d:completed",
-    "run:completed",
-  ]);
-  for (const event of events) assert.equal(event.run_id, runId);
-  const completed = events.at(-1)!;
-  assert.equal(completed.event_type, "run:completed");
-  assert.equal(completed.status, "completed");
-  assert.deepEqual(completed.output, { d: 4 });
-  const stepDone = events.find((e) => e.event === "step:b:completed")!;
-  assert.deepEqual([stepDone.event_type, stepDone.step_slug, stepDone.output], ["step:completed", "b", 2]);
-});
+    assert.deepEqual(
+      events.map((e) => e.event),
+      [
+        "run:started",
+        "step:a:started",
+        "step:a:completed",
+        "step:b:started",
+        "step:c:started",
+        "step:b:completed",
+        "step:c:completed",
+        "step:d:started",
+        "step:d:completed",
+        "run:completed",
+      ],
+    );
+    for (const event of events) assert.equal(event.run_id, runId);
+    const completed = events.at(-1)!;
+    assert.equal(completed.event_type, "run:completed");
+    assert.equal(completed.status, "completed");
+    assert.deepEqual(completed.output, { d: 4 });
+    const stepDone = events.find((e) => e.event === "step:b:completed")!;
+    assert.deepEqual([stepDone.event_type, stepDone.step_slug, stepDone.output], [
+      "step:completed",
+      "b",
+      2,
+    ]);
+  },
+);
 
-dbTest("failure events name the failed step; large payloads are trimmed for NOTIFY", async ({ sql, connect }) => {
-  await define(
-    sql,
-    `select pgflow.create_flow('bad', max_attempts => 1);
+dbTest(
+  "failure events name the failed step; large payloads are trimmed for NOTIFY",
+  async ({ sql, connect }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('bad', max_attempts => 1);
      select pgflow.add_step('bad', 'a');`,
-  );
-  const runId = "0e4c1a2b-3d4e-4f50-8a6b-7c8d9e0f1a2b";
-  const listener = connect(1);
-  const events: Event[] = [];
-  await listener.listen(`pgflow:run:${runId}`, (payload) => events.push(JSON.parse(payload)));
-  await startFlow(sql, { flowSlug: "bad", input: { blob: "x".repeat(20_000) }, runId });
-  const [task] = await takeTasks(sql, "bad");
-  await failOne(sql, task, "nope");
-  await eventually("run:failed event", async () => events.some((e) => e.event === "run:failed"));
-  assert.deepEqual(events.map((e) => e.event), ["run:started", "step:a:started", "step:a:failed", "run:failed"]);
-  assert.equal(events[0].truncated, true, "the 20 kB input did not fit a NOTIFY payload");
-  const failed = events.at(-1) as Event & { failed_step: string; error_message: string };
-  assert.deepEqual([failed.failed_step, failed.error_message], ["a", "nope"]);
-});
+    );
+    const runId = "0e4c1a2b-3d4e-4f50-8a6b-7c8d9e0f1a2b";
+    const listener = connect(1);
+    const events: Event[] = [];
+    await listener.listen(`pgflow:run:${runId}`, (payload) => events.push(JSON.parse(payload)));
+    await startFlow(sql, { flowSlug: "bad", input: { blob: "x".repeat(20_000) }, runId });
+    const [task] = await takeTasks(sql, "bad");
+    await failOne(sql, task, "nope");
+    await eventually("run:failed event", () => events.some((e) => e.event === "run:failed"));
+    assert.deepEqual(events.map((e) => e.event), [
+      "run:started",
+      "step:a:started",
+      "step:a:failed",
+      "run:failed",
+    ]);
+    assert.equal(events[0].truncated, true, "the 20 kB input did not fit a NOTIFY payload");
+    const failed = events.at(-1) as Event & { failed_step: string; error_message: string };
+    assert.deepEqual([failed.failed_step, failed.error_message], ["a", "nope"]);
+  },
+);
 
 dbTest("where Supabase's realtime.send exists, events go through it", async ({ sql }) => {
   // A stand-in with the signature of Supabase Realtime's realtime.send that records its calls.
@@ -85,7 +106,11 @@ dbTest("where Supabase's realtime.send exists, events go through it", async ({ s
   await runUntilIdle(sql, "diamond", { a: () => 1, b: () => 2, c: () => 3, d: () => 4 });
   const sent = await sql`select event, topic, private, payload from realtime.sent order by id`;
   assert.equal(sent.length, 10);
-  assert.deepEqual(sent.map((s) => s.event).slice(0, 3), ["run:started", "step:a:started", "step:a:completed"]);
+  assert.deepEqual(sent.map((s) => s.event).slice(0, 3), [
+    "run:started",
+    "step:a:started",
+    "step:a:completed",
+  ]);
   assert.equal(sent.at(-1)!.event, "run:completed");
   for (const s of sent) {
     assert.equal(s.topic, `pgflow:run:${run.run_id}`);

@@ -5,62 +5,68 @@ import { startFlow } from "../src/db/runs.ts";
 import { completeTask } from "../src/db/tasks.ts";
 import type { Json } from "../src/db/types.ts";
 
-dbTest("a root map makes one task per input element and aggregates outputs in order", async ({ sql }) => {
-  await define(
-    sql,
-    `select pgflow.create_flow('double');
+dbTest(
+  "a root map makes one task per input element and aggregates outputs in order",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('double');
      select pgflow.add_step('double', 'each', step_type => 'map');
      select pgflow.add_step('double', 'sum', deps_slugs => array['each']);`,
-  );
-  const run = await startFlow(sql, { flowSlug: "double", input: [1, 2, 3, 4, 5] });
-  const [state] = await sql`
+    );
+    const run = await startFlow(sql, { flowSlug: "double", input: [1, 2, 3, 4, 5] });
+    const [state] = await sql`
     select initial_tasks, remaining_tasks, status from pgflow.step_states
     where run_id = ${run.run_id} and step_slug = 'each'`;
-  assert.deepEqual(state, { initial_tasks: 5, remaining_tasks: 5, status: "started" });
+    assert.deepEqual(state, { initial_tasks: 5, remaining_tasks: 5, status: "started" });
 
-  const tasks = await takeTasks(sql, "double");
-  assert.deepEqual(tasks.map((t) => [t.task_index, t.input]), [[0, 1], [1, 2], [2, 3], [3, 4], [
-    4,
-    5,
-  ]]);
-  // Complete out of order: aggregation follows task_index, not completion order.
-  for (const task of [...tasks].reverse()) {
-    await completeTask(sql, {
-      runId: run.run_id,
-      stepSlug: "each",
-      taskIndex: task.task_index,
-      output: (task.input as number) * 2,
-    });
-  }
-  const [sum] = await takeTasks(sql, "double");
-  assert.deepEqual(sum.input, { run: [1, 2, 3, 4, 5], each: [2, 4, 6, 8, 10] });
-  await completeTask(sql, { runId: run.run_id, stepSlug: "sum", taskIndex: 0, output: 30 });
-  assert.deepEqual((await getRun(sql, run.run_id)).output, { sum: 30 });
-});
+    const tasks = await takeTasks(sql, "double");
+    assert.deepEqual(tasks.map((t) => [t.task_index, t.input]), [[0, 1], [1, 2], [2, 3], [3, 4], [
+      4,
+      5,
+    ]]);
+    // Complete out of order: aggregation follows task_index, not completion order.
+    for (const task of [...tasks].reverse()) {
+      await completeTask(sql, {
+        runId: run.run_id,
+        stepSlug: "each",
+        taskIndex: task.task_index,
+        output: (task.input as number) * 2,
+      });
+    }
+    const [sum] = await takeTasks(sql, "double");
+    assert.deepEqual(sum.input, { run: [1, 2, 3, 4, 5], each: [2, 4, 6, 8, 10] });
+    await completeTask(sql, { runId: run.run_id, stepSlug: "sum", taskIndex: 0, output: 30 });
+    assert.deepEqual((await getRun(sql, run.run_id)).output, { sum: 30 });
+  },
+);
 
-dbTest("a map over a single step's array output, then a map chain, keeps order", async ({ sql }) => {
-  await define(
-    sql,
-    `select pgflow.create_flow('chain');
+dbTest(
+  "a map over a single step's array output, then a map chain, keeps order",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('chain');
      select pgflow.add_step('chain', 'list');
      select pgflow.add_step('chain', 'upper', deps_slugs => array['list'], step_type => 'map');
      select pgflow.add_step('chain', 'len', deps_slugs => array['upper'], step_type => 'map');`,
-  );
-  const run = await startFlow(sql, { flowSlug: "chain", input: { n: 3 } });
-  const seen: Json[] = [];
-  await runUntilIdle(sql, "chain", {
-    list: () => ["a", "bb", "ccc"],
-    upper: (s) => {
-      seen.push(s);
-      return (s as string).toUpperCase();
-    },
-    len: (s) => (s as string).length,
-  });
-  assert.deepEqual(seen, ["a", "bb", "ccc"]);
-  const done = await getRun(sql, run.run_id);
-  assert.equal(done.status, "completed");
-  assert.deepEqual(done.output, { len: [1, 2, 3] });
-});
+    );
+    const run = await startFlow(sql, { flowSlug: "chain", input: { n: 3 } });
+    const seen: Json[] = [];
+    await runUntilIdle(sql, "chain", {
+      list: () => ["a", "bb", "ccc"],
+      upper: (s) => {
+        seen.push(s);
+        return (s as string).toUpperCase();
+      },
+      len: (s) => (s as string).length,
+    });
+    assert.deepEqual(seen, ["a", "bb", "ccc"]);
+    const done = await getRun(sql, run.run_id);
+    assert.equal(done.status, "completed");
+    assert.deepEqual(done.output, { len: [1, 2, 3] });
+  },
+);
 
 dbTest("NULL elements are distributed to their tasks and NULL outputs kept", async ({ sql }) => {
   await define(
@@ -126,71 +132,77 @@ dbTest("a single step returning [] completes its dependent map at once", async (
   assert.equal((await getRun(sql, run.run_id)).status, "completed");
 });
 
-dbTest("a non-array output into a map fails the run, keeps the output, archives messages", async ({ sql }) => {
-  await define(
-    sql,
-    `select pgflow.create_flow('violation');
+dbTest(
+  "a non-array output into a map fails the run, keeps the output, archives messages",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('violation');
      select pgflow.add_step('violation', 'list');
      select pgflow.add_step('violation', 'other');
      select pgflow.add_step('violation', 'each', deps_slugs => array['list'], step_type => 'map');`,
-  );
-  const run = await startFlow(sql, { flowSlug: "violation", input: {} });
-  const tasks = await takeTasks(sql, "violation");
-  assert.deepEqual(tasks.map((t) => t.step_slug).sort(), ["list", "other"]);
+    );
+    const run = await startFlow(sql, { flowSlug: "violation", input: {} });
+    const tasks = await takeTasks(sql, "violation");
+    assert.deepEqual(tasks.map((t) => t.step_slug).sort(), ["list", "other"]);
 
-  const row = await completeTask(sql, {
-    runId: run.run_id,
-    stepSlug: "list",
-    taskIndex: 0,
-    output: { not: "an array" },
-  });
-  assert.equal(row.status, "failed");
-  assert.deepEqual(row.output, { not: "an array" });
-  assert.match(row.error_message!, /\[TYPE_VIOLATION\].*"?list"?.*map step 'each'.*got object/);
+    const row = await completeTask(sql, {
+      runId: run.run_id,
+      stepSlug: "list",
+      taskIndex: 0,
+      output: { not: "an array" },
+    });
+    assert.equal(row.status, "failed");
+    assert.deepEqual(row.output, { not: "an array" });
+    assert.match(row.error_message!, /\[TYPE_VIOLATION\].*"?list"?.*map step 'each'.*got object/);
 
-  const done = await getRun(sql, run.run_id);
-  assert.equal(done.status, "failed");
-  assert.ok(done.failed_at);
-  assert.deepEqual(await stepStatuses(sql, run.run_id), {
-    each: "created",
-    list: "failed",
-    other: "failed",
-  });
-  const open = await sql`
+    const done = await getRun(sql, run.run_id);
+    assert.equal(done.status, "failed");
+    assert.ok(done.failed_at);
+    assert.deepEqual(await stepStatuses(sql, run.run_id), {
+      each: "created",
+      list: "failed",
+      other: "failed",
+    });
+    const open = await sql`
     select step_slug from pgflow.step_tasks
     where run_id = ${run.run_id} and status in ('queued', 'started')`;
-  assert.equal(open.length, 0, "no task of the failed run is left queued or started");
-  const [queue] = await sql`
+    assert.equal(open.length, 0, "no task of the failed run is left queued or started");
+    const [queue] = await sql`
     select (select count(*) from pgmq.q_violation)::int as queued,
            (select count(*) from pgmq.a_violation)::int as archived`;
-  assert.deepEqual(queue, { queued: 0, archived: 2 });
+    assert.deepEqual(queue, { queued: 0, archived: 2 });
 
-  // The other step's worker reports late: nothing changes.
-  const late = await completeTask(sql, {
-    runId: run.run_id,
-    stepSlug: "other",
-    taskIndex: 0,
-    output: 1,
-  });
-  assert.equal(late.status, "failed");
-  assert.equal(late.output, null);
-});
+    // The other step's worker reports late: nothing changes.
+    const late = await completeTask(sql, {
+      runId: run.run_id,
+      stepSlug: "other",
+      taskIndex: 0,
+      output: 1,
+    });
+    assert.equal(late.status, "failed");
+    assert.equal(late.output, null);
+  },
+);
 
-dbTest("start_flow rejects a non-array input for a root map and writes nothing", async ({ sql }) => {
-  await define(
-    sql,
-    `select pgflow.create_flow('rootmap');
+dbTest(
+  "start_flow rejects a non-array input for a root map and writes nothing",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('rootmap');
      select pgflow.add_step('rootmap', 'each', step_type => 'map');`,
-  );
-  for (const input of [{ a: 1 }, 3, "x", null]) {
-    await assert.rejects(
-      startFlow(sql, { flowSlug: "rootmap", input }),
-      /start_flow\('rootmap'\): root map step 'each' maps over the flow input, which must be a JSON array/,
     );
-  }
-  const [{ count }] = await sql`select count(*)::int as count from pgflow.runs`;
-  assert.equal(count, 0);
-});
+    for (const input of [{ a: 1 }, 3, "x", null]) {
+      await assert.rejects(
+        startFlow(sql, { flowSlug: "rootmap", input }),
+        /start_flow\('rootmap'\): root map step 'each' maps over the flow input, which must be a JSON array/,
+      );
+    }
+    const [{ count }] = await sql`select count(*)::int as count from pgflow.runs`;
+    assert.equal(count, 0);
+  },
+);
 
 dbTest("a 1,000-element map completes with every output in order", async ({ sql }) => {
   await define(

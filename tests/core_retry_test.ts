@@ -17,52 +17,57 @@ async function secondsHidden(sql: Sql, queue: string, msgId: number): Promise<nu
 
 /** Makes a hidden message visible now, standing in for the passing of its delay. */
 async function makeVisible(sql: Sql, queue: string, msgId: number) {
-  await sql.unsafe(`update pgmq."q_${queue}" set vt = clock_timestamp() where msg_id = $1`, [msgId]);
+  await sql.unsafe(`update pgmq."q_${queue}" set vt = clock_timestamp() where msg_id = $1`, [
+    msgId,
+  ]);
 }
 
-dbTest("failed attempts retry with delay base_delay * 2^attempts, then fail the run", async ({ sql }) => {
-  await define(
-    sql,
-    `select pgflow.create_flow('flaky', max_attempts => 4, base_delay => 3, timeout => 30);
+dbTest(
+  "failed attempts retry with delay base_delay * 2^attempts, then fail the run",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('flaky', max_attempts => 4, base_delay => 3, timeout => 30);
      select pgflow.add_step('flaky', 'call');
      select pgflow.add_step('flaky', 'after', deps_slugs => array['call']);`,
-  );
-  const run = await startFlow(sql, { flowSlug: "flaky", input: {} });
-  const delays: number[] = [];
-  for (let attempt = 1; attempt <= 4; attempt++) {
-    const [task] = await takeTasks(sql, "flaky");
-    assert.ok(task, `attempt ${attempt} gets the task`);
-    const [row] = await sql`
+    );
+    const run = await startFlow(sql, { flowSlug: "flaky", input: {} });
+    const delays: number[] = [];
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      const [task] = await takeTasks(sql, "flaky");
+      assert.ok(task, `attempt ${attempt} gets the task`);
+      const [row] = await sql`
       select attempts_count, status from pgflow.step_tasks where run_id = ${run.run_id}`;
-    assert.deepEqual(row, { attempts_count: attempt, status: "started" });
-    // While started, the message is hidden for the step timeout plus the margin.
-    const hidden = await secondsHidden(sql, "flaky", task.msg_id);
-    assert.ok(hidden > 30 && hidden <= 32, `hidden ${hidden}s during the attempt`);
+      assert.deepEqual(row, { attempts_count: attempt, status: "started" });
+      // While started, the message is hidden for the step timeout plus the margin.
+      const hidden = await secondsHidden(sql, "flaky", task.msg_id);
+      assert.ok(hidden > 30 && hidden <= 32, `hidden ${hidden}s during the attempt`);
 
-    const failed = await failOne(sql, task, `boom ${attempt}`);
-    if (attempt < 4) {
-      assert.equal(failed.status, "queued");
-      assert.equal(failed.error_message, `boom ${attempt}`);
-      delays.push(Math.round(await secondsHidden(sql, "flaky", task.msg_id)));
-      assert.deepEqual(await takeTasks(sql, "flaky"), [], "not visible before its delay");
-      await makeVisible(sql, "flaky", task.msg_id);
-    } else {
-      assert.equal(failed.status, "failed");
+      const failed = await failOne(sql, task, `boom ${attempt}`);
+      if (attempt < 4) {
+        assert.equal(failed.status, "queued");
+        assert.equal(failed.error_message, `boom ${attempt}`);
+        delays.push(Math.round(await secondsHidden(sql, "flaky", task.msg_id)));
+        assert.deepEqual(await takeTasks(sql, "flaky"), [], "not visible before its delay");
+        await makeVisible(sql, "flaky", task.msg_id);
+      } else {
+        assert.equal(failed.status, "failed");
+      }
     }
-  }
-  assert.deepEqual(delays, [6, 12, 24], "3 * 2^1, 3 * 2^2, 3 * 2^3");
+    assert.deepEqual(delays, [6, 12, 24], "3 * 2^1, 3 * 2^2, 3 * 2^3");
 
-  const done = await getRun(sql, run.run_id);
-  assert.equal(done.status, "failed");
-  const [state] = await sql`
+    const done = await getRun(sql, run.run_id);
+    assert.equal(done.status, "failed");
+    const [state] = await sql`
     select status, error_message from pgflow.step_states
     where run_id = ${run.run_id} and step_slug = 'call'`;
-  assert.deepEqual(state, { status: "failed", error_message: "boom 4" });
-  const [queue] = await sql`
+    assert.deepEqual(state, { status: "failed", error_message: "boom 4" });
+    const [queue] = await sql`
     select (select count(*) from pgmq.q_flaky)::int as queued,
            (select count(*) from pgmq.a_flaky)::int as archived`;
-  assert.deepEqual(queue, { queued: 0, archived: 1 });
-});
+    assert.deepEqual(queue, { queued: 0, archived: 1 });
+  },
+);
 
 dbTest("step options override the flow's retry options", async ({ sql }) => {
   await define(
@@ -91,27 +96,39 @@ dbTest("step options override the flow's retry options", async ({ sql }) => {
   });
 });
 
-dbTest("no retry on a failed run: a late failure or completion changes nothing", async ({ sql }) => {
-  await define(
-    sql,
-    `select pgflow.create_flow('late', max_attempts => 1);
+dbTest(
+  "no retry on a failed run: a late failure or completion changes nothing",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('late', max_attempts => 1);
      select pgflow.add_step('late', 'a');
      select pgflow.add_step('late', 'b');`,
-  );
-  const run = await startFlow(sql, { flowSlug: "late", input: {} });
-  const [a, b] = (await takeTasks(sql, "late")).sort((x, y) => x.step_slug.localeCompare(y.step_slug));
-  await failOne(sql, a, "a broke");
-  const before = await sql`select * from pgflow.step_tasks where run_id = ${run.run_id} order by step_slug`;
+    );
+    const run = await startFlow(sql, { flowSlug: "late", input: {} });
+    const [a, b] = (await takeTasks(sql, "late")).sort((x, y) =>
+      x.step_slug.localeCompare(y.step_slug)
+    );
+    await failOne(sql, a, "a broke");
+    const before =
+      await sql`select * from pgflow.step_tasks where run_id = ${run.run_id} order by step_slug`;
 
-  const lateFail = await failOne(sql, b, "b broke later");
-  assert.equal(lateFail.status, "failed");
-  assert.equal(lateFail.error_message, "cancelled: run failed at step a");
-  const lateDone = await completeTask(sql, { runId: run.run_id, stepSlug: "b", taskIndex: 0, output: 1 });
-  assert.equal(lateDone.status, "failed");
-  const after = await sql`select * from pgflow.step_tasks where run_id = ${run.run_id} order by step_slug`;
-  assert.deepEqual(after, before);
-  assert.equal((await getRun(sql, run.run_id)).status, "failed");
-});
+    const lateFail = await failOne(sql, b, "b broke later");
+    assert.equal(lateFail.status, "failed");
+    assert.equal(lateFail.error_message, "cancelled: run failed at step a");
+    const lateDone = await completeTask(sql, {
+      runId: run.run_id,
+      stepSlug: "b",
+      taskIndex: 0,
+      output: 1,
+    });
+    assert.equal(lateDone.status, "failed");
+    const after =
+      await sql`select * from pgflow.step_tasks where run_id = ${run.run_id} order by step_slug`;
+    assert.deepEqual(after, before);
+    assert.equal((await getRun(sql, run.run_id)).status, "failed");
+  },
+);
 
 dbTest("duplicate complete_task calls change nothing", async ({ sql }) => {
   await define(
@@ -122,12 +139,23 @@ dbTest("duplicate complete_task calls change nothing", async ({ sql }) => {
   );
   const run = await startFlow(sql, { flowSlug: "dup", input: {} });
   await takeTasks(sql, "dup");
-  const first = await completeTask(sql, { runId: run.run_id, stepSlug: "a", taskIndex: 0, output: 1 });
-  const second = await completeTask(sql, { runId: run.run_id, stepSlug: "a", taskIndex: 0, output: 2 });
+  const first = await completeTask(sql, {
+    runId: run.run_id,
+    stepSlug: "a",
+    taskIndex: 0,
+    output: 1,
+  });
+  const second = await completeTask(sql, {
+    runId: run.run_id,
+    stepSlug: "a",
+    taskIndex: 0,
+    output: 2,
+  });
   assert.deepEqual(second, first);
   const [{ remaining_steps }] = await sql`select remaining_steps from pgflow.runs`;
   assert.equal(remaining_steps, 1, "the step was counted once");
-  const [{ count }] = await sql`select count(*)::int as count from pgflow.step_tasks where step_slug = 'b'`;
+  const [{ count }] =
+    await sql`select count(*)::int as count from pgflow.step_tasks where step_slug = 'b'`;
   assert.equal(count, 1, "the dependent was started once");
 });
 
@@ -150,56 +178,62 @@ dbTest("a step's start_delay holds its first message back", async ({ sql }) => {
   assert.equal(first.step_slug, "now");
 });
 
-dbTest("a task whose worker vanished is recovered after its step's own timeout", async ({ sql }) => {
-  await define(
-    sql,
-    `select pgflow.create_flow('vanish', timeout => 60, base_delay => 0);
+dbTest(
+  "a task whose worker vanished is recovered after its step's own timeout",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('vanish', timeout => 60, base_delay => 0);
      select pgflow.add_step('vanish', 'quick', timeout => 5);
      select pgflow.add_step('vanish', 'slow', timeout => 600);`,
-  );
-  const run = await startFlow(sql, { flowSlug: "vanish", input: {} });
-  await takeTasks(sql, "vanish");
-  // Both started 100 s ago: past quick's 5 s timeout, within slow's 600 s.
-  await sql`update pgflow.step_tasks set started_at = now() - interval '100 seconds'`;
+    );
+    const run = await startFlow(sql, { flowSlug: "vanish", input: {} });
+    await takeTasks(sql, "vanish");
+    // Both started 100 s ago: past quick's 5 s timeout, within slow's 600 s.
+    await sql`update pgflow.step_tasks set started_at = now() - interval '100 seconds'`;
 
-  assert.equal(await requeueStalledTasks(sql), 1);
-  const rows = await sql`
+    assert.equal(await requeueStalledTasks(sql), 1);
+    const rows = await sql`
     select step_slug, status, attempts_count, error_message from pgflow.step_tasks
     where run_id = ${run.run_id} order by step_slug`;
-  assert.equal(rows[0].step_slug, "quick");
-  assert.equal(rows[0].status, "queued");
-  assert.match(rows[0].error_message, new RegExp(`timed out: worker ${WORKER_ID} .* 5 s`));
-  assert.equal(rows[1].status, "started", "slow is still within its own timeout");
+    assert.equal(rows[0].step_slug, "quick");
+    assert.equal(rows[0].status, "queued");
+    assert.match(rows[0].error_message, new RegExp(`timed out: worker ${WORKER_ID} .* 5 s`));
+    assert.equal(rows[1].status, "started", "slow is still within its own timeout");
 
-  const [again] = await takeTasks(sql, "vanish");
-  assert.equal(again.step_slug, "quick");
-  const [{ attempts_count }] = await sql`
+    const [again] = await takeTasks(sql, "vanish");
+    assert.equal(again.step_slug, "quick");
+    const [{ attempts_count }] = await sql`
     select attempts_count from pgflow.step_tasks where step_slug = 'quick'`;
-  assert.equal(attempts_count, 2);
-});
+    assert.equal(attempts_count, 2);
+  },
+);
 
-dbTest("a message that reappears for a stalled task counts as a failed attempt", async ({ sql }) => {
-  await define(
-    sql,
-    `select pgflow.create_flow('reappear', max_attempts => 2, base_delay => 0, timeout => 5);
+dbTest(
+  "a message that reappears for a stalled task counts as a failed attempt",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('reappear', max_attempts => 2, base_delay => 0, timeout => 5);
      select pgflow.add_step('reappear', 'job');`,
-  );
-  const run = await startFlow(sql, { flowSlug: "reappear", input: {} });
-  const [first] = await takeTasks(sql, "reappear", 10, WORKER_ID);
-  await sql`update pgflow.step_tasks set started_at = now() - interval '10 seconds'`;
-  await sql.unsafe(`update pgmq.q_reappear set vt = clock_timestamp()`);
+    );
+    const run = await startFlow(sql, { flowSlug: "reappear", input: {} });
+    const [first] = await takeTasks(sql, "reappear", 10, WORKER_ID);
+    await sql`update pgflow.step_tasks set started_at = now() - interval '10 seconds'`;
+    await sql.unsafe(`update pgmq.q_reappear set vt = clock_timestamp()`);
 
-  // Another worker reads the message: the stale attempt is failed and retried (delay 0).
-  const other = "22222222-2222-4222-8222-222222222222";
-  assert.deepEqual(await takeTasks(sql, "reappear", 10, other), []);
-  const [second] = await takeTasks(sql, "reappear", 10, other);
-  assert.equal(second.msg_id, first.msg_id);
-  const [row] = await sql`select attempts_count, last_worker_id from pgflow.step_tasks`;
-  assert.deepEqual(row, { attempts_count: 2, last_worker_id: other });
+    // Another worker reads the message: the stale attempt is failed and retried (delay 0).
+    const other = "22222222-2222-4222-8222-222222222222";
+    assert.deepEqual(await takeTasks(sql, "reappear", 10, other), []);
+    const [second] = await takeTasks(sql, "reappear", 10, other);
+    assert.equal(second.msg_id, first.msg_id);
+    const [row] = await sql`select attempts_count, last_worker_id from pgflow.step_tasks`;
+    assert.deepEqual(row, { attempts_count: 2, last_worker_id: other });
 
-  // The second attempt stalls too: attempts are exhausted and the run fails.
-  await sql`update pgflow.step_tasks set started_at = now() - interval '10 seconds'`;
-  await sql.unsafe(`update pgmq.q_reappear set vt = clock_timestamp()`);
-  assert.deepEqual(await takeTasks(sql, "reappear", 10, other), []);
-  assert.equal((await getRun(sql, run.run_id)).status, "failed");
-});
+    // The second attempt stalls too: attempts are exhausted and the run fails.
+    await sql`update pgflow.step_tasks set started_at = now() - interval '10 seconds'`;
+    await sql.unsafe(`update pgmq.q_reappear set vt = clock_timestamp()`);
+    assert.deepEqual(await takeTasks(sql, "reappear", 10, other), []);
+    assert.equal((await getRun(sql, run.run_id)).status, "failed");
+  },
+);

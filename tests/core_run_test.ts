@@ -12,66 +12,69 @@ const ANALYZE_WEBSITE = `
   SELECT pgflow.add_step('analyze_website', 'saveToDb', deps_slugs => ARRAY['sentiment', 'summary']);
 `;
 
-dbTest("the spec's analyze_website example runs to completed with the spec's inputs", async ({ sql }) => {
-  await define(sql, ANALYZE_WEBSITE);
-  const [started] = await sql`
+dbTest(
+  "the spec's analyze_website example runs to completed with the spec's inputs",
+  async ({ sql }) => {
+    await define(sql, ANALYZE_WEBSITE);
+    const [started] = await sql`
     SELECT * FROM pgflow.start_flow(
       flow_slug => 'analyze_website',
       input => '{"url": "https://example.com"}'::jsonb)`;
-  assert.equal(started.status, "started");
-  assert.equal(started.remaining_steps, 4);
-  assert.deepEqual(started.input, { url: "https://example.com" });
-  assert.equal(started.output, null);
+    assert.equal(started.status, "started");
+    assert.equal(started.remaining_steps, 4);
+    assert.deepEqual(started.input, { url: "https://example.com" });
+    assert.equal(started.output, null);
 
-  const seen: Record<string, unknown> = {};
-  await runUntilIdle(sql, "analyze_website", {
-    website: (input) => {
-      seen.website = input;
-      return { content: "HTML content", status: 200 };
-    },
-    sentiment: (input) => {
-      seen.sentiment = input;
-      return { score: 0.85, label: "positive" };
-    },
-    summary: (input) => {
-      seen.summary = input;
-      return "This website discusses technology.";
-    },
-    saveToDb: (input) => {
-      seen.saveToDb = input;
-      return { status: "success" };
-    },
-  });
+    const seen: Record<string, unknown> = {};
+    await runUntilIdle(sql, "analyze_website", {
+      website: (input) => {
+        seen.website = input;
+        return { content: "HTML content", status: 200 };
+      },
+      sentiment: (input) => {
+        seen.sentiment = input;
+        return { score: 0.85, label: "positive" };
+      },
+      summary: (input) => {
+        seen.summary = input;
+        return "This website discusses technology.";
+      },
+      saveToDb: (input) => {
+        seen.saveToDb = input;
+        return { status: "success" };
+      },
+    });
 
-  assert.deepEqual(seen.website, { run: { url: "https://example.com" } });
-  assert.deepEqual(seen.sentiment, {
-    run: { url: "https://example.com" },
-    website: { content: "HTML content", status: 200 },
-  });
-  assert.deepEqual(seen.saveToDb, {
-    run: { url: "https://example.com" },
-    sentiment: { score: 0.85, label: "positive" },
-    summary: "This website discusses technology.",
-  });
+    assert.deepEqual(seen.website, { run: { url: "https://example.com" } });
+    assert.deepEqual(seen.sentiment, {
+      run: { url: "https://example.com" },
+      website: { content: "HTML content", status: 200 },
+    });
+    assert.deepEqual(seen.saveToDb, {
+      run: { url: "https://example.com" },
+      sentiment: { score: 0.85, label: "positive" },
+      summary: "This website discusses technology.",
+    });
 
-  const run = await getRun(sql, started.run_id);
-  assert.equal(run.status, "completed");
-  assert.equal(run.remaining_steps, 0);
-  assert.deepEqual(run.output, { saveToDb: { status: "success" } });
-  assert.ok(run.completed_at);
-  assert.deepEqual(await stepStatuses(sql, started.run_id), {
-    saveToDb: "completed",
-    sentiment: "completed",
-    summary: "completed",
-    website: "completed",
-  });
+    const run = await getRun(sql, started.run_id);
+    assert.equal(run.status, "completed");
+    assert.equal(run.remaining_steps, 0);
+    assert.deepEqual(run.output, { saveToDb: { status: "success" } });
+    assert.ok(run.completed_at);
+    assert.deepEqual(await stepStatuses(sql, started.run_id), {
+      saveToDb: "completed",
+      sentiment: "completed",
+      summary: "completed",
+      website: "completed",
+    });
 
-  // Every task message was archived, none left in the queue.
-  const [queue] = await sql`
+    // Every task message was archived, none left in the queue.
+    const [queue] = await sql`
     select (select count(*) from pgmq.q_analyze_website)::int as queued,
            (select count(*) from pgmq.a_analyze_website)::int as archived`;
-  assert.deepEqual(queue, { queued: 0, archived: 4 });
-});
+    assert.deepEqual(queue, { queued: 0, archived: 4 });
+  },
+);
 
 dbTest("dependents start only when all their dependencies completed", async ({ sql }) => {
   await define(sql, ANALYZE_WEBSITE);
@@ -99,23 +102,26 @@ dbTest("dependents start only when all their dependencies completed", async ({ s
   assert.equal((await getRun(sql, run.run_id)).remaining_steps, 1);
 });
 
-dbTest("a flow of root steps only runs them in parallel and outputs all of them", async ({ sql }) => {
-  await define(
-    sql,
-    `select pgflow.create_flow('roots');
+dbTest(
+  "a flow of root steps only runs them in parallel and outputs all of them",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('roots');
      select pgflow.add_step('roots', 'a');
      select pgflow.add_step('roots', 'b');
      select pgflow.add_step('roots', 'c');`,
-  );
-  const run = await startFlow(sql, { flowSlug: "roots", input: 7 });
-  const tasks = await takeTasks(sql, "roots");
-  assert.deepEqual(tasks.map((t) => t.step_slug).sort(), ["a", "b", "c"]);
-  for (const task of tasks) assert.deepEqual(task.input, { run: 7 });
-  for (const [slug, output] of [["a", 1], ["b", "two"], ["c", [3]]] as const) {
-    await completeTask(sql, { runId: run.run_id, stepSlug: slug, taskIndex: 0, output });
-  }
-  assert.deepEqual((await getRun(sql, run.run_id)).output, { a: 1, b: "two", c: [3] });
-});
+    );
+    const run = await startFlow(sql, { flowSlug: "roots", input: 7 });
+    const tasks = await takeTasks(sql, "roots");
+    assert.deepEqual(tasks.map((t) => t.step_slug).sort(), ["a", "b", "c"]);
+    for (const task of tasks) assert.deepEqual(task.input, { run: 7 });
+    for (const [slug, output] of [["a", 1], ["b", "two"], ["c", [3]]] as const) {
+      await completeTask(sql, { runId: run.run_id, stepSlug: slug, taskIndex: 0, output });
+    }
+    assert.deepEqual((await getRun(sql, run.run_id)).output, { a: 1, b: "two", c: [3] });
+  },
+);
 
 dbTest("multiple roots feeding one step, and run output has every leaf", async ({ sql }) => {
   await define(
@@ -195,20 +201,23 @@ dbTest("start_flow accepts a caller-chosen run_id once", async ({ sql }) => {
   assert.equal(count, 1);
 });
 
-dbTest("get_run_with_states and start_flow_with_states return the run and its steps", async ({ sql }) => {
-  await define(sql, ANALYZE_WEBSITE);
-  const [{ result }] = await sql`
+dbTest(
+  "get_run_with_states and start_flow_with_states return the run and its steps",
+  async ({ sql }) => {
+    await define(sql, ANALYZE_WEBSITE);
+    const [{ result }] = await sql`
     select pgflow.start_flow_with_states('analyze_website', '{"url":"x"}'::jsonb) as result`;
-  assert.equal(result.run.status, "started");
-  assert.deepEqual(result.run.input, { url: "x" });
-  assert.deepEqual(
-    result.steps.map((s: { step_slug: string; status: string }) => [s.step_slug, s.status]),
-    [["website", "started"], ["sentiment", "created"], ["summary", "created"], [
-      "saveToDb",
-      "created",
-    ]],
-  );
-  const [{ again }] = await sql`
+    assert.equal(result.run.status, "started");
+    assert.deepEqual(result.run.input, { url: "x" });
+    assert.deepEqual(
+      result.steps.map((s: { step_slug: string; status: string }) => [s.step_slug, s.status]),
+      [["website", "started"], ["sentiment", "created"], ["summary", "created"], [
+        "saveToDb",
+        "created",
+      ]],
+    );
+    const [{ again }] = await sql`
     select pgflow.get_run_with_states(${result.run.run_id}::uuid) as again`;
-  assert.deepEqual(again, result);
-});
+    assert.deepEqual(again, result);
+  },
+);

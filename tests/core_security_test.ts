@@ -16,85 +16,106 @@ const FUNCTIONS = [
   "select pgflow.requeue_stalled_tasks()",
   "select pgflow.prune_data_older_than('1 day')",
 ];
-const TABLES = ["flows", "steps", "deps", "runs", "step_states", "step_tasks", "workers", "worker_functions"];
+const TABLES = [
+  "flows",
+  "steps",
+  "deps",
+  "runs",
+  "step_states",
+  "step_tasks",
+  "workers",
+  "worker_functions",
+];
 
-dbTest("a role without grants can neither call pgflow functions nor touch its tables", async ({ sql }) => {
-  await define(sql, `select pgflow.create_flow('f'); select pgflow.add_step('f', 'a');`);
-  const role = `stranger_${Date.now()}`;
-  await sql.unsafe(`create role ${role} nologin`);
-  try {
-    for (const statement of [
-      ...FUNCTIONS,
-      ...TABLES.map((t) => `select * from pgflow.${t}`),
-      `insert into pgflow.flows (flow_slug) values ('sneaky')`,
-      `delete from pgflow.runs`,
-    ]) {
-      await assert.rejects(
-        sql.begin(async (tx) => {
-          await tx.unsafe(`set local role ${role}`);
-          await tx.unsafe(statement);
-        }),
-        /permission denied/,
-        statement,
-      );
+dbTest(
+  "a role without grants can neither call pgflow functions nor touch its tables",
+  async ({ sql }) => {
+    await define(sql, `select pgflow.create_flow('f'); select pgflow.add_step('f', 'a');`);
+    const role = `stranger_${Date.now()}`;
+    await sql.unsafe(`create role ${role} nologin`);
+    try {
+      for (
+        const statement of [
+          ...FUNCTIONS,
+          ...TABLES.map((t) => `select * from pgflow.${t}`),
+          `insert into pgflow.flows (flow_slug) values ('sneaky')`,
+          `delete from pgflow.runs`,
+        ]
+      ) {
+        await assert.rejects(
+          sql.begin(async (tx) => {
+            await tx.unsafe(`set local role ${role}`);
+            await tx.unsafe(statement);
+          }),
+          /permission denied/,
+          statement,
+        );
+      }
+      // Even with USAGE on the schema, nothing inside is granted.
+      await sql.unsafe(`grant usage on schema pgflow to ${role}`);
+      for (const statement of [...FUNCTIONS, ...TABLES.map((t) => `select * from pgflow.${t}`)]) {
+        await assert.rejects(
+          sql.begin(async (tx) => {
+            await tx.unsafe(`set local role ${role}`);
+            await tx.unsafe(statement);
+          }),
+          /permission denied/,
+          statement,
+        );
+      }
+    } finally {
+      await sql.unsafe(`drop owned by ${role}; drop role ${role}`);
     }
-    // Even with USAGE on the schema, nothing inside is granted.
-    await sql.unsafe(`grant usage on schema pgflow to ${role}`);
-    for (const statement of [...FUNCTIONS, ...TABLES.map((t) => `select * from pgflow.${t}`)]) {
-      await assert.rejects(
-        sql.begin(async (tx) => {
-          await tx.unsafe(`set local role ${role}`);
-          await tx.unsafe(statement);
-        }),
-        /permission denied/,
-        statement,
-      );
-    }
-  } finally {
-    await sql.unsafe(`drop owned by ${role}; drop role ${role}`);
-  }
-});
+  },
+);
 
-dbTest("the documented client grants let a role start and watch runs, nothing more", async ({ sql }) => {
-  await define(sql, `select pgflow.create_flow('f'); select pgflow.add_step('f', 'a');`);
-  const role = `client_${Date.now()}`;
-  await sql.unsafe(`create role ${role} nologin`);
-  try {
-    // The grants README.md documents for a client role.
-    await sql.unsafe(`
+dbTest(
+  "the documented client grants let a role start and watch runs, nothing more",
+  async ({ sql }) => {
+    await define(sql, `select pgflow.create_flow('f'); select pgflow.add_step('f', 'a');`);
+    const role = `client_${Date.now()}`;
+    await sql.unsafe(`create role ${role} nologin`);
+    try {
+      // The grants README.md documents for a client role.
+      await sql.unsafe(`
       grant usage on schema pgflow to ${role};
       grant execute on function pgflow.start_flow(text, jsonb, uuid) to ${role};
       grant execute on function pgflow.start_flow_with_states(text, jsonb, uuid) to ${role};
       grant execute on function pgflow.get_run_with_states(uuid) to ${role};
       grant select on pgflow.runs, pgflow.step_states to ${role};`);
-    const result = await sql.begin(async (tx) => {
-      await tx.unsafe(`set local role ${role}`);
-      const [{ state }] = await tx`select pgflow.start_flow_with_states('f', '{"a":1}'::jsonb) as state`;
-      const [{ again }] = await tx`select pgflow.get_run_with_states(${state.run.run_id}::uuid) as again`;
-      const runs = await tx`select run_id, status from pgflow.runs`;
-      return { state, again, runs };
-    });
-    assert.equal(result.state.run.status, "started");
-    assert.deepEqual(result.again, result.state);
-    assert.equal(result.runs.length, 1);
-    for (const statement of [
-      "select pgflow.complete_task(gen_random_uuid(), 'a', 0, '1'::jsonb)",
-      "select * from pgflow.step_tasks",
-      "update pgflow.runs set status = 'completed'",
-    ]) {
-      await assert.rejects(
-        sql.begin(async (tx) => {
-          await tx.unsafe(`set local role ${role}`);
-          await tx.unsafe(statement);
-        }),
-        /permission denied/,
-        statement,
-      );
+      const result = await sql.begin(async (tx) => {
+        await tx.unsafe(`set local role ${role}`);
+        const [{ state }] =
+          await tx`select pgflow.start_flow_with_states('f', '{"a":1}'::jsonb) as state`;
+        const [{ again }] =
+          await tx`select pgflow.get_run_with_states(${state.run.run_id}::uuid) as again`;
+        const runs = await tx`select run_id, status from pgflow.runs`;
+        return { state, again, runs };
+      });
+      assert.equal(result.state.run.status, "started");
+      assert.deepEqual(result.again, result.state);
+      assert.equal(result.runs.length, 1);
+      for (
+        const statement of [
+          "select pgflow.complete_task(gen_random_uuid(), 'a', 0, '1'::jsonb)",
+          "select * from pgflow.step_tasks",
+          "update pgflow.runs set status = 'completed'",
+        ]
+      ) {
+        await assert.rejects(
+          sql.begin(async (tx) => {
+            await tx.unsafe(`set local role ${role}`);
+            await tx.unsafe(statement);
+          }),
+          /permission denied/,
+          statement,
+        );
+      }
+    } finally {
+      await sql.unsafe(`drop owned by ${role}; drop role ${role}`);
     }
-  } finally {
-    await sql.unsafe(`drop owned by ${role}; drop role ${role}`);
-  }
-});
+  },
+);
 
 dbTest("security definer functions pin search_path", async ({ sql }) => {
   const rows = await sql`

@@ -1,4 +1,8 @@
-/** Serialises a value for a `::jsonb` parameter, refusing what JSON cannot hold. */
+/**
+ * Serialises a value for a jsonb parameter, refusing what JSON cannot hold.
+ * Callers bind it as `(${text}::text)::jsonb`: postgres.js would JSON-encode a
+ * string bound straight to a jsonb parameter, and `sql.json(null)` binds SQL NULL.
+ */
 export function toJsonText(value: unknown, what: string): string {
   let text: string | undefined;
   try {

@@ -15,7 +15,7 @@ export async function startFlow(sql: Sql, args: StartFlowArgs): Promise<RunRow> 
   const [row] = await sql<RunRow[]>`
     select * from pgflow.start_flow(
       flow_slug => ${args.flowSlug},
-      input => ${input}::jsonb,
+      input => (${input}::text)::jsonb,
       run_id => ${args.runId ?? null}::uuid)`;
   return row;
 }
@@ -25,7 +25,7 @@ export async function startFlowWithStates(sql: Sql, args: StartFlowArgs): Promis
   const [row] = await sql<{ result: RunWithStates }[]>`
     select pgflow.start_flow_with_states(
       flow_slug => ${args.flowSlug},
-      input => ${input}::jsonb,
+      input => (${input}::text)::jsonb,
       run_id => ${args.runId ?? null}::uuid) as result`;
   return row.result;
 }

@@ -54,7 +54,7 @@ export async function completeTask(
       run_id => ${args.runId}::uuid,
       step_slug => ${args.stepSlug},
       task_index => ${args.taskIndex}::int,
-      output => ${output}::jsonb)`;
+      output => (${output}::text)::jsonb)`;
   return row;
 }
 

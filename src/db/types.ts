@@ -111,7 +111,10 @@ export interface RunWithStates {
 }
 
 /** A row as `to_jsonb` renders it: Date columns become ISO strings. */
-export type JsonRow<T> = { [K in keyof T]: T[K] extends Date ? string : T[K] extends Date | null ? string | null : T[K] };
+export type JsonRow<T> = {
+  [K in keyof T]: T[K] extends Date ? string : T[K] extends Date | null ? string | null
+  : T[K];
+};
 
 export interface PruneResult {
   runs: number;

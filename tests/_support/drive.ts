@@ -19,11 +19,12 @@ export async function takeTasks(
   const messages = await sql<{ msg_id: number }[]>`
     select msg_id from pgmq.read(${flowSlug}, 30, ${qty})`;
   if (messages.length === 0) return [];
-  return await startTasks(sql, {
+  const tasks = await startTasks(sql, {
     flowSlug,
     msgIds: messages.map((m) => m.msg_id),
     workerId,
   });
+  return [...tasks];
 }
 
 export type Handler = (input: Json, task: StepTaskRecord) => Json;
