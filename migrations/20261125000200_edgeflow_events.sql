@@ -76,6 +76,7 @@ end;
 $$;
 
 -- Sets each message's visibility timeout (seconds from now) in one statement.
+-- pgmq names a queue's table q_<lower-cased queue name>.
 create function pgflow.set_vt_batch(queue_name text, msg_ids bigint[], vt_offsets int[])
 returns setof pgmq.message_record
 language plpgsql
@@ -91,7 +92,7 @@ begin
     raise exception 'set_vt_batch(%): vt_offsets must not contain NULL', queue_name
       using errcode = 'invalid_parameter_value';
   end if;
-  if to_regclass(format('pgmq.%I', 'q_' || queue_name)) is null then
+  if to_regclass(format('pgmq.%I', 'q_' || lower(queue_name))) is null then
     raise exception 'set_vt_batch: queue % does not exist', coalesce(quote_literal(queue_name), 'NULL')
       using errcode = 'no_data_found';
   end if;
@@ -104,7 +105,7 @@ begin
        from unnest($1, $2) as v(msg_id, vt_offset)
       where q.msg_id = v.msg_id
   returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers',
-    'q_' || queue_name)
+    'q_' || lower(queue_name))
   using msg_ids, vt_offsets;
 end;
 $$;

@@ -118,8 +118,8 @@ begin
   delete from pgflow.runs where run_id = any(v_runs);
 
   for v_flow in select flow_slug from pgflow.flows loop
-    if to_regclass(format('pgmq.%I', 'a_' || v_flow)) is not null then
-      execute format('delete from pgmq.%I where archived_at < $1', 'a_' || v_flow) using v_cutoff;
+    if to_regclass(format('pgmq.%I', 'a_' || lower(v_flow))) is not null then
+      execute format('delete from pgmq.%I where archived_at < $1', 'a_' || lower(v_flow)) using v_cutoff;
       get diagnostics v_count = row_count;
       v_messages := v_messages + v_count;
     end if;

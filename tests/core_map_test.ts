@@ -3,7 +3,7 @@ import { dbTest } from "./_support/db.ts";
 import { define, getRun, runUntilIdle, stepStatuses, takeTasks } from "./_support/drive.ts";
 import { startFlow } from "../src/db/runs.ts";
 import { completeTask } from "../src/db/tasks.ts";
-import type { Json } from "../src/db/types.ts";
+import type { Json, StepTaskRecord } from "../src/db/types.ts";
 
 dbTest(
   "a root map makes one task per input element and aggregates outputs in order",
@@ -220,3 +220,53 @@ dbTest("a 1,000-element map completes with every output in order", async ({ sql 
   assert.equal(done.status, "completed");
   assert.deepEqual(done.output, { each: Array.from({ length: 1000 }, (_, i) => i * 3) });
 });
+
+dbTest(
+  "concurrent workers completing one map's tasks finish it exactly once",
+  async ({ sql, connect }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('race');
+     select pgflow.add_step('race', 'each', step_type => 'map');
+     select pgflow.add_step('race', 'total', deps_slugs => array['each']);`,
+    );
+    const width = 200;
+    const run = await startFlow(sql, {
+      flowSlug: "race",
+      input: Array.from({ length: width }, (_, i) => i),
+    });
+    const workers = Array.from({ length: 4 }, (_, w) => ({ sql: connect(2), id: `${w}` }));
+    const seen = new Set<number>();
+    const totals: StepTaskRecord[] = [];
+    await Promise.all(workers.map(async (worker) => {
+      const workerId = `00000000-0000-4000-8000-00000000000${worker.id}`;
+      while (true) {
+        const tasks = await takeTasks(worker.sql, "race", 7, workerId);
+        if (tasks.length === 0) return;
+        for (const task of tasks) {
+          if (task.step_slug === "total") {
+            totals.push(task);
+            continue;
+          }
+          assert.ok(!seen.has(task.task_index), `task ${task.task_index} handed out twice`);
+          seen.add(task.task_index);
+          await completeTask(worker.sql, {
+            runId: run.run_id,
+            stepSlug: "each",
+            taskIndex: task.task_index,
+            output: task.task_index + 1,
+          });
+        }
+      }
+    }));
+    assert.equal(seen.size, width);
+    totals.push(...await takeTasks(sql, "race"));
+    assert.equal(totals.length, 1, "the dependent step was started once");
+    const [total] = totals;
+    const each = (total.input as { each: number[] }).each;
+    assert.deepEqual(each, Array.from({ length: width }, (_, i) => i + 1));
+    const [state] = await sql`
+    select status, remaining_tasks from pgflow.step_states where run_id = ${run.run_id} and step_slug = 'each'`;
+    assert.deepEqual(state, { status: "completed", remaining_tasks: 0 });
+  },
+);

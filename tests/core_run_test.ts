@@ -221,3 +221,22 @@ dbTest(
     assert.deepEqual(again, result);
   },
 );
+
+dbTest(
+  "flow slugs with capitals work end to end (pgmq lower-cases table names)",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('MyFlow', timeout => 7);
+     select pgflow.add_step('MyFlow', 'First');`,
+    );
+    const run = await startFlow(sql, { flowSlug: "MyFlow", input: 1 });
+    const [task] = await takeTasks(sql, "MyFlow");
+    const [{ hidden }] = await sql`
+    select round(extract(epoch from vt - clock_timestamp()))::int as hidden
+    from pgmq.q_myflow where msg_id = ${task.msg_id}`;
+    assert.equal(hidden, 9, "start_tasks set the visibility to timeout + 2 s");
+    await completeTask(sql, { runId: run.run_id, stepSlug: "First", taskIndex: 0, output: 2 });
+    assert.deepEqual((await getRun(sql, run.run_id)).output, { First: 2 });
+  },
+);
