@@ -126,6 +126,12 @@ begin
         order by i),
       v_step.start_delay) as sent(msg_id);
 
+    -- A hint for workers that LISTEN (see README, "Worker wake-up"); polling
+    -- stays the fallback. Identical notifications in a transaction fold into one.
+    if v_step.start_delay = 0 then
+      perform pg_notify('pgflow:queue:' || v_step.flow_slug, '');
+    end if;
+
     perform pgflow._emit_step(start_ready_steps.run_id, v_step.step_slug, 'started',
       jsonb_build_object('remaining_tasks', v_state.remaining_tasks,
                          'remaining_deps', v_state.remaining_deps,

@@ -15,6 +15,12 @@ const FUNCTIONS = [
   "select pgflow.calculate_retry_delay(1, 1)",
   "select pgflow.requeue_stalled_tasks()",
   "select pgflow.prune_data_older_than('1 day')",
+  "select pgflow.ensure_flow_compiled('f', '{}'::jsonb)",
+  "select pgflow.delete_flow_and_data('f')",
+  "select pgflow.register_worker(gen_random_uuid(), 'f', 'fn')",
+  "select pgflow.worker_heartbeat(gen_random_uuid())",
+  "select pgflow.deprecate_workers()",
+  "select pgflow.mark_worker_stopped(gen_random_uuid())",
 ];
 const TABLES = [
   "flows",

@@ -48,3 +48,32 @@ export async function isValidSlug(sql: Sql, slug: string): Promise<boolean> {
   const [row] = await sql<{ valid: boolean }[]>`select pgflow.is_valid_slug(${slug}) as valid`;
   return row.valid;
 }
+
+/** What `pgflow.ensure_flow_compiled` did with a flow's shape. */
+export interface EnsureFlowCompiledResult {
+  status: "compiled" | "verified" | "recompiled" | "mismatch";
+  /** Human-readable differences between the code's shape and the database's. */
+  differences: string[];
+}
+
+/**
+ * Creates the flow from its shape when missing, verifies it when present, and on a
+ * mismatch either lists the differences or (allowDataLoss) deletes and recreates it.
+ */
+export async function ensureFlowCompiled(
+  sql: Sql,
+  args: { flowSlug: string; shape: unknown; allowDataLoss?: boolean },
+): Promise<EnsureFlowCompiledResult> {
+  const shape = JSON.stringify(args.shape);
+  const [row] = await sql<{ result: EnsureFlowCompiledResult }[]>`
+    select pgflow.ensure_flow_compiled(
+      flow_slug => ${args.flowSlug},
+      shape => (${shape}::text)::jsonb,
+      allow_data_loss => ${args.allowDataLoss ?? false}) as result`;
+  return row.result;
+}
+
+/** Deletes a flow with all its runs and its queue. Irreversible. */
+export async function deleteFlowAndData(sql: Sql, flowSlug: string): Promise<void> {
+  await sql`select pgflow.delete_flow_and_data(${flowSlug})`;
+}

@@ -1,0 +1,17 @@
+/** The flow DSL: build typed flows; the compiler and the worker read them. */
+export {
+  type AnyFlow,
+  Flow,
+  type FlowConfig,
+  isFlow,
+  type MapStepConfig,
+  type SingleStepConfig,
+} from "./flow.ts";
+export type { RawMessage, StepContext, StepTask } from "./context.ts";
+export { FlowDefinitionError } from "./errors.ts";
+export type { FlowInput, FlowOutput, StepInput, StepOutput } from "./infer.ts";
+export type { IsJson, Json, NonJson } from "./json.ts";
+export { FLOW_DEFAULTS, type FlowOptions, type StepOptions } from "./options.ts";
+export { isValidSlug, MAX_SLUG_LENGTH, RESERVED_SLUG } from "./slug.ts";
+export type { DeclaredWith, StepDefinition, StepHandler, StepType } from "./step_definition.ts";
+export type { StepMap, StepTypes } from "./types.ts";
