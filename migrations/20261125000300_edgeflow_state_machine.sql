@@ -3,8 +3,9 @@
 -- that keeps concurrent completions of one run from deadlocking.
 
 -- Marks a step completed and hands its output to the steps that depend on it.
+-- Returns the run's remaining_steps afterwards.
 create function pgflow._finish_step(run_id uuid, step_slug text, output jsonb)
-returns void
+returns int
 language plpgsql
 set search_path = ''
 as $$
@@ -13,6 +14,7 @@ declare
   v_state pgflow.step_states;
   v_type text;
   v_size int;
+  v_remaining int;
 begin
   update pgflow.step_states
      set status = 'completed',
@@ -48,7 +50,9 @@ begin
      and ss.step_slug = d.step_slug;
 
   update pgflow.runs set remaining_steps = remaining_steps - 1
-  where run_id = _finish_step.run_id;
+  where run_id = _finish_step.run_id
+  returning remaining_steps into v_remaining;
+  return v_remaining;
 end;
 $$;
 

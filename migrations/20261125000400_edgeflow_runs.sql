@@ -215,8 +215,9 @@ begin
 end;
 $$;
 
--- Loads and locks a task for complete_task / fail_task, raising clear errors
--- for an unknown run, step or task.
+-- Loads and locks a task (and its run, which serialises all state changes of
+-- a run) for complete_task / fail_task; one query on the common path, and a
+-- clear error naming what is missing otherwise.
 create function pgflow._lock_task(what text, run_id uuid, step_slug text, task_index int)
 returns pgflow.step_tasks
 language plpgsql
@@ -227,7 +228,17 @@ declare
   v_flow text;
   v_task pgflow.step_tasks;
 begin
-  select flow_slug into v_flow from pgflow.runs where run_id = _lock_task.run_id for update;
+  select t.* into v_task
+  from pgflow.runs r
+  join pgflow.step_tasks t on t.run_id = r.run_id
+  where r.run_id = _lock_task.run_id and t.step_slug = _lock_task.step_slug
+    and t.task_index = _lock_task.task_index
+  for update of r, t;
+  if found then
+    return v_task;
+  end if;
+
+  select flow_slug into v_flow from pgflow.runs where run_id = _lock_task.run_id;
   if not found then
     perform pgflow._no_such(format('%s: run %s does not exist', what, coalesce(_lock_task.run_id::text, 'NULL')));
   end if;
@@ -236,14 +247,8 @@ begin
     perform pgflow._no_such(format('%s: flow %L has no step %s', what, v_flow,
       coalesce(quote_literal(_lock_task.step_slug), 'NULL')));
   end if;
-  select * into v_task from pgflow.step_tasks
-  where run_id = _lock_task.run_id and step_slug = _lock_task.step_slug and task_index = _lock_task.task_index
-  for update;
-  if not found then
-    perform pgflow._no_such(format('%s: step %L of run %s has no task %s (yet)', what,
-      _lock_task.step_slug, _lock_task.run_id, coalesce(_lock_task.task_index::text, 'NULL')));
-  end if;
-  return v_task;
+  perform pgflow._no_such(format('%s: step %L of run %s has no task %s (yet)', what,
+    _lock_task.step_slug, _lock_task.run_id, coalesce(_lock_task.task_index::text, 'NULL')));
 end;
 $$;
 
@@ -257,10 +262,10 @@ declare
   v_what text := format('complete_task(%s, %L, %s)', complete_task.run_id, complete_task.step_slug,
                         complete_task.task_index);
   v_task pgflow.step_tasks;
-  v_type text;
+  v_step record;
   v_output jsonb := coalesce(complete_task.output, 'null'::jsonb);
-  v_map_dependent text;
-  v_remaining int;
+  v_remaining_tasks int;
+  v_remaining_steps int;
   v_error text;
 begin
   v_task := pgflow._lock_task(v_what, complete_task.run_id, complete_task.step_slug, complete_task.task_index);
@@ -270,31 +275,32 @@ begin
     return;
   end if;
 
-  select step_type into v_type from pgflow.steps
-  where flow_slug = v_task.flow_slug and step_slug = complete_task.step_slug;
+  select s.step_type,
+         exists (select 1 from pgflow.deps d
+                 where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug) as has_dependents,
+         (select m.step_slug from pgflow.deps d
+          join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
+          where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map'
+          order by m.step_index limit 1) as map_dependent
+    into v_step
+  from pgflow.steps s
+  where s.flow_slug = v_task.flow_slug and s.step_slug = complete_task.step_slug;
 
   -- A single step feeding a map must produce an array; otherwise the run fails,
   -- keeping the offending output on the task for debugging.
-  if v_type = 'single' and jsonb_typeof(v_output) <> 'array' then
-    select d.step_slug into v_map_dependent
-    from pgflow.deps d
-    join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
-    where d.flow_slug = v_task.flow_slug and d.dep_slug = complete_task.step_slug and s.step_type = 'map'
-    order by s.step_index limit 1;
-    if v_map_dependent is not null then
-      v_error := format('[TYPE_VIOLATION] step %L must return an array because map step %L maps over it; got %s',
-                        complete_task.step_slug, v_map_dependent, jsonb_typeof(v_output));
-      update pgflow.step_tasks
-         set status = 'failed', failed_at = now(), output = v_output, error_message = v_error
-       where run_id = complete_task.run_id and step_slug = complete_task.step_slug
-         and task_index = complete_task.task_index;
-      perform pgmq.archive(v_task.flow_slug, v_task.message_id);
-      perform pgflow._fail_run(complete_task.run_id, complete_task.step_slug, v_error);
-      return query select * from pgflow.step_tasks
-        where run_id = complete_task.run_id and step_slug = complete_task.step_slug
-          and task_index = complete_task.task_index;
-      return;
-    end if;
+  if v_step.map_dependent is not null and v_step.step_type = 'single'
+     and jsonb_typeof(v_output) <> 'array' then
+    v_error := format('[TYPE_VIOLATION] step %L must return an array because map step %L maps over it; got %s',
+                      complete_task.step_slug, v_step.map_dependent, jsonb_typeof(v_output));
+    update pgflow.step_tasks
+       set status = 'failed', failed_at = now(), output = v_output, error_message = v_error
+     where run_id = complete_task.run_id and step_slug = complete_task.step_slug
+       and task_index = complete_task.task_index
+    returning * into v_task;
+    perform pgmq.archive(v_task.flow_slug, v_task.message_id);
+    perform pgflow._fail_run(complete_task.run_id, complete_task.step_slug, v_error);
+    return query select v_task.*;
+    return;
   end if;
 
   update pgflow.step_tasks
@@ -307,15 +313,21 @@ begin
   update pgflow.step_states
      set remaining_tasks = remaining_tasks - 1
    where run_id = complete_task.run_id and step_slug = complete_task.step_slug
-  returning remaining_tasks into v_remaining;
+  returning remaining_tasks into v_remaining_tasks;
 
-  if v_remaining = 0 then
-    perform pgflow._finish_step(complete_task.run_id, complete_task.step_slug,
-      case when v_type = 'map'
+  if v_remaining_tasks = 0 then
+    v_remaining_steps := pgflow._finish_step(complete_task.run_id, complete_task.step_slug,
+      case when v_step.step_type = 'map'
         then pgflow._step_output(complete_task.run_id, complete_task.step_slug, 'map')
         else v_output end);
-    perform pgflow.start_ready_steps(complete_task.run_id);
-    perform pgflow.maybe_complete_run(complete_task.run_id);
+    -- Only dependents can become ready (and, through the empty-map cascade, complete
+    -- the run); a leaf step's completion can only end the run.
+    if v_step.has_dependents then
+      perform pgflow.start_ready_steps(complete_task.run_id);
+      perform pgflow.maybe_complete_run(complete_task.run_id);
+    elsif v_remaining_steps = 0 then
+      perform pgflow.maybe_complete_run(complete_task.run_id);
+    end if;
   end if;
 
   return query select v_task.*;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import { define, getRun, runUntilIdle, stepStatuses, takeTasks } from "./_support/drive.ts";
 import { startFlow } from "../src/db/runs.ts";
-import { completeTask } from "../src/db/tasks.ts";
+import { completeTask, completeTasks } from "../src/db/tasks.ts";
 
 const ANALYZE_WEBSITE = `
   SELECT pgflow.create_flow('analyze_website');
@@ -240,3 +240,34 @@ dbTest(
     assert.deepEqual((await getRun(sql, run.run_id)).output, { First: 2 });
   },
 );
+
+dbTest("completeTasks applies a batch of reports in one statement", async ({ sql }) => {
+  await define(
+    sql,
+    `select pgflow.create_flow('batch');
+     select pgflow.add_step('batch', 'a');
+     select pgflow.add_step('batch', 'b', deps_slugs => array['a']);`,
+  );
+  const runs = await Promise.all(
+    [1, 2, 3].map((n) => startFlow(sql, { flowSlug: "batch", input: n })),
+  );
+  const tasks = await takeTasks(sql, "batch");
+  const rows = await completeTasks(sql, [
+    ...tasks.map((t) => ({ runId: t.run_id, stepSlug: "a", taskIndex: 0, output: 0 })),
+    // A duplicate report inside the batch changes nothing.
+    { runId: tasks[0].run_id, stepSlug: "a", taskIndex: 0, output: 99 },
+  ]);
+  assert.equal(rows.length, 4);
+  const next = await takeTasks(sql, "batch");
+  assert.deepEqual(next.map((t) => t.step_slug), ["b", "b", "b"]);
+  for (const task of next) assert.equal((task.input as { a: number }).a, 0);
+  await completeTasks(
+    sql,
+    next.map((t) => ({ runId: t.run_id, stepSlug: "b", taskIndex: 0, output: false })),
+  );
+  for (const run of runs) assert.deepEqual((await getRun(sql, run.run_id)).output, { b: false });
+  await assert.rejects(
+    completeTasks(sql, [{ runId: runs[0].run_id, stepSlug: "nope", taskIndex: 0, output: 1 }]),
+    /flow 'batch' has no step 'nope'/,
+  );
+});

@@ -89,3 +89,39 @@ export async function calculateRetryDelay(
     select pgflow.calculate_retry_delay(${baseDelay}::numeric, ${attemptsCount}::int) as delay`;
   return row.delay;
 }
+
+export interface TaskCompletion extends TaskKey {
+  output: unknown;
+}
+
+/**
+ * Completes many tasks in one statement (one round trip, one commit): a worker's
+ * way to keep up with fast handlers. Reports are applied in (run, step, task)
+ * order so that concurrent batches lock runs in the same order and cannot
+ * deadlock. All or nothing: if one report raises, none is applied.
+ */
+export async function completeTasks(
+  sql: Sql,
+  completions: readonly TaskCompletion[],
+): Promise<StepTaskRow[]> {
+  if (completions.length === 0) return [];
+  const sorted = [...completions].sort(compareTaskKeys);
+  const outputs = sorted.map((c) => toJsonText(c.output, `output of step "${c.stepSlug}"`));
+  const rows = await sql<StepTaskRow[]>`
+    select done.*
+    from unnest(
+      ${sorted.map((c) => c.runId)}::uuid[],
+      ${sorted.map((c) => c.stepSlug)}::text[],
+      ${sorted.map((c) => c.taskIndex)}::int[],
+      ${outputs}::text[]
+    ) with ordinality as r(run_id, step_slug, task_index, output, ord)
+    cross join lateral pgflow.complete_task(r.run_id, r.step_slug, r.task_index, r.output::jsonb) as done
+    order by r.ord`;
+  return [...rows];
+}
+
+function compareTaskKeys(a: TaskKey, b: TaskKey): number {
+  if (a.runId !== b.runId) return a.runId < b.runId ? -1 : 1;
+  if (a.stepSlug !== b.stepSlug) return a.stepSlug < b.stepSlug ? -1 : 1;
+  return a.taskIndex - b.taskIndex;
+}

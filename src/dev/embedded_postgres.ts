@@ -20,9 +20,24 @@ export interface EmbeddedOptions {
   persistent?: boolean;
   /** Print the server's log lines. */
   verbose?: boolean;
+  /**
+   * Keep PostgreSQL's default durability (fsync, synchronous_commit). Tests and the dev
+   * database turn it off for speed; benchmarks keep it so numbers mean what they do in production.
+   */
+  durable?: boolean;
 }
 
 const PASSWORD = "postgres";
+
+// Durability is not what a dev/test server is for; speed is.
+const FAST_UNSAFE_FLAGS = [
+  "-c",
+  "fsync=off",
+  "-c",
+  "synchronous_commit=off",
+  "-c",
+  "full_page_writes=off",
+];
 
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -42,14 +57,8 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     persistent: options.persistent ?? false,
     // As root, the server must run as another OS user; create it on a fresh machine.
     createPostgresUser: Deno.uid() === 0,
-    // Durability is not what a dev/test server is for; speed is.
     postgresFlags: [
-      "-c",
-      "fsync=off",
-      "-c",
-      "synchronous_commit=off",
-      "-c",
-      "full_page_writes=off",
+      ...(options.durable ? [] : FAST_UNSAFE_FLAGS),
       "-c",
       "max_connections=300",
       "-c",
