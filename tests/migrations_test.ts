@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import { define, getRun, runUntilIdle } from "./_support/drive.ts";
-import { startSystemPostgres, systemPostgresBin } from "./_support/system_postgres.ts";
+import { hasPgCron, startSystemPostgres, systemPostgresBin } from "./_support/system_postgres.ts";
 import { applyMigrations, readMigrations } from "../src/db/migrate.ts";
 import { connect } from "../src/db/connect.ts";
 import { installPgmq } from "../src/dev/pgmq.ts";
@@ -58,16 +58,18 @@ dbTest("migration file names are checked", async () => {
 
 const pg15 = systemPostgresBin(15);
 Deno.test({
-  name: "the core installs and runs a flow on PostgreSQL 15",
+  name: "the core installs (with pg_cron when present) and runs a flow on PostgreSQL 15",
   ignore: !pg15,
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const server = await startSystemPostgres(pg15!);
+    const pgCron = hasPgCron(pg15!);
+    const server = await startSystemPostgres(pg15!, { pgCron });
     const sql = connect(server.url, { max: 2 });
     try {
       const [{ version }] = await sql`select current_setting('server_version_num')::int as version`;
       assert.ok(version >= 150000 && version < 160000, `server is 15.x, got ${version}`);
+      if (pgCron) await sql`create extension pg_cron`;
       await installPgmq(sql);
       await applyMigrations(sql, await readMigrations());
       await define(
@@ -84,6 +86,14 @@ Deno.test({
         total: (input) => (input as { each: number[] }).each.reduce((a, b) => a + b, 0),
       });
       assert.deepEqual((await getRun(sql, run.run_id)).output, { total: 60 });
+      if (pgCron) {
+        // pg_cron (Debian ships 1.4, without second intervals) got the keep-alive job.
+        const jobs = await sql`select jobname, command from cron.job`;
+        assert.deepEqual(jobs.map((j) => [j.jobname, j.command]), [[
+          "edgeflow_ensure_workers",
+          "select pgflow.ensure_workers()",
+        ]]);
+      }
     } finally {
       await sql.end();
       await server.stop();

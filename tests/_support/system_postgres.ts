@@ -33,7 +33,20 @@ async function run(command: string, args: string[]): Promise<void> {
   }
 }
 
-export async function startSystemPostgres(bin: string): Promise<SystemServer> {
+/** Whether the system server at `bin` has the pg_cron library (Debian's postgresql-NN-cron). */
+export function hasPgCron(bin: string): boolean {
+  const lib = bin.replace(/\/bin$/, "/lib/pg_cron.so");
+  try {
+    return Deno.statSync(lib).isFile;
+  } catch {
+    return false;
+  }
+}
+
+export async function startSystemPostgres(
+  bin: string,
+  options: { pgCron?: boolean } = {},
+): Promise<SystemServer> {
   const dir = await Deno.makeTempDir({ prefix: "edgeflow-syspg-" });
   await Deno.chmod(dir, 0o777);
   const data = `${dir}/data`;
@@ -46,7 +59,8 @@ export async function startSystemPostgres(bin: string): Promise<SystemServer> {
     `${dir}/log`,
     "-w",
     "-o",
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
+    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off` +
+    (options.pgCron ? " -c shared_preload_libraries=pg_cron -c cron.database_name=postgres" : ""),
     "start",
   ]);
   return {
