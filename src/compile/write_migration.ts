@@ -14,6 +14,8 @@ export interface WriteFlowMigrationOptions {
   now?: Date;
   /** Write a new migration even when one for this flow exists with a different definition. */
   force?: boolean;
+  /** The source named in the file's header (default: `flowModulePath`). */
+  sourceLabel?: string;
 }
 
 export interface FlowMigrationResult {
@@ -65,7 +67,9 @@ export async function writeFlowMigration(
   const timestamp = formatMigrationTimestamp(nextTimestamp(options.now ?? new Date(), existing));
   const path = join(dir, `${timestamp}_create_${flow.slug}_flow.sql`);
   await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(path, header(flow, flowModulePath) + body, { createNew: true });
+  await Deno.writeTextFile(path, header(flow, options.sourceLabel ?? flowModulePath) + body, {
+    createNew: true,
+  });
   return { flowSlug: flow.slug, path, created: true };
 }
 

@@ -1,0 +1,156 @@
+import assert from "node:assert/strict";
+import { dbTest } from "./_support/db.ts";
+import { findSupabaseCli, runSupabase } from "./_support/supabase_cli.ts";
+import { runUntilIdle } from "./_support/drive.ts";
+import { installPgmq } from "../src/dev/pgmq.ts";
+import { readMigrations } from "../src/db/migrate.ts";
+
+const cli = findSupabaseCli();
+const CLI_MAIN = new URL("../src/cli/main.ts", import.meta.url).pathname;
+
+async function edgeflow(args: string[], cwd: string, env: Record<string, string> = {}) {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI_MAIN, ...args],
+    cwd,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+}
+
+async function listTree(dir: string, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${prefix}${entry.name}`;
+    if (entry.isDirectory) out.push(...await listTree(`${dir}/${entry.name}`, `${path}/`));
+    else out.push(path);
+  }
+  return out.sort();
+}
+
+dbTest(
+  "install into a fresh `supabase init` project, twice; db push applies it",
+  async ({ sql, url }) => {
+    const project = await Deno.makeTempDir({ prefix: "edgeflow-install-" });
+    try {
+      const init = await runSupabase(cli!, ["init", "--yes"], project);
+      assert.equal(init.code, 0, init.output);
+      // An existing migration of the user's: the core must come after it.
+      await Deno.mkdir(`${project}/supabase/migrations`, { recursive: true });
+      await Deno.writeTextFile(
+        `${project}/supabase/migrations/29991231000000_users_own.sql`,
+        "select 1;",
+      );
+
+      const first = await edgeflow(["install"], project);
+      assert.equal(first.code, 0, first.stderr);
+      const core = await readMigrations();
+      for (const m of core) {
+        assert.match(
+          first.stdout,
+          new RegExp(`added migration \\d{14}_${m.name}\\.sql`),
+        );
+      }
+      assert.match(first.stdout, /created supabase\/functions\/greet-users-worker\/index\.ts/);
+      const tree = await listTree(`${project}/supabase`);
+      const added = tree.filter((f) => /^migrations\/\d{14}_edgeflow_/.test(f));
+      assert.equal(added.length, core.length);
+      for (const file of added) {
+        assert.ok(
+          file.slice(11, 25) > "29991231000000",
+          `${file} comes after the user's newest migration`,
+        );
+      }
+      assert.ok(tree.some((f) => /^migrations\/\d{14}_create_greet_users_flow\.sql$/.test(f)));
+      const index = await Deno.readTextFile(
+        `${project}/supabase/functions/greet-users-worker/index.ts`,
+      );
+      assert.match(index, /Deno\.serve\(createWorker\(GreetUsers\)\);/);
+
+      const second = await edgeflow(["install"], project);
+      assert.equal(second.code, 0, second.stderr);
+      assert.match(second.stdout, /edgeflow is already installed/);
+      assert.deepEqual(
+        await listTree(`${project}/supabase`),
+        tree,
+        "the second install changed nothing",
+      );
+
+      // The project's migrations (user's, core, example flow) apply with the real CLI.
+      await installPgmq(sql);
+      const pushed = await runSupabase(cli!, [
+        "db",
+        "push",
+        "--db-url",
+        `${url}?sslmode=disable`,
+        "--yes",
+      ], project);
+      assert.equal(pushed.code, 0, pushed.output);
+      const steps =
+        await sql`select step_slug, step_type from pgflow.steps where flow_slug = 'greet_users' order by step_index`;
+      assert.deepEqual(steps.map((s) => [s.step_slug, s.step_type]), [["names", "single"], [
+        "greet",
+        "map",
+      ], [
+        "count",
+        "single",
+      ]]);
+    } finally {
+      await Deno.remove(project, { recursive: true });
+    }
+  },
+  { template: "empty", ignore: !cli },
+);
+
+dbTest("install refuses a folder that is not a Supabase project", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const result = await edgeflow(["install", "--supabase-path", "nowhere"], dir);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /nowhere\/config\.toml not found: run `supabase init` first/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+dbTest("start, status and runs report runs; bad usage exits 2", async ({ sql, url }) => {
+  await sql.unsafe(`select pgflow.create_flow('cli'); select pgflow.add_step('cli', 'only');`);
+  const started = await edgeflow(
+    ["start", "cli", '{"n": 1}', "--no-wait", "--db-url", url],
+    Deno.cwd(),
+  );
+  assert.equal(started.code, 0, started.stderr);
+  const runId = /started run ([0-9a-f-]{36}) of flow cli/.exec(started.stdout)?.[1];
+  assert.ok(runId, started.stdout);
+
+  // `status` follows the run live and ends when a worker (here: the test) completes it.
+  const status = edgeflow(["status", runId!, "--db-url", url], Deno.cwd());
+  await runUntilIdle(sql, "cli", { only: () => ({ done: true }) });
+  const result = await status;
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, new RegExp(`run ${runId} completed \\[only:completed\\]`));
+  assert.match(result.stdout, /\{"only":\{"done":true\}\}/);
+
+  const runs = await edgeflow(["runs", "--flow", "cli", "--db-url", url], Deno.cwd());
+  assert.equal(runs.code, 0, runs.stderr);
+  assert.match(runs.stdout, new RegExp(`${runId}  cli\\s+completed`));
+
+  for (
+    const [args, pattern] of [
+      [["start", "cli"], /start needs <flow> and <json input>/],
+      [["start", "cli", "{not json", "--db-url", url], /input is not JSON/],
+      [["runs", "--limit", "0", "--db-url", url], /--limit must be a positive integer/],
+      [["frobnicate"], /unknown command "frobnicate"/],
+    ] as const
+  ) {
+    const bad = await edgeflow([...args], Deno.cwd());
+    assert.equal(bad.code, 2, bad.stdout + bad.stderr);
+    assert.match(bad.stderr, pattern);
+  }
+  const unknownFlow = await edgeflow(["start", "nope", "{}", "--db-url", url], Deno.cwd());
+  assert.equal(unknownFlow.code, 1);
+  assert.match(unknownFlow.stderr, /start_flow\('nope'\): flow 'nope' does not exist/);
+});
