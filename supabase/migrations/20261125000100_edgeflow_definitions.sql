@@ -1,0 +1,198 @@
+-- edgeflow SQL core, part 2: defining flows and steps.
+-- Both functions are idempotent for an identical definition and refuse a
+-- different one, so re-applying a compiled flow is safe and drift is loud.
+
+create function pgflow._raise_invalid(message text)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  raise exception '%', message using errcode = 'invalid_parameter_value';
+end;
+$$;
+
+create function pgflow._check_option(what text, name text, value int, minimum int)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if value is not null and value < minimum then
+    perform pgflow._raise_invalid(
+      format('%s: %s must be >= %s, got %s', what, name, minimum, value));
+  end if;
+end;
+$$;
+
+create function pgflow.create_flow(
+  flow_slug text,
+  max_attempts int default 3,
+  base_delay int default 5,
+  timeout int default 60
+)
+returns pgflow.flows
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_what text := format('create_flow(%L)', create_flow.flow_slug);
+  v_flow pgflow.flows;
+begin
+  if not pgflow.is_valid_slug(create_flow.flow_slug) then
+    perform pgflow._raise_invalid(format(
+      '%s: flow_slug must match ^[a-zA-Z_][a-zA-Z0-9_]*$, be at most 128 characters and not be "run"',
+      v_what));
+  end if;
+  -- The flow's queue is named by its slug; pgmq limits queue names to 47 characters.
+  if length(create_flow.flow_slug) > 47 then
+    perform pgflow._raise_invalid(format(
+      '%s: flow_slug is %s characters; a flow slug names its pgmq queue and may have at most 47',
+      v_what, length(create_flow.flow_slug)));
+  end if;
+  if create_flow.max_attempts is null or create_flow.base_delay is null or create_flow.timeout is null then
+    perform pgflow._raise_invalid(format(
+      '%s: max_attempts, base_delay and timeout must not be NULL (omit them for the defaults 3, 5, 60)',
+      v_what));
+  end if;
+  perform pgflow._check_option(v_what, 'max_attempts', create_flow.max_attempts, 1);
+  perform pgflow._check_option(v_what, 'base_delay', create_flow.base_delay, 0);
+  perform pgflow._check_option(v_what, 'timeout', create_flow.timeout, 1);
+
+  insert into pgflow.flows (flow_slug, opt_max_attempts, opt_base_delay, opt_timeout)
+  values (create_flow.flow_slug, create_flow.max_attempts, create_flow.base_delay, create_flow.timeout)
+  on conflict (flow_slug) do nothing
+  returning * into v_flow;
+
+  if v_flow.flow_slug is null then
+    select * into v_flow from pgflow.flows where flow_slug = create_flow.flow_slug;
+    if (v_flow.opt_max_attempts, v_flow.opt_base_delay, v_flow.opt_timeout)
+       is distinct from (create_flow.max_attempts, create_flow.base_delay, create_flow.timeout) then
+      perform pgflow._raise_invalid(format(
+        '%s: the flow exists with max_attempts=%s, base_delay=%s, timeout=%s; '
+        || 'asked for max_attempts=%s, base_delay=%s, timeout=%s',
+        v_what, v_flow.opt_max_attempts, v_flow.opt_base_delay, v_flow.opt_timeout,
+        create_flow.max_attempts, create_flow.base_delay, create_flow.timeout));
+    end if;
+    return v_flow;
+  end if;
+
+  perform pgmq.create(create_flow.flow_slug);
+  return v_flow;
+end;
+$$;
+
+create function pgflow.add_step(
+  flow_slug text,
+  step_slug text,
+  deps_slugs text[] default '{}',
+  max_attempts int default null,
+  base_delay int default null,
+  timeout int default null,
+  start_delay int default null,
+  step_type text default 'single'
+)
+returns pgflow.steps
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_what text := format('add_step(%L, %L)', add_step.flow_slug, add_step.step_slug);
+  v_deps text[] := coalesce(add_step.deps_slugs, '{}');
+  v_type text := coalesce(add_step.step_type, 'single');
+  v_unknown text;
+  v_existing pgflow.steps;
+  v_existing_deps text[];
+  v_step pgflow.steps;
+begin
+  -- Serialises step additions per flow so step_index stays dense.
+  perform 1 from pgflow.flows where flow_slug = add_step.flow_slug for update;
+  if not found then
+    raise exception '%: flow % does not exist', v_what, coalesce(quote_literal(add_step.flow_slug), 'NULL')
+      using errcode = 'no_data_found', hint = 'Call pgflow.create_flow first.';
+  end if;
+  if not pgflow.is_valid_slug(add_step.step_slug) then
+    perform pgflow._raise_invalid(format(
+      '%s: step_slug must match ^[a-zA-Z_][a-zA-Z0-9_]*$, be at most 128 characters and not be "run"',
+      v_what));
+  end if;
+  if v_type not in ('single', 'map') then
+    perform pgflow._raise_invalid(format(
+      '%s: step_type must be ''single'' or ''map'', got %L', v_what, v_type));
+  end if;
+  if array_position(v_deps, null) is not null then
+    perform pgflow._raise_invalid(format('%s: deps_slugs must not contain NULL', v_what));
+  end if;
+  if add_step.step_slug = any(v_deps) then
+    perform pgflow._raise_invalid(format(
+      '%s: a step cannot depend on itself (that is a cycle)', v_what));
+  end if;
+  if cardinality(v_deps) <> (select count(distinct d) from unnest(v_deps) d) then
+    perform pgflow._raise_invalid(format('%s: deps_slugs lists a step twice: %s', v_what, v_deps));
+  end if;
+  if v_type = 'map' and cardinality(v_deps) > 1 then
+    perform pgflow._raise_invalid(format(
+      '%s: a map step takes at most one dependency (the array it maps over), got %s',
+      v_what, cardinality(v_deps)));
+  end if;
+  perform pgflow._check_option(v_what, 'max_attempts', add_step.max_attempts, 1);
+  perform pgflow._check_option(v_what, 'base_delay', add_step.base_delay, 0);
+  perform pgflow._check_option(v_what, 'timeout', add_step.timeout, 1);
+  perform pgflow._check_option(v_what, 'start_delay', add_step.start_delay, 0);
+
+  select * into v_existing from pgflow.steps
+  where flow_slug = add_step.flow_slug and step_slug = add_step.step_slug;
+  if found then
+    select coalesce(array_agg(dep_slug order by dep_slug), '{}') into v_existing_deps
+    from pgflow.deps where flow_slug = add_step.flow_slug and step_slug = add_step.step_slug;
+    if v_existing.step_type is distinct from v_type
+       or v_existing_deps is distinct from (select coalesce(array_agg(d order by d), '{}') from unnest(v_deps) d)
+       or (v_existing.opt_max_attempts, v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay)
+          is distinct from (add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay) then
+      perform pgflow._raise_invalid(format(
+        '%s: the step exists with a different definition (step_type=%s, deps=%s, max_attempts=%s, '
+        || 'base_delay=%s, timeout=%s, start_delay=%s)',
+        v_what, v_existing.step_type, v_existing_deps, v_existing.opt_max_attempts,
+        v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay));
+    end if;
+    return v_existing;
+  end if;
+
+  select d into v_unknown from unnest(v_deps) d
+  where not exists (
+    select 1 from pgflow.steps s where s.flow_slug = add_step.flow_slug and s.step_slug = d)
+  limit 1;
+  if v_unknown is not null then
+    perform pgflow._raise_invalid(format(
+      '%s: unknown dependency %L; add steps in topological order (dependencies first)',
+      v_what, v_unknown));
+  end if;
+
+  -- Runs in progress have their step states fixed at start; a new step would never run in them.
+  if exists (select 1 from pgflow.runs where flow_slug = add_step.flow_slug and status = 'started') then
+    perform pgflow._raise_invalid(format(
+      '%s: the flow has runs in progress; change a flow only when none is started, or use a new flow slug',
+      v_what));
+  end if;
+
+  insert into pgflow.steps (
+    flow_slug, step_slug, step_type, step_index, deps_count,
+    opt_max_attempts, opt_base_delay, opt_timeout, opt_start_delay
+  )
+  values (
+    add_step.flow_slug, add_step.step_slug, v_type,
+    (select count(*) from pgflow.steps where flow_slug = add_step.flow_slug),
+    cardinality(v_deps),
+    add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay
+  )
+  returning * into v_step;
+
+  insert into pgflow.deps (flow_slug, dep_slug, step_slug)
+  select add_step.flow_slug, d, add_step.step_slug from unnest(v_deps) d;
+
+  return v_step;
+end;
+$$;

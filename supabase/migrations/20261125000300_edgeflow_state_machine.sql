@@ -1,0 +1,225 @@
+-- edgeflow SQL core, part 4: the run state machine.
+-- Lock order everywhere: the run row first, then step states, then tasks;
+-- that keeps concurrent completions of one run from deadlocking.
+
+-- Marks a step completed and hands its output to the steps that depend on it.
+-- Returns the run's remaining_steps afterwards.
+create function pgflow._finish_step(run_id uuid, step_slug text, output jsonb)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_state pgflow.step_states;
+  v_type text;
+  v_size int;
+  v_remaining int;
+begin
+  update pgflow.step_states
+     set status = 'completed',
+         started_at = coalesce(started_at, now()),
+         completed_at = now(),
+         remaining_tasks = 0
+   where run_id = _finish_step.run_id and step_slug = _finish_step.step_slug
+  returning * into v_state;
+
+  select step_type into v_type from pgflow.steps
+  where flow_slug = v_state.flow_slug and step_slug = _finish_step.step_slug;
+
+  perform pgflow._emit_step(_finish_step.run_id, _finish_step.step_slug, 'completed',
+    jsonb_build_object('output', _finish_step.output, 'completed_at', v_state.completed_at));
+
+  -- A map that depends on this step now knows its size: this map's task count,
+  -- or the length of this single step's array output (checked by the caller).
+  -- Computed here, not in the UPDATE: the planner may fold jsonb_array_length
+  -- of a parameter even in a CASE branch that is not taken.
+  if v_type = 'map' then
+    v_size := v_state.initial_tasks;
+  elsif jsonb_typeof(_finish_step.output) = 'array' then
+    v_size := jsonb_array_length(_finish_step.output);
+  end if;
+  update pgflow.step_states ss
+     set remaining_deps = ss.remaining_deps - 1,
+         initial_tasks = case when s.step_type = 'map' then v_size else ss.initial_tasks end
+    from pgflow.deps d
+    join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
+   where d.flow_slug = v_state.flow_slug
+     and d.dep_slug = _finish_step.step_slug
+     and ss.run_id = _finish_step.run_id
+     and ss.step_slug = d.step_slug;
+
+  update pgflow.runs set remaining_steps = remaining_steps - 1
+  where run_id = _finish_step.run_id
+  returning remaining_steps into v_remaining;
+  return v_remaining;
+end;
+$$;
+
+-- Completes, in one transaction, every ready step that has no task to run
+-- (maps over an empty array) and, through them, maps that follow them.
+create function pgflow.cascade_complete_taskless_steps(run_id uuid)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_total int := 0;
+  v_round int;
+  v_slug text;
+begin
+  loop
+    v_round := 0;
+    for v_slug in
+      select ss.step_slug
+      from pgflow.step_states ss
+      join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
+      where ss.run_id = cascade_complete_taskless_steps.run_id
+        and ss.status = 'created' and ss.remaining_deps = 0 and ss.initial_tasks = 0
+      order by s.step_index
+    loop
+      perform pgflow._finish_step(cascade_complete_taskless_steps.run_id, v_slug, '[]'::jsonb);
+      v_round := v_round + 1;
+    end loop;
+    exit when v_round = 0;
+    v_total := v_total + v_round;
+  end loop;
+  return v_total;
+end;
+$$;
+
+-- Starts every step of the run whose dependencies are all completed: creates
+-- its tasks and sends their messages (delayed by the step's start_delay).
+create function pgflow.start_ready_steps(run_id uuid)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_step record;
+  v_state pgflow.step_states;
+begin
+  perform pgflow.cascade_complete_taskless_steps(start_ready_steps.run_id);
+
+  for v_step in
+    select ss.flow_slug, ss.step_slug, ss.initial_tasks, coalesce(s.opt_start_delay, 0) as start_delay
+    from pgflow.step_states ss
+    join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
+    where ss.run_id = start_ready_steps.run_id
+      and ss.status = 'created' and ss.remaining_deps = 0 and ss.initial_tasks > 0
+    order by s.step_index
+    for update of ss
+  loop
+    update pgflow.step_states
+       set status = 'started', started_at = now(), remaining_tasks = v_step.initial_tasks
+     where run_id = start_ready_steps.run_id and step_slug = v_step.step_slug
+    returning * into v_state;
+
+    -- pgmq assigns ascending ids in array order, so the n-th smallest id is task n.
+    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id)
+    select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug,
+           (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id
+    from pgmq.send_batch(
+      v_step.flow_slug,
+      array(
+        select jsonb_build_object('flow_slug', v_step.flow_slug, 'run_id', start_ready_steps.run_id,
+                                  'step_slug', v_step.step_slug, 'task_index', i)
+        from generate_series(0, v_step.initial_tasks - 1) as i
+        order by i),
+      v_step.start_delay) as sent(msg_id);
+
+    -- A hint for workers that LISTEN (see README, "Worker wake-up"); polling
+    -- stays the fallback. Identical notifications in a transaction fold into one.
+    if v_step.start_delay = 0 then
+      perform pg_notify('pgflow:queue:' || v_step.flow_slug, '');
+    end if;
+
+    perform pgflow._emit_step(start_ready_steps.run_id, v_step.step_slug, 'started',
+      jsonb_build_object('remaining_tasks', v_state.remaining_tasks,
+                         'remaining_deps', v_state.remaining_deps,
+                         'started_at', v_state.started_at));
+  end loop;
+end;
+$$;
+
+-- Completes the run when no step remains; its output holds every leaf step's output.
+create function pgflow.maybe_complete_run(run_id uuid)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_run pgflow.runs;
+begin
+  update pgflow.runs r
+     set status = 'completed',
+         completed_at = now(),
+         output = (
+           select coalesce(jsonb_object_agg(s.step_slug,
+                             pgflow._step_output(r.run_id, s.step_slug, s.step_type)), '{}'::jsonb)
+           from pgflow.steps s
+           where s.flow_slug = r.flow_slug
+             and not exists (
+               select 1 from pgflow.deps d
+               where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug))
+   where r.run_id = maybe_complete_run.run_id and r.status = 'started' and r.remaining_steps = 0
+  returning * into v_run;
+
+  if v_run.run_id is not null then
+    perform pgflow._emit_run(v_run.run_id, 'completed',
+      jsonb_build_object('flow_slug', v_run.flow_slug, 'output', v_run.output,
+                         'completed_at', v_run.completed_at));
+  end if;
+end;
+$$;
+
+-- Fails the run because step_slug failed: closes every open step and task of
+-- the run and archives their messages so no worker picks them up again.
+create function pgflow._fail_run(run_id uuid, step_slug text, error_message text)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_run pgflow.runs;
+  v_state pgflow.step_states;
+  v_cancelled text := format('cancelled: run failed at step %s', _fail_run.step_slug);
+begin
+  update pgflow.step_states
+     set status = 'failed', failed_at = now(), error_message = _fail_run.error_message
+   where run_id = _fail_run.run_id and step_slug = _fail_run.step_slug
+  returning * into v_state;
+  perform pgflow._emit_step(_fail_run.run_id, _fail_run.step_slug, 'failed',
+    jsonb_build_object('error_message', _fail_run.error_message, 'failed_at', v_state.failed_at));
+
+  for v_state in
+    update pgflow.step_states
+       set status = 'failed', failed_at = now(), error_message = v_cancelled
+     where run_id = _fail_run.run_id and status = 'started'
+    returning *
+  loop
+    perform pgflow._emit_step(_fail_run.run_id, v_state.step_slug, 'failed',
+      jsonb_build_object('error_message', v_cancelled, 'failed_at', v_state.failed_at));
+  end loop;
+
+  select * into v_run from pgflow.runs where run_id = _fail_run.run_id;
+  perform pgmq.archive(v_run.flow_slug, array(
+    select t.message_id from pgflow.step_tasks t
+    where t.run_id = _fail_run.run_id and t.status in ('queued', 'started')
+      and t.message_id is not null));
+  update pgflow.step_tasks
+     set status = 'failed', failed_at = now(), error_message = v_cancelled
+   where run_id = _fail_run.run_id and status in ('queued', 'started');
+
+  update pgflow.runs set status = 'failed', failed_at = now()
+  where run_id = _fail_run.run_id
+  returning * into v_run;
+  perform pgflow._emit_run(v_run.run_id, 'failed',
+    jsonb_build_object('flow_slug', v_run.flow_slug, 'failed_step', _fail_run.step_slug,
+                       'error_message', _fail_run.error_message, 'failed_at', v_run.failed_at));
+end;
+$$;

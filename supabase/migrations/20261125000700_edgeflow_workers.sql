@@ -1,0 +1,75 @@
+-- edgeflow SQL core, part 8: worker bookkeeping used by the edge worker.
+
+-- Registers (or re-registers) a worker serving a flow's queue.
+create function pgflow.register_worker(worker_id uuid, queue_name text, function_name text)
+returns pgflow.workers
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_worker pgflow.workers;
+begin
+  if register_worker.worker_id is null then
+    perform pgflow._raise_invalid('register_worker: worker_id must not be NULL');
+  end if;
+  if coalesce(register_worker.queue_name, '') = '' or coalesce(register_worker.function_name, '') = '' then
+    perform pgflow._raise_invalid(format(
+      'register_worker(%s): queue_name and function_name must be non-empty', register_worker.worker_id));
+  end if;
+  insert into pgflow.workers (worker_id, queue_name, function_name)
+  values (register_worker.worker_id, register_worker.queue_name, register_worker.function_name)
+  on conflict (worker_id) do update
+    set queue_name = excluded.queue_name,
+        function_name = excluded.function_name,
+        last_heartbeat_at = now(),
+        stopped_at = null
+  returning * into v_worker;
+  return v_worker;
+end;
+$$;
+
+-- Records a heartbeat; returns true when the worker was deprecated and should
+-- stop taking work (a newer version is being deployed).
+create function pgflow.worker_heartbeat(worker_id uuid)
+returns boolean
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_deprecated boolean;
+begin
+  update pgflow.workers set last_heartbeat_at = clock_timestamp()
+  where worker_id = worker_heartbeat.worker_id
+  returning deprecated_at is not null into v_deprecated;
+  if not found then
+    perform pgflow._no_such(format('worker_heartbeat: worker %s is not registered',
+      coalesce(worker_heartbeat.worker_id::text, 'NULL')));
+  end if;
+  return v_deprecated;
+end;
+$$;
+
+-- Deprecates the live workers of a function (or of every function when NULL):
+-- they finish their in-flight tasks and stop. Returns how many were marked.
+create function pgflow.deprecate_workers(function_name text default null)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_count int;
+begin
+  update pgflow.workers set deprecated_at = now()
+  where deprecated_at is null and stopped_at is null
+    and (deprecate_workers.function_name is null or function_name = deprecate_workers.function_name);
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+
+revoke all on function pgflow.register_worker(uuid, text, text) from public;
+revoke all on function pgflow.worker_heartbeat(uuid) from public;
+revoke all on function pgflow.deprecate_workers(text) from public;

@@ -1,0 +1,236 @@
+-- edgeflow SQL core, part 9: compile-at-startup. A worker sends its flow's
+-- shape (src/compile/flow_shape.ts) and the core creates the flow when it is
+-- missing, verifies it when it exists, or lists what differs.
+--
+-- Shape: {"options": {"maxAttempts", "baseDelay", "timeout"},
+--         "steps": [{"slug", "stepType", "dependencies": [..], "options":
+--                    {"maxAttempts", "baseDelay", "timeout", "startDelay"}}]}
+-- with steps in definition order and step options null when inherited.
+
+-- The stored definition as a shape, or NULL when the flow does not exist.
+create function pgflow._get_flow_shape(p_flow_slug text)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'options', jsonb_build_object(
+      'maxAttempts', f.opt_max_attempts, 'baseDelay', f.opt_base_delay, 'timeout', f.opt_timeout),
+    'steps', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'slug', s.step_slug,
+               'stepType', s.step_type,
+               'dependencies', coalesce((
+                 select jsonb_agg(d.dep_slug order by d.dep_slug collate "C")
+                 from pgflow.deps d
+                 where d.flow_slug = s.flow_slug and d.step_slug = s.step_slug), '[]'::jsonb),
+               'options', jsonb_build_object(
+                 'maxAttempts', s.opt_max_attempts, 'baseDelay', s.opt_base_delay,
+                 'timeout', s.opt_timeout, 'startDelay', s.opt_start_delay))
+             order by s.step_index)
+      from pgflow.steps s where s.flow_slug = f.flow_slug), '[]'::jsonb))
+  from pgflow.flows f
+  where f.flow_slug = p_flow_slug;
+$$;
+
+-- Checks that a shape has the structure above; raises naming what is wrong.
+create function pgflow._validate_flow_shape(p_flow_slug text, p_shape jsonb)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_what text := format('ensure_flow_compiled(%L)', p_flow_slug);
+  v_step jsonb;
+  v_key text;
+begin
+  if jsonb_typeof(p_shape) is distinct from 'object'
+     or jsonb_typeof(p_shape -> 'options') is distinct from 'object'
+     or jsonb_typeof(p_shape -> 'steps') is distinct from 'array' then
+    perform pgflow._raise_invalid(format(
+      '%s: shape must be an object with "options" (object) and "steps" (array)', v_what));
+  end if;
+  foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
+    if jsonb_typeof(p_shape -> 'options' -> v_key) is distinct from 'number' then
+      perform pgflow._raise_invalid(format('%s: shape options.%s must be a number', v_what, v_key));
+    end if;
+  end loop;
+  for v_step in select value from jsonb_array_elements(p_shape -> 'steps') loop
+    if jsonb_typeof(v_step -> 'slug') is distinct from 'string'
+       or (v_step ->> 'stepType') is null or (v_step ->> 'stepType') not in ('single', 'map')
+       or jsonb_typeof(v_step -> 'dependencies') is distinct from 'array'
+       or jsonb_typeof(v_step -> 'options') is distinct from 'object' then
+      perform pgflow._raise_invalid(format(
+        '%s: each shape step needs "slug" (string), "stepType" (single|map), "dependencies" (array) and "options" (object); got %s',
+        v_what, v_step));
+    end if;
+  end loop;
+end;
+$$;
+
+-- Differences between the code's shape and the database's, in words; empty when equal.
+create function pgflow._compare_flow_shapes(p_local jsonb, p_db jsonb)
+returns text[]
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_diffs text[] := '{}';
+  v_key text;
+  v_local jsonb;
+  v_db jsonb;
+  v_slug text;
+  v_local_index int;
+  v_db_index int;
+begin
+  foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
+    if (p_local -> 'options' -> v_key) is distinct from (p_db -> 'options' -> v_key) then
+      v_diffs := v_diffs || format('flow option %s: code has %s, database has %s',
+        v_key, p_local -> 'options' -> v_key, p_db -> 'options' -> v_key);
+    end if;
+  end loop;
+
+  for v_slug, v_local_index, v_db_index in
+    select coalesce(l.value ->> 'slug', d.value ->> 'slug'), l.ordinality::int, d.ordinality::int
+    from jsonb_array_elements(p_local -> 'steps') with ordinality l
+    full join jsonb_array_elements(p_db -> 'steps') with ordinality d
+      on l.value ->> 'slug' = d.value ->> 'slug'
+    order by coalesce(l.ordinality, d.ordinality), d.ordinality
+  loop
+    if v_db_index is null then
+      v_diffs := v_diffs || format('step %L is in the code but not in the database', v_slug);
+      continue;
+    elsif v_local_index is null then
+      v_diffs := v_diffs || format('step %L is in the database but not in the code', v_slug);
+      continue;
+    end if;
+    v_local := p_local -> 'steps' -> (v_local_index - 1);
+    v_db := p_db -> 'steps' -> (v_db_index - 1);
+    if v_local_index <> v_db_index then
+      v_diffs := v_diffs || format('step %L: code has it at position %s, database at %s',
+        v_slug, v_local_index - 1, v_db_index - 1);
+    end if;
+    if (v_local ->> 'stepType') is distinct from (v_db ->> 'stepType') then
+      v_diffs := v_diffs || format('step %L: code has step type %s, database has %s',
+        v_slug, v_local ->> 'stepType', v_db ->> 'stepType');
+    end if;
+    if (select coalesce(array_agg(e order by e collate "C"), '{}') from jsonb_array_elements_text(v_local -> 'dependencies') e)
+       is distinct from
+       (select coalesce(array_agg(e order by e collate "C"), '{}') from jsonb_array_elements_text(v_db -> 'dependencies') e) then
+      v_diffs := v_diffs || format('step %L: code depends on %s, database on %s',
+        v_slug, v_local -> 'dependencies', v_db -> 'dependencies');
+    end if;
+    foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout', 'startDelay'] loop
+      if coalesce(v_local -> 'options' -> v_key, 'null') is distinct from coalesce(v_db -> 'options' -> v_key, 'null') then
+        v_diffs := v_diffs || format('step %L option %s: code has %s, database has %s',
+          v_slug, v_key, coalesce(v_local -> 'options' -> v_key, 'null'), coalesce(v_db -> 'options' -> v_key, 'null'));
+      end if;
+    end loop;
+  end loop;
+  return v_diffs;
+end;
+$$;
+
+-- Creates a flow from a shape (create_flow, then add_step in order).
+create function pgflow._create_flow_from_shape(p_flow_slug text, p_shape jsonb)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_step jsonb;
+begin
+  perform pgflow.create_flow(
+    flow_slug => p_flow_slug,
+    max_attempts => (p_shape -> 'options' ->> 'maxAttempts')::int,
+    base_delay => (p_shape -> 'options' ->> 'baseDelay')::int,
+    timeout => (p_shape -> 'options' ->> 'timeout')::int);
+  for v_step in
+    select e.value from jsonb_array_elements(p_shape -> 'steps') with ordinality as e(value, ord) order by e.ord
+  loop
+    perform pgflow.add_step(
+      flow_slug => p_flow_slug,
+      step_slug => v_step ->> 'slug',
+      deps_slugs => array(select jsonb_array_elements_text(v_step -> 'dependencies')),
+      max_attempts => (v_step -> 'options' ->> 'maxAttempts')::int,
+      base_delay => (v_step -> 'options' ->> 'baseDelay')::int,
+      timeout => (v_step -> 'options' ->> 'timeout')::int,
+      start_delay => (v_step -> 'options' ->> 'startDelay')::int,
+      step_type => v_step ->> 'stepType');
+  end loop;
+end;
+$$;
+
+-- Deletes a flow with all its runs, states, tasks and its queue. Irreversible.
+create function pgflow.delete_flow_and_data(p_flow_slug text)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform 1 from pgflow.flows where flow_slug = p_flow_slug for update;
+  if not found then
+    perform pgflow._no_such(format('delete_flow_and_data: flow %s does not exist',
+      coalesce(quote_literal(p_flow_slug), 'NULL')));
+  end if;
+  delete from pgflow.step_tasks where flow_slug = p_flow_slug;
+  delete from pgflow.step_states where flow_slug = p_flow_slug;
+  delete from pgflow.runs where flow_slug = p_flow_slug;
+  delete from pgflow.deps where flow_slug = p_flow_slug;
+  delete from pgflow.steps where flow_slug = p_flow_slug;
+  delete from pgflow.flows where flow_slug = p_flow_slug;
+  perform pgmq.drop_queue(p_flow_slug);
+end;
+$$;
+
+-- Makes the database's definition of a flow match the code's shape:
+--   compiled   the flow was missing and has been created;
+--   verified   it exists and matches;
+--   recompiled it differed and allow_data_loss let it be deleted and created again;
+--   mismatch   it differs; nothing changed; "differences" says how.
+-- Concurrent callers for one flow are serialised, so it is never created twice.
+create function pgflow.ensure_flow_compiled(
+  flow_slug text,
+  shape jsonb,
+  allow_data_loss boolean default false
+)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_db jsonb;
+  v_diffs text[];
+begin
+  perform pgflow._validate_flow_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
+  perform pg_advisory_xact_lock(hashtext('pgflow.ensure_flow_compiled'), hashtext(ensure_flow_compiled.flow_slug));
+
+  v_db := pgflow._get_flow_shape(ensure_flow_compiled.flow_slug);
+  if v_db is null then
+    perform pgflow._create_flow_from_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
+    return jsonb_build_object('status', 'compiled', 'differences', '[]'::jsonb);
+  end if;
+
+  v_diffs := pgflow._compare_flow_shapes(ensure_flow_compiled.shape, v_db);
+  if cardinality(v_diffs) = 0 then
+    return jsonb_build_object('status', 'verified', 'differences', '[]'::jsonb);
+  end if;
+  if coalesce(ensure_flow_compiled.allow_data_loss, false) then
+    perform pgflow.delete_flow_and_data(ensure_flow_compiled.flow_slug);
+    perform pgflow._create_flow_from_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
+    return jsonb_build_object('status', 'recompiled', 'differences', to_jsonb(v_diffs));
+  end if;
+  return jsonb_build_object('status', 'mismatch', 'differences', to_jsonb(v_diffs));
+end;
+$$;
+
+revoke all on function pgflow._get_flow_shape(text) from public;
+revoke all on function pgflow._validate_flow_shape(text, jsonb) from public;
+revoke all on function pgflow._compare_flow_shapes(jsonb, jsonb) from public;
+revoke all on function pgflow._create_flow_from_shape(text, jsonb) from public;
+revoke all on function pgflow.delete_flow_and_data(text) from public;
+revoke all on function pgflow.ensure_flow_compiled(text, jsonb, boolean) from public;
