@@ -1,9 +1,10 @@
 /**
- * edgeflow's public API: the flow DSL, the compiler, and typed access to the
- * SQL core. (The worker's `createWorker` is added by src/worker.)
+ * edgeflow's public API: the flow DSL, the compiler, the edge worker
+ * (`Deno.serve(createWorker(flow))`) and typed access to the SQL core.
  */
 export * from "./dsl/mod.ts";
 export * from "./compile/mod.ts";
+export * from "./worker/mod.ts";
 export {
   addStep,
   completeTask,

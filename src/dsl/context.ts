@@ -5,13 +5,16 @@
 import type { SupabaseClient } from "@supabase/supabase-js";
 import type { Sql } from "../db/connect.ts";
 
-/** The pgmq message a task was started from (as `pgmq.read_with_poll` returns it). */
+/** The pgmq message a task was started from (as `pgmq.read` returned it). */
 export interface RawMessage {
   msg_id: number;
+  /** How many times the message was read, this read included. */
   read_ct: number;
-  enqueued_at: string;
-  vt: string;
+  enqueued_at: Date;
+  /** When the message becomes visible again (as of the read; start_tasks moves it on). */
+  vt: Date;
   message: { flow_slug: string; run_id: string; step_slug: string; task_index: number };
+  headers: unknown;
 }
 
 /** The row `pgflow.start_tasks` returned for this task. */
@@ -31,9 +34,12 @@ export interface StepContext {
   sql: Sql;
   /** A supabase-js client when `SUPABASE_URL` and a service key are set. */
   supabase: SupabaseClient | undefined;
-  /** Aborts when the step's timeout passes or the worker shuts down. */
+  /**
+   * Aborts when the step's timeout passes (the task is then failed and retried), or when the
+   * worker, shutting down, stops waiting for the handler (after its shutdown grace time).
+   */
   signal: AbortSignal;
-  /** Aborts only when the worker shuts down. */
+  /** Aborts as soon as the worker starts shutting down (it still waits for the handler). */
   shutdownSignal: AbortSignal;
   rawMessage: RawMessage;
   stepTask: StepTask;

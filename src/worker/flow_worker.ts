@@ -1,0 +1,208 @@
+/**
+ * A flow worker: checks the flow's definition at startup, turns claimed messages into started
+ * tasks (phase 2, `pgflow.start_tasks`), runs each step's handler with its input and context,
+ * and reports the outcome with `complete_task` / `fail_task`.
+ */
+import { flowShape } from "../compile/flow_shape.ts";
+import type { Sql } from "../db/connect.ts";
+import { ensureFlowCompiled } from "../db/definitions.ts";
+import { failTask, startTasks } from "../db/tasks.ts";
+import type { Json, QueueMessage, StepTaskRecord, TaskMessage } from "../db/types.ts";
+import type { AnyFlow } from "../dsl/flow.ts";
+import { CompletionBatcher } from "./completion_batcher.ts";
+import { stepContext } from "./context.ts";
+import { FlowMismatchError } from "./errors.ts";
+import type { Job, Outcome } from "./executor.ts";
+import { errorText, failureMessage } from "./failure_message.ts";
+import type { Logger } from "./logger.ts";
+import type { WorkerConfig } from "./options.ts";
+import { withReportRetries } from "./report_retry.ts";
+import { serializeOutput } from "./task_output.ts";
+import type { WorkerKind, WorkerRuntime } from "./worker.ts";
+import { readAndStartTasks } from "./worker_sql.ts";
+
+export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind {
+  return {
+    queueName: flow.slug,
+    labels: { flow: flow.slug },
+    announced: true,
+    wakeOnSettle: true,
+    recoverStalledTasks: true,
+    prepare: (sql, log) => prepareFlow(flow, sql, log, config.recreateOnMismatch),
+    attach(runtime) {
+      const { config } = runtime;
+      // Completions may keep all but one of the pool's connections busy; under load they go
+      // in batches (group commit) rather than waiting in line one by one.
+      const reporter = new CompletionBatcher(runtime.sql, {
+        maxInFlight: Math.max(1, config.maxPgConnections - 1),
+        maxBatch: Math.max(config.batchSize, 50),
+      });
+      const flowRuntime = { ...runtime, reporter };
+      return {
+        dispatch: (messages) => dispatch(flow, flowRuntime, messages),
+        async readNow(qty) {
+          const started = await readAndStartTasks(runtime.sql, {
+            flowSlug: flow.slug,
+            workerId: runtime.workerId,
+            vt: config.visibilityTimeout,
+            qty,
+          });
+          runtime.executor.release(qty - started.length);
+          for (const { task, message } of started) {
+            runtime.executor.execute(taskJob(flow, flowRuntime, task, message));
+          }
+          return started.length;
+        },
+      };
+    },
+  };
+}
+
+/** Compiles the flow when missing, verifies it when present, refuses or recreates on a mismatch. */
+async function prepareFlow(
+  flow: AnyFlow,
+  sql: Sql,
+  log: Logger,
+  recreateOnMismatch: boolean,
+): Promise<void> {
+  const result = await ensureFlowCompiled(sql, {
+    flowSlug: flow.slug,
+    shape: flowShape(flow),
+    allowDataLoss: recreateOnMismatch,
+  });
+  switch (result.status) {
+    case "compiled":
+      log.info("flow was missing; compiled it into the database");
+      return;
+    case "verified":
+      log.debug("flow definition matches the database");
+      return;
+    case "recompiled":
+      log.warn(
+        "flow differed; deleted it with all its runs and recreated it (recreateOnMismatch)",
+        {
+          differences: result.differences.join("; "),
+        },
+      );
+      return;
+    case "mismatch":
+      throw new FlowMismatchError(flow.slug, result.differences);
+  }
+}
+
+interface FlowRuntime extends WorkerRuntime {
+  reporter: CompletionBatcher;
+}
+
+/** Phase 2 for messages the long poll claimed, then one job per started task. */
+function dispatch(flow: AnyFlow, runtime: FlowRuntime, messages: QueueMessage<Json>[]): void {
+  const { executor, sql, log, workerId } = runtime;
+  executor.track((async () => {
+    let tasks: StepTaskRecord[];
+    try {
+      tasks = await startTasks(sql, {
+        flowSlug: flow.slug,
+        msgIds: messages.map((message) => message.msg_id),
+        workerId,
+      });
+    } catch (error) {
+      log.error("start_tasks failed; the messages reappear after their visibility timeout", {
+        count: messages.length,
+        error: errorText(error),
+      });
+      executor.release(messages.length);
+      return;
+    }
+    // Messages whose task was not started (run failed meanwhile, duplicate, stale) free their slot.
+    executor.release(messages.length - tasks.length);
+    const byId = new Map(messages.map((message) => [message.msg_id, message]));
+    for (const task of tasks) {
+      executor.execute(taskJob(flow, runtime, task, byId.get(Number(task.msg_id))!));
+    }
+  })());
+}
+
+function taskJob(
+  flow: AnyFlow,
+  runtime: FlowRuntime,
+  task: StepTaskRecord,
+  message: QueueMessage<Json> | QueueMessage<TaskMessage>,
+): Job {
+  const { sql, stats } = runtime;
+  const step = flow.getStep(task.step_slug);
+  const log = runtime.log.child({ step: task.step_slug, run: task.run_id, task: task.task_index });
+  const key = { runId: task.run_id, stepSlug: task.step_slug, taskIndex: task.task_index };
+  const what = `step "${task.step_slug}" of flow "${flow.slug}"`;
+
+  const fail = async (error: unknown, cause: string, durationMs: number, withStack: boolean) => {
+    const errorMessage = failureMessage(error, withStack);
+    try {
+      const row = await withReportRetries(() => failTask(sql, { ...key, errorMessage }));
+      stats.failed++;
+      const willRetry = row?.status === "queued";
+      log.warn(willRetry ? "task failed; will be retried" : "task failed", {
+        cause,
+        error: errorText(error),
+        attempt: row?.attempts_count,
+        durationMs,
+      });
+    } catch (reportError) {
+      log.error("could not report the failed task; the SQL core recovers it after its timeout", {
+        error: errorText(reportError),
+      });
+    }
+  };
+
+  return {
+    what,
+    timeoutMs: (step?.options.timeout ?? flow.options.timeout) * 1000,
+    run(signal) {
+      if (!step) {
+        throw new Error(`${what} is not defined in this worker's code (a newer deployment?)`);
+      }
+      log.debug("task started");
+      return step.handler(task.input, stepContext(runtime.context, task, message, signal));
+    },
+    async report(outcome: Outcome) {
+      if (!outcome.ok) {
+        return fail(outcome.error, outcome.cause, outcome.durationMs, outcome.cause === "error");
+      }
+      let outputJson: string;
+      try {
+        outputJson = serializeOutput(outcome.output, what);
+      } catch (error) {
+        return fail(error, "output", outcome.durationMs, false);
+      }
+      try {
+        const result = await runtime.reporter.complete({ ...key, outputJson });
+        if (result.status === "completed") {
+          stats.completed++;
+          log.info("task completed", { durationMs: outcome.durationMs });
+        } else {
+          // The SQL core refused the output ([TYPE_VIOLATION]: a map's source must be an
+          // array), or the task was no longer started (its run failed, or it was recovered
+          // as stalled): nothing changed but what the core says.
+          stats.failed++;
+          log.warn("task was not completed", {
+            status: result.status,
+            error: result.error_message ?? undefined,
+            durationMs: outcome.durationMs,
+          });
+        }
+      } catch (error) {
+        log.error(
+          "could not report the completed task; the SQL core retries it after its timeout",
+          {
+            error: errorText(error),
+          },
+        );
+      }
+    },
+    late(result) {
+      log.warn("handler settled after its task had timed out or been given up; result ignored", {
+        ok: result.ok,
+        durationMs: result.durationMs,
+      });
+    },
+  };
+}

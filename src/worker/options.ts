@@ -1,0 +1,409 @@
+/**
+ * The options of `createWorker`, their defaults, and their validation. Every problem is
+ * reported as a WorkerOptionError that names the option, before anything touches the database.
+ */
+import type { Sql } from "../db/connect.ts";
+import { WorkerOptionError } from "./errors.ts";
+import { LOG_LEVELS, type LogLevel, type LogSink } from "./logger.ts";
+
+/** `true`: LISTEN for wake-ups; `false`: poll only; `"auto"`: LISTEN unless the URL is a pooler. */
+export type ListenMode = boolean | "auto";
+
+/** Options shared by flow workers and queue workers. */
+export interface BaseWorkerOptions {
+  /** A postgres.js pool to use (kept open on shutdown; use `prepare: false` behind a pooler). */
+  sql?: Sql;
+  /** Connection string; default: env EDGE_WORKER_DB_URL, SUPABASE_DB_URL, DATABASE_URL. */
+  connectionString?: string;
+  /** Most handlers running at once. */
+  maxConcurrent?: number;
+  /** Most messages read per poll. */
+  batchSize?: number;
+  /**
+   * Longest idle wait, in seconds: one `pgmq.read_with_poll` call without LISTEN; with LISTEN,
+   * the longest sleep before looking again for messages nobody announced.
+   */
+  maxPollSeconds?: number;
+  /** How often `read_with_poll` looks at the queue while it waits (without LISTEN), in ms. */
+  pollIntervalMs?: number;
+  /** Seconds a read message stays hidden (flow: until start_tasks; queue: while handled). */
+  visibilityTimeout?: number;
+  /** How often the worker reports that it is alive (and learns it was deprecated), in ms. */
+  heartbeatIntervalMs?: number;
+  /**
+   * Size of the worker's own pool, at least 2: without LISTEN one connection is kept for long
+   * polls; with LISTEN, postgres.js opens one more connection for it.
+   */
+  maxPgConnections?: number;
+  /** Time in-flight handlers get to finish on shutdown, in ms. */
+  shutdownGraceMs?: number;
+  /** LISTEN for the SQL core's wake-up notifications. */
+  listen?: ListenMode;
+  /** Name recorded in `pgflow.workers`; default: the request path's function name, else the slug. */
+  functionName?: string;
+  /** Environment for the handlers' `context.env` and connection lookup; default Deno.env. */
+  env?: Record<string, string | undefined>;
+  logLevel?: LogLevel;
+  /** Receives every log line instead of the console. */
+  logSink?: LogSink;
+}
+
+export interface FlowWorkerOptions extends BaseWorkerOptions {
+  /** On a definition mismatch, delete the flow with all its runs and recreate it. */
+  recreateOnMismatch?: boolean;
+  /** How often to fail tasks whose worker vanished (`requeue_stalled_tasks`), in ms; 0 = never. */
+  recoveryIntervalMs?: number;
+}
+
+/** How a queue worker retries a message whose handler failed. */
+export type RetryPolicy =
+  | {
+    strategy: "fixed";
+    /** Retries after the first attempt. */
+    limit: number;
+    /** Seconds before each retry. */
+    baseDelay: number;
+  }
+  | {
+    strategy: "exponential";
+    limit: number;
+    /** Seconds before the first retry; doubles each time. */
+    baseDelay: number;
+    /** Cap on the delay, in seconds. */
+    maxDelay?: number;
+  };
+
+export interface QueueWorkerOptions extends BaseWorkerOptions {
+  /** The pgmq queue to consume (created when missing). */
+  queueName: string;
+  retry?: RetryPolicy;
+}
+
+export type ResolvedRetryPolicy = Required<Extract<RetryPolicy, { strategy: "exponential" }>> | {
+  strategy: "fixed";
+  limit: number;
+  baseDelay: number;
+};
+
+/** Options with defaults filled in and checked. */
+export interface WorkerConfig {
+  kind: "flow" | "queue";
+  maxConcurrent: number;
+  batchSize: number;
+  maxPollSeconds: number;
+  pollIntervalMs: number;
+  visibilityTimeout: number;
+  heartbeatIntervalMs: number;
+  maxPgConnections: number;
+  shutdownGraceMs: number;
+  listen: ListenMode;
+  logLevel: LogLevel;
+  /** Flow workers only. */
+  recreateOnMismatch: boolean;
+  /** Flow workers only; 0 = off. */
+  recoveryIntervalMs: number;
+  /** Queue workers only. */
+  queueName?: string;
+  /** Queue workers only. */
+  retry?: ResolvedRetryPolicy;
+  functionName?: string;
+  sql?: Sql;
+  connectionString?: string;
+  env: Record<string, string | undefined>;
+  logSink?: LogSink;
+}
+
+const COMMON_DEFAULTS = {
+  maxConcurrent: 10,
+  batchSize: 10,
+  maxPollSeconds: 2,
+  pollIntervalMs: 100,
+  heartbeatIntervalMs: 5_000,
+  maxPgConnections: 4,
+  shutdownGraceMs: 10_000,
+  listen: "auto" as ListenMode,
+  logLevel: "info" as LogLevel,
+};
+
+/** Defaults of a flow worker (README, "Worker options"). */
+export const FLOW_WORKER_DEFAULTS = Object.freeze({
+  ...COMMON_DEFAULTS,
+  visibilityTimeout: 5,
+  recreateOnMismatch: false,
+  recoveryIntervalMs: 30_000,
+});
+
+/** Defaults of a queue worker. */
+export const QUEUE_WORKER_DEFAULTS = Object.freeze({
+  ...COMMON_DEFAULTS,
+  visibilityTimeout: 60,
+  retry: Object.freeze(
+    { strategy: "exponential", limit: 5, baseDelay: 3, maxDelay: 300 } as const,
+  ),
+});
+
+const COMMON_KEYS = [
+  "sql",
+  "connectionString",
+  "maxConcurrent",
+  "batchSize",
+  "maxPollSeconds",
+  "pollIntervalMs",
+  "visibilityTimeout",
+  "heartbeatIntervalMs",
+  "maxPgConnections",
+  "shutdownGraceMs",
+  "listen",
+  "functionName",
+  "env",
+  "logLevel",
+  "logSink",
+];
+const FLOW_KEYS = [...COMMON_KEYS, "recreateOnMismatch", "recoveryIntervalMs"];
+const QUEUE_KEYS = [...COMMON_KEYS, "queueName", "retry"];
+
+const MAX_INT = 2_147_483_647;
+
+export function resolveFlowWorkerOptions(options: unknown): WorkerConfig {
+  const given = checkObject(options);
+  rejectUnknown(given, FLOW_KEYS, QUEUE_KEYS, "flow");
+  const d = FLOW_WORKER_DEFAULTS;
+  return {
+    ...resolveCommon(given, d.visibilityTimeout),
+    kind: "flow",
+    recreateOnMismatch: bool(given, "recreateOnMismatch", d.recreateOnMismatch),
+    recoveryIntervalMs: int(given, "recoveryIntervalMs", d.recoveryIntervalMs, 0),
+  };
+}
+
+export function resolveQueueWorkerOptions(options: unknown): WorkerConfig {
+  const given = checkObject(options);
+  rejectUnknown(given, QUEUE_KEYS, FLOW_KEYS, "queue");
+  const queueName = given.queueName;
+  if (typeof queueName !== "string" || !/^[a-zA-Z_][a-zA-Z0-9_]{0,47}$/.test(queueName)) {
+    throw new WorkerOptionError(
+      "queueName",
+      `must be a pgmq queue name (letters, digits and _, at most 48 characters, not starting ` +
+        `with a digit), got ${describe(queueName)}`,
+    );
+  }
+  return {
+    ...resolveCommon(given, QUEUE_WORKER_DEFAULTS.visibilityTimeout),
+    kind: "queue",
+    queueName,
+    retry: resolveRetry(given.retry),
+    recreateOnMismatch: false,
+    recoveryIntervalMs: 0,
+  };
+}
+
+function resolveCommon(given: Record<string, unknown>, visibilityTimeout: number) {
+  const d = COMMON_DEFAULTS;
+  const sql = given.sql;
+  if (sql !== undefined) {
+    const candidate = sql as { begin?: unknown; reserve?: unknown; options?: { max?: unknown } };
+    if (
+      typeof sql !== "function" || typeof candidate.begin !== "function" ||
+      typeof candidate.reserve !== "function"
+    ) {
+      throw new WorkerOptionError("sql", `must be a postgres.js pool, got ${describe(sql)}`);
+    }
+    const max = candidate.options?.max;
+    if (typeof max === "number" && max < 2) {
+      throw new WorkerOptionError(
+        "sql",
+        `must be a pool of at least 2 connections (max >= 2, got ${max}): ` +
+          `one is kept for long polls`,
+      );
+    }
+    if (given.connectionString !== undefined) {
+      throw new WorkerOptionError("sql", "and connectionString cannot both be given");
+    }
+  }
+  const connectionString = given.connectionString;
+  if (
+    connectionString !== undefined &&
+    (typeof connectionString !== "string" || !/^postgres(ql)?:\/\//.test(connectionString))
+  ) {
+    throw new WorkerOptionError(
+      "connectionString",
+      `must be a postgres:// or postgresql:// URL, got ${
+        typeof connectionString === "string" ? "a string without that scheme" : describe(
+          connectionString,
+        )
+      }`,
+    );
+  }
+  const listen = given.listen ?? d.listen;
+  if (listen !== true && listen !== false && listen !== "auto") {
+    throw new WorkerOptionError("listen", `must be true, false or "auto", got ${describe(listen)}`);
+  }
+  const logLevel = given.logLevel ?? d.logLevel;
+  if (typeof logLevel !== "string" || !LOG_LEVELS.includes(logLevel as LogLevel)) {
+    throw new WorkerOptionError(
+      "logLevel",
+      `must be one of ${LOG_LEVELS.join(", ")}, got ${describe(logLevel)}`,
+    );
+  }
+  const functionName = given.functionName;
+  if (functionName !== undefined && (typeof functionName !== "string" || functionName === "")) {
+    throw new WorkerOptionError(
+      "functionName",
+      `must be a non-empty string, got ${describe(functionName)}`,
+    );
+  }
+  const logSink = given.logSink;
+  if (logSink !== undefined && typeof logSink !== "function") {
+    throw new WorkerOptionError("logSink", `must be a function, got ${describe(logSink)}`);
+  }
+  return {
+    maxConcurrent: int(given, "maxConcurrent", d.maxConcurrent, 1),
+    batchSize: int(given, "batchSize", d.batchSize, 1),
+    maxPollSeconds: int(given, "maxPollSeconds", d.maxPollSeconds, 1),
+    pollIntervalMs: int(given, "pollIntervalMs", d.pollIntervalMs, 1),
+    visibilityTimeout: int(given, "visibilityTimeout", visibilityTimeout, 1),
+    heartbeatIntervalMs: int(given, "heartbeatIntervalMs", d.heartbeatIntervalMs, 10),
+    maxPgConnections: int(given, "maxPgConnections", d.maxPgConnections, 2),
+    shutdownGraceMs: int(given, "shutdownGraceMs", d.shutdownGraceMs, 0),
+    listen: listen as ListenMode,
+    logLevel: logLevel as LogLevel,
+    functionName: functionName as string | undefined,
+    sql: sql as Sql | undefined,
+    connectionString: connectionString as string | undefined,
+    env: resolveEnv(given.env),
+    logSink: logSink as LogSink | undefined,
+  };
+}
+
+function resolveRetry(value: unknown): ResolvedRetryPolicy {
+  if (value === undefined) return { ...QUEUE_WORKER_DEFAULTS.retry };
+  if (typeof value !== "object" || value === null) {
+    throw new WorkerOptionError("retry", `must be an object, got ${describe(value)}`);
+  }
+  const retry = value as Record<string, unknown>;
+  const strategy = retry.strategy;
+  if (strategy !== "fixed" && strategy !== "exponential") {
+    throw new WorkerOptionError(
+      "retry.strategy",
+      `must be "fixed" or "exponential", got ${describe(strategy)}`,
+    );
+  }
+  const known = strategy === "fixed"
+    ? ["strategy", "limit", "baseDelay"]
+    : ["strategy", "limit", "baseDelay", "maxDelay"];
+  for (const key of Object.keys(retry)) {
+    if (!known.includes(key)) {
+      throw new WorkerOptionError(
+        `retry.${key}`,
+        `is not known for the ${strategy} strategy (known: ${known.join(", ")})`,
+      );
+    }
+  }
+  const limit = int(retry, "limit", 5, 0, "retry.");
+  const baseDelay = int(retry, "baseDelay", 3, 0, "retry.");
+  if (strategy === "fixed") return { strategy, limit, baseDelay };
+  const maxDelay = int(retry, "maxDelay", Math.max(300, baseDelay), baseDelay, "retry.");
+  return { strategy, limit, baseDelay, maxDelay };
+}
+
+function resolveEnv(value: unknown): Record<string, string | undefined> {
+  let base: Record<string, string | undefined> = {};
+  try {
+    base = Deno.env.toObject();
+  } catch {
+    // No env permission: only what the option gives.
+  }
+  if (value === undefined) return base;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new WorkerOptionError("env", `must be an object of strings, got ${describe(value)}`);
+  }
+  for (const [key, entry] of Object.entries(value)) {
+    if (entry !== undefined && typeof entry !== "string") {
+      throw new WorkerOptionError(`env.${key}`, `must be a string, got ${describe(entry)}`);
+    }
+  }
+  return { ...base, ...(value as Record<string, string | undefined>) };
+}
+
+function checkObject(options: unknown): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(`createWorker: options must be an object, got ${describe(options)}`);
+  }
+  return options as Record<string, unknown>;
+}
+
+function rejectUnknown(
+  given: Record<string, unknown>,
+  known: readonly string[],
+  other: readonly string[],
+  kind: "flow" | "queue",
+): void {
+  for (const key of Object.keys(given)) {
+    if (known.includes(key)) continue;
+    if (other.includes(key)) {
+      const otherKind = kind === "flow" ? "queue" : "flow";
+      throw new WorkerOptionError(key, `only applies to ${otherKind} workers`);
+    }
+    const near = known.find((candidate) =>
+      editDistance(candidate.toLowerCase(), key.toLowerCase()) <= 2
+    );
+    throw new WorkerOptionError(
+      key,
+      `is not a known option${near ? ` (did you mean ${near}?)` : ""}; known: ${known.join(", ")}`,
+    );
+  }
+}
+
+function int(
+  given: Record<string, unknown>,
+  key: string,
+  fallback: number,
+  min: number,
+  prefix = "",
+): number {
+  const value = given[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > MAX_INT) {
+    throw new WorkerOptionError(
+      prefix + key,
+      `must be an integer between ${min} and ${MAX_INT}, got ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+function bool(given: Record<string, unknown>, key: string, fallback: boolean): boolean {
+  const value = given[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") {
+    throw new WorkerOptionError(key, `must be true or false, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** Levenshtein distance, for "did you mean" hints. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j] + 1,
+        current[j - 1] + 1,
+        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "function") return "a function";
+  return typeof value === "object" ? "an object" : String(typeof value);
+}

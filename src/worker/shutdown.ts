@@ -1,0 +1,92 @@
+/**
+ * The platform adapter: how the worker is kept alive and how it learns it must stop.
+ *
+ * - Supabase Edge Runtime: `EdgeRuntime.waitUntil(promise)` keeps the isolate alive for the
+ *   worker's background loop; `beforeunload` (with `detail.reason` in cpu, memory, wall_clock,
+ *   early_drop, termination) announces the end. Its listeners are not awaited.
+ * - Plain Deno: SIGTERM and SIGINT. All workers of the process stop gracefully, then the process
+ *   exits (128 + signal number); a second signal exits at once.
+ *
+ * One set of listeners serves every worker of the process; it is removed when the last stops.
+ */
+
+type StopFn = (reason: string) => Promise<void>;
+
+interface EdgeRuntimeGlobal {
+  waitUntil(promise: Promise<unknown>): void;
+}
+
+const SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
+type SignalName = keyof typeof SIGNALS;
+
+const workers = new Set<StopFn>();
+let installed: (() => void) | undefined;
+let exiting = false;
+
+/** The Supabase Edge Runtime global, when running there. */
+export function edgeRuntime(): EdgeRuntimeGlobal | undefined {
+  const candidate = (globalThis as { EdgeRuntime?: { waitUntil?: unknown } }).EdgeRuntime;
+  return typeof candidate?.waitUntil === "function" ? candidate as EdgeRuntimeGlobal : undefined;
+}
+
+/** Keeps the runtime alive until `promise` settles, where the runtime needs to be told. */
+export function keepAlive(promise: Promise<unknown>): void {
+  edgeRuntime()?.waitUntil(promise);
+}
+
+/** Calls `stop(reason)` when the platform asks the process to end; returns the unsubscribe. */
+export function onPlatformShutdown(stop: StopFn): () => void {
+  workers.add(stop);
+  installed ??= install();
+  return () => {
+    workers.delete(stop);
+    if (workers.size === 0 && installed) {
+      installed();
+      installed = undefined;
+    }
+  };
+}
+
+function stopAll(reason: string): Promise<unknown> {
+  return Promise.allSettled([...workers].map((stop) => stop(reason)));
+}
+
+function install(): () => void {
+  const onBeforeUnload = (event: Event) => {
+    const detail = (event as CustomEvent<{ reason?: unknown } | undefined>).detail;
+    const reason = typeof detail?.reason === "string" ? detail.reason : "unload";
+    stopAll(`beforeunload (${reason})`);
+  };
+  globalThis.addEventListener("beforeunload", onBeforeUnload);
+
+  const removers: (() => void)[] = [
+    () => globalThis.removeEventListener("beforeunload", onBeforeUnload),
+  ];
+  // The edge runtime has no process signals (and may not define the API at all).
+  if (!edgeRuntime() && typeof Deno?.addSignalListener === "function") {
+    for (const name of Object.keys(SIGNALS) as SignalName[]) {
+      const handler = () => onSignal(name);
+      try {
+        Deno.addSignalListener(name, handler);
+        removers.push(() => {
+          try {
+            Deno.removeSignalListener(name, handler);
+          } catch {
+            // Already gone.
+          }
+        });
+      } catch {
+        // Not supported here (e.g. SIGTERM on Windows).
+      }
+    }
+  }
+  return () => removers.forEach((remove) => remove());
+}
+
+async function onSignal(name: SignalName): Promise<void> {
+  const code = 128 + SIGNALS[name];
+  if (exiting) Deno.exit(code);
+  exiting = true;
+  await stopAll(`signal ${name}`);
+  Deno.exit(code);
+}
