@@ -15,6 +15,9 @@ export interface Server {
   createDatabase(): Promise<{ url: string; drop(): Promise<void> }>;
 }
 
+/** One worker tuned for many short tasks: 100 handlers in flight, reads of 50. */
+const THROUGHPUT_OPTIONS = { maxConcurrent: 100, batchSize: 50, maxPgConnections: 4 };
+
 interface WorkerProcess {
   pid: number;
   peakRssMb(): Promise<number>;
@@ -153,7 +156,7 @@ export async function runWorkerBench(server: Server) {
       `select pgflow.create_flow('bench_one'); select pgflow.add_step('bench_one', 'noop');`,
     );
     await startRunsInBulk(sql, "bench_one", 5_000);
-    const worker = await startWorker("oneStep", db.url);
+    const worker = await startWorker("oneStep", db.url, THROUGHPUT_OPTIONS);
     await waitFor("5,000 one-step runs", () => allCompleted(sql, "bench_one", 5_000));
     const rate = await taskRate(sql, "bench_one");
     results.oneStepTasksPerSecond = rate.rate;
@@ -167,7 +170,7 @@ export async function runWorkerBench(server: Server) {
     const db = await server.createDatabase();
     const sql = connect(db.url, { max: 4 });
     const listener = connect(db.url, { max: 1 });
-    const worker = await startWorker("diamond", db.url);
+    const worker = await startWorker("diamond", db.url, THROUGHPUT_OPTIONS);
     await waitForWorker(sql, "bench_diamond");
     await startRunsInBulk(sql, "bench_diamond", 1_000);
     await waitFor("1,000 diamond runs", () => allCompleted(sql, "bench_diamond", 1_000));
@@ -188,7 +191,7 @@ export async function runWorkerBench(server: Server) {
     const db = await server.createDatabase();
     const sql = connect(db.url, { max: 4 });
     const listener = connect(db.url, { max: 1 });
-    const worker = await startWorker("wideMap", db.url);
+    const worker = await startWorker("wideMap", db.url, THROUGHPUT_OPTIONS);
     await waitForWorker(sql, "bench_map");
     await timedRun(sql, listener, "bench_map", [1, 2, 3]); // warm-up
     for (const width of [1_000, 10_000]) {

@@ -226,3 +226,18 @@ Deno.test("log lines: key=value when not a terminal, readable on one", () => {
   assert.ok(pretty.includes("worker=0f3a9c1e "));
   assert.ok(pretty.includes("duration=3.1ms"));
 });
+
+Deno.test("EDGE_WORKER_LOG_LEVEL sets the level when the code does not", () => {
+  const env = { EDGE_WORKER_LOG_LEVEL: "debug" };
+  assert.equal(resolveFlowWorkerOptions({ connectionString: url, env }).logLevel, "debug");
+  assert.equal(
+    resolveFlowWorkerOptions({ connectionString: url, env, logLevel: "error" }).logLevel,
+    "error",
+    "the code's option wins",
+  );
+  assert.throws(
+    () =>
+      resolveFlowWorkerOptions({ connectionString: url, env: { EDGE_WORKER_LOG_LEVEL: "loud" } }),
+    /logLevel \(from env EDGE_WORKER_LOG_LEVEL\).*must be one of error, warn, info, debug, got "loud"/,
+  );
+});

@@ -238,10 +238,13 @@ function resolveCommon(given: Record<string, unknown>, visibilityTimeout: number
   if (listen !== true && listen !== false && listen !== "auto") {
     throw new WorkerOptionError("listen", `must be true, false or "auto", got ${describe(listen)}`);
   }
-  const logLevel = given.logLevel ?? d.logLevel;
+  const fromEnv = given.logLevel === undefined
+    ? logLevelFromEnv(given.env as Record<string, string | undefined> | undefined)
+    : undefined;
+  const logLevel = given.logLevel ?? fromEnv ?? d.logLevel;
   if (typeof logLevel !== "string" || !LOG_LEVELS.includes(logLevel as LogLevel)) {
     throw new WorkerOptionError(
-      "logLevel",
+      fromEnv === undefined ? "logLevel" : "logLevel (from env EDGE_WORKER_LOG_LEVEL)",
       `must be one of ${LOG_LEVELS.join(", ")}, got ${describe(logLevel)}`,
     );
   }
@@ -406,4 +409,19 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return "an array";
   if (typeof value === "function") return "a function";
   return typeof value === "object" ? "an object" : String(typeof value);
+}
+
+/**
+ * `EDGE_WORKER_LOG_LEVEL` sets the level when the code does not, so a deployed
+ * function's verbosity can change with a secret instead of a redeploy.
+ */
+function logLevelFromEnv(
+  env: Readonly<Record<string, string | undefined>> | undefined,
+): string | undefined {
+  if (env?.EDGE_WORKER_LOG_LEVEL !== undefined) return env.EDGE_WORKER_LOG_LEVEL;
+  try {
+    return Deno.env.get("EDGE_WORKER_LOG_LEVEL");
+  } catch {
+    return undefined; // no env permission: the default applies
+  }
 }
