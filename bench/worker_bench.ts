@@ -16,7 +16,7 @@ export interface Server {
 }
 
 /** One worker tuned for many short tasks: 100 handlers in flight, reads of 50. */
-const THROUGHPUT_OPTIONS = { maxConcurrent: 100, batchSize: 50, maxPgConnections: 4 };
+export const THROUGHPUT_OPTIONS = { maxConcurrent: 100, batchSize: 50, maxPgConnections: 4 };
 
 interface WorkerProcess {
   pid: number;
@@ -24,7 +24,7 @@ interface WorkerProcess {
   stop(): Promise<void>;
 }
 
-async function startWorker(
+export async function startWorker(
   flow: BenchFlowName,
   dbUrl: string,
   options: Record<string, unknown> = {},
@@ -75,7 +75,7 @@ async function startWorker(
   };
 }
 
-async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 300_000) {
+export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 300_000) {
   const deadline = Date.now() + timeoutMs;
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
@@ -83,7 +83,7 @@ async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 
   }
 }
 
-async function waitForWorker(sql: Sql, flow: string) {
+export async function waitForWorker(sql: Sql, flow: string) {
   await waitFor(`a registered worker for ${flow}`, async () => {
     const [row] = await sql`
       select count(*)::int as n from pgflow.workers where queue_name = ${flow} and stopped_at is null`;
@@ -92,7 +92,7 @@ async function waitForWorker(sql: Sql, flow: string) {
 }
 
 /** Tasks per second between the first task start and the last task completion. */
-async function taskRate(
+export async function taskRate(
   sql: Sql,
   flow: string,
 ): Promise<{ tasks: number; seconds: number; rate: number }> {
@@ -103,7 +103,7 @@ async function taskRate(
   return { tasks: row.tasks, seconds: row.seconds, rate: row.tasks / row.seconds };
 }
 
-async function startRunsInBulk(sql: Sql, flow: string, count: number) {
+export async function startRunsInBulk(sql: Sql, flow: string, count: number) {
   // 500 runs per transaction keeps each statement short.
   for (let done = 0; done < count; done += 500) {
     const n = Math.min(500, count - done);
@@ -111,14 +111,14 @@ async function startRunsInBulk(sql: Sql, flow: string, count: number) {
   }
 }
 
-async function allCompleted(sql: Sql, flow: string, count: number): Promise<boolean> {
+export async function allCompleted(sql: Sql, flow: string, count: number): Promise<boolean> {
   const [row] = await sql`
     select count(*)::int as n from pgflow.runs where flow_slug = ${flow} and status = 'completed'`;
   return row.n >= count;
 }
 
 /** Starts a run and resolves with the ms until its run:completed event. */
-async function timedRun(sql: Sql, listener: Sql, flow: string, input: unknown): Promise<number> {
+export async function timedRun(sql: Sql, listener: Sql, flow: string, input: unknown): Promise<number> {
   const runId = crypto.randomUUID();
   let done!: () => void;
   const completed = new Promise<void>((resolve) => (done = resolve));
@@ -135,7 +135,7 @@ async function timedRun(sql: Sql, listener: Sql, flow: string, input: unknown): 
   return ms;
 }
 
-function percentile(sorted: number[], p: number): number {
+export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 

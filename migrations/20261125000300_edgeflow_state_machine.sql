@@ -4,7 +4,7 @@
 
 -- Marks a step completed and hands its output to the steps that depend on it.
 -- Returns the run's remaining_steps afterwards.
-create function pgflow._finish_step(run_id uuid, step_slug text, output jsonb)
+create function pgflow._finish_step(run_id uuid, step_slug text, step_type text, output jsonb)
 returns int
 language plpgsql
 set search_path = ''
@@ -12,7 +12,6 @@ as $$
 #variable_conflict use_column
 declare
   v_state pgflow.step_states;
-  v_type text;
   v_size int;
   v_remaining int;
 begin
@@ -24,9 +23,6 @@ begin
    where run_id = _finish_step.run_id and step_slug = _finish_step.step_slug
   returning * into v_state;
 
-  select step_type into v_type from pgflow.steps
-  where flow_slug = v_state.flow_slug and step_slug = _finish_step.step_slug;
-
   perform pgflow._emit_step(_finish_step.run_id, _finish_step.step_slug, 'completed',
     jsonb_build_object('output', _finish_step.output, 'completed_at', v_state.completed_at));
 
@@ -34,7 +30,7 @@ begin
   -- or the length of this single step's array output (checked by the caller).
   -- Computed here, not in the UPDATE: the planner may fold jsonb_array_length
   -- of a parameter even in a CASE branch that is not taken.
-  if v_type = 'map' then
+  if _finish_step.step_type = 'map' then
     v_size := v_state.initial_tasks;
   elsif jsonb_typeof(_finish_step.output) = 'array' then
     v_size := jsonb_array_length(_finish_step.output);
@@ -79,7 +75,7 @@ begin
         and ss.status = 'created' and ss.remaining_deps = 0 and ss.initial_tasks = 0
       order by s.step_index
     loop
-      perform pgflow._finish_step(cascade_complete_taskless_steps.run_id, v_slug, '[]'::jsonb);
+      perform pgflow._finish_step(cascade_complete_taskless_steps.run_id, v_slug, 'map', '[]'::jsonb);
       v_round := v_round + 1;
     end loop;
     exit when v_round = 0;

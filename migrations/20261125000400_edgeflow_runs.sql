@@ -218,13 +218,14 @@ $$;
 -- Loads and locks a task (and its run, which serialises all state changes of
 -- a run) for complete_task / fail_task; one query on the common path, and a
 -- clear error naming what is missing otherwise.
-create function pgflow._lock_task(what text, run_id uuid, step_slug text, task_index int)
+create function pgflow._lock_task(caller text, run_id uuid, step_slug text, task_index int)
 returns pgflow.step_tasks
 language plpgsql
 set search_path = ''
 as $$
 #variable_conflict use_column
 declare
+  v_what text;
   v_flow text;
   v_task pgflow.step_tasks;
 begin
@@ -238,16 +239,18 @@ begin
     return v_task;
   end if;
 
+  -- Only failed lookups pay for building the message.
+  v_what := format('%s(%s, %L, %s)', caller, _lock_task.run_id, _lock_task.step_slug, _lock_task.task_index);
   select flow_slug into v_flow from pgflow.runs where run_id = _lock_task.run_id;
   if not found then
-    perform pgflow._no_such(format('%s: run %s does not exist', what, coalesce(_lock_task.run_id::text, 'NULL')));
+    perform pgflow._no_such(format('%s: run %s does not exist', v_what, coalesce(_lock_task.run_id::text, 'NULL')));
   end if;
   perform 1 from pgflow.steps where flow_slug = v_flow and step_slug = _lock_task.step_slug;
   if not found then
-    perform pgflow._no_such(format('%s: flow %L has no step %s', what, v_flow,
+    perform pgflow._no_such(format('%s: flow %L has no step %s', v_what, v_flow,
       coalesce(quote_literal(_lock_task.step_slug), 'NULL')));
   end if;
-  perform pgflow._no_such(format('%s: step %L of run %s has no task %s (yet)', what,
+  perform pgflow._no_such(format('%s: step %L of run %s has no task %s (yet)', v_what,
     _lock_task.step_slug, _lock_task.run_id, coalesce(_lock_task.task_index::text, 'NULL')));
 end;
 $$;
@@ -259,8 +262,6 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_what text := format('complete_task(%s, %L, %s)', complete_task.run_id, complete_task.step_slug,
-                        complete_task.task_index);
   v_task pgflow.step_tasks;
   v_step record;
   v_output jsonb := coalesce(complete_task.output, 'null'::jsonb);
@@ -268,7 +269,7 @@ declare
   v_remaining_steps int;
   v_error text;
 begin
-  v_task := pgflow._lock_task(v_what, complete_task.run_id, complete_task.step_slug, complete_task.task_index);
+  v_task := pgflow._lock_task('complete_task', complete_task.run_id, complete_task.step_slug, complete_task.task_index);
   -- Late or duplicate reports (task already completed/failed/requeued) change nothing.
   if v_task.status <> 'started' then
     return query select v_task.*;
@@ -317,6 +318,7 @@ begin
 
   if v_remaining_tasks = 0 then
     v_remaining_steps := pgflow._finish_step(complete_task.run_id, complete_task.step_slug,
+      v_step.step_type,
       case when v_step.step_type = 'map'
         then pgflow._step_output(complete_task.run_id, complete_task.step_slug, 'map')
         else v_output end);
@@ -341,13 +343,12 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_what text := format('fail_task(%s, %L, %s)', fail_task.run_id, fail_task.step_slug, fail_task.task_index);
   v_task pgflow.step_tasks;
   v_max_attempts int;
   v_base_delay int;
   v_delay int;
 begin
-  v_task := pgflow._lock_task(v_what, fail_task.run_id, fail_task.step_slug, fail_task.task_index);
+  v_task := pgflow._lock_task('fail_task', fail_task.run_id, fail_task.step_slug, fail_task.task_index);
   if v_task.status <> 'started' then
     return query select v_task.*;
     return;

@@ -29,28 +29,35 @@ begin
 end;
 $$;
 
+-- Helpers on the hot path are PL/pgSQL rather than SQL functions: a SQL
+-- function with a SET clause is re-planned on every call, a PL/pgSQL one
+-- keeps its plans for the session.
 create function pgflow._emit_step(run_id uuid, step_slug text, status text, payload jsonb)
 returns void
-language sql
+language plpgsql
 set search_path = ''
 as $$
-  select pgflow._emit(
+begin
+  perform pgflow._emit(
     run_id,
     'step:' || step_slug || ':' || status,
     jsonb_build_object('event_type', 'step:' || status, 'run_id', run_id,
       'step_slug', step_slug, 'status', status) || payload);
+end;
 $$;
 
 create function pgflow._emit_run(run_id uuid, status text, payload jsonb)
 returns void
-language sql
+language plpgsql
 set search_path = ''
 as $$
-  select pgflow._emit(
+begin
+  perform pgflow._emit(
     run_id,
     'run:' || status,
     jsonb_build_object('event_type', 'run:' || status, 'run_id', run_id, 'status', status)
       || payload);
+end;
 $$;
 
 -- Exponential backoff: base_delay * 2^attempts_count seconds, capped at the
@@ -114,18 +121,24 @@ $$;
 -- a map step's task outputs in task order (an empty map gives []).
 create function pgflow._step_output(run_id uuid, step_slug text, step_type text)
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select case
-    when step_type = 'map' then (
-      select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb)
-      from pgflow.step_tasks t
-      where t.run_id = _step_output.run_id and t.step_slug = _step_output.step_slug)
-    else (
-      select t.output from pgflow.step_tasks t
-      where t.run_id = _step_output.run_id and t.step_slug = _step_output.step_slug
-        and t.task_index = 0)
-  end;
+#variable_conflict use_column
+declare
+  v_output jsonb;
+begin
+  if _step_output.step_type = 'map' then
+    select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb) into v_output
+    from pgflow.step_tasks t
+    where t.run_id = _step_output.run_id and t.step_slug = _step_output.step_slug;
+  else
+    select t.output into v_output
+    from pgflow.step_tasks t
+    where t.run_id = _step_output.run_id and t.step_slug = _step_output.step_slug
+      and t.task_index = 0;
+  end if;
+  return v_output;
+end;
 $$;
