@@ -1,8 +1,15 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
-import { define, getRun, runUntilIdle, stepStatuses, takeTasks } from "./_support/drive.ts";
+import {
+  define,
+  getRun,
+  runUntilIdle,
+  stepStatuses,
+  takeTasks,
+  WORKER_ID,
+} from "./_support/drive.ts";
 import { startFlow } from "../src/db/runs.ts";
-import { completeTask, completeTasks } from "../src/db/tasks.ts";
+import { completeTask, completeTaskAndClaim, completeTasks } from "../src/db/tasks.ts";
 
 const ANALYZE_WEBSITE = `
   SELECT pgflow.create_flow('analyze_website');
@@ -271,3 +278,61 @@ dbTest("completeTasks applies a batch of reports in one statement", async ({ sql
     /flow 'batch' has no step 'nope'/,
   );
 });
+
+dbTest(
+  "complete_task_and_claim completes a task and starts the tasks it made ready",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('claim');
+     select pgflow.add_step('claim', 'a');
+     select pgflow.add_step('claim', 'b', deps_slugs => array['a']);
+     select pgflow.add_step('claim', 'c', deps_slugs => array['a']);`,
+    );
+    const run = await startFlow(sql, { flowSlug: "claim", input: 5 });
+    const [a] = await takeTasks(sql, "claim");
+    const next = await completeTaskAndClaim(sql, {
+      runId: run.run_id,
+      stepSlug: "a",
+      taskIndex: 0,
+      output: 6,
+      workerId: WORKER_ID,
+      vt: 30,
+      qty: 1,
+    });
+    assert.equal(a.step_slug, "a");
+    assert.equal(next.length, 1, "claims no more than qty");
+    assert.deepEqual(next[0].input, { run: 5, a: 6 });
+    const [rest] = await takeTasks(sql, "claim");
+    assert.notEqual(rest.step_slug, next[0].step_slug, "the other ready task stays for others");
+    const [started] = await sql`
+    select status, last_worker_id from pgflow.step_tasks
+    where run_id = ${run.run_id} and step_slug = ${next[0].step_slug}`;
+    assert.deepEqual(started, { status: "started", last_worker_id: WORKER_ID });
+    // qty 0 only completes.
+    assert.deepEqual(
+      await completeTaskAndClaim(sql, {
+        ...taskKey(rest),
+        output: 1,
+        workerId: WORKER_ID,
+        vt: 30,
+        qty: 0,
+      }),
+      [],
+    );
+    await assert.rejects(
+      completeTaskAndClaim(sql, {
+        ...taskKey(rest),
+        output: 1,
+        workerId: WORKER_ID,
+        vt: 0,
+        qty: 1,
+      }),
+      /complete_task_and_claim: qty must be >= 0 and vt >= 1, got qty 1, vt 0/,
+    );
+  },
+);
+
+function taskKey(task: { run_id: string; step_slug: string; task_index: number }) {
+  return { runId: task.run_id, stepSlug: task.step_slug, taskIndex: task.task_index };
+}

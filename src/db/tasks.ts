@@ -125,3 +125,25 @@ function compareTaskKeys(a: TaskKey, b: TaskKey): number {
   if (a.stepSlug !== b.stepSlug) return a.stepSlug < b.stepSlug ? -1 : 1;
   return a.taskIndex - b.taskIndex;
 }
+
+/**
+ * Completes a task and, in the same transaction, reads and starts up to `qty`
+ * visible tasks of its flow (those the completion made ready included): one
+ * round trip per DAG level for a worker with free slots.
+ */
+export async function completeTaskAndClaim(
+  sql: Sql,
+  args: TaskKey & { output: unknown; workerId: string; vt: number; qty: number },
+): Promise<StepTaskRecord[]> {
+  const output = toJsonText(args.output, `output of step "${args.stepSlug}"`);
+  const rows = await sql<StepTaskRecord[]>`
+    select * from pgflow.complete_task_and_claim(
+      run_id => ${args.runId}::uuid,
+      step_slug => ${args.stepSlug},
+      task_index => ${args.taskIndex}::int,
+      output => (${output}::text)::jsonb,
+      worker_id => ${args.workerId}::uuid,
+      vt => ${args.vt}::int,
+      qty => ${args.qty}::int)`;
+  return [...rows];
+}
