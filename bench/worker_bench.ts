@@ -118,7 +118,12 @@ export async function allCompleted(sql: Sql, flow: string, count: number): Promi
 }
 
 /** Starts a run and resolves with the ms until its run:completed event. */
-export async function timedRun(sql: Sql, listener: Sql, flow: string, input: unknown): Promise<number> {
+export async function timedRun(
+  sql: Sql,
+  listener: Sql,
+  flow: string,
+  input: unknown,
+): Promise<number> {
   const runId = crypto.randomUUID();
   let done!: () => void;
   const completed = new Promise<void>((resolve) => (done = resolve));

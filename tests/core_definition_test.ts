@@ -1,16 +1,12 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import { define, takeTasks } from "./_support/drive.ts";
-import { addStep, createFlow, isValidSlug } from "../src/db/definitions.ts";
+import { addStep, type AddStepArgs, createFlow, isValidSlug } from "../src/db/definitions.ts";
 import { getRunWithStates, startFlow } from "../src/db/runs.ts";
-import {
-  calculateRetryDelay,
-  completeTask,
-  failTask,
-  setVtBatch,
-  startTasks,
-} from "../src/db/tasks.ts";
-import { markWorkerStopped, pruneDataOlderThan } from "../src/db/maintenance.ts";
+import { calculateRetryDelay, completeTask, failTask, startTasks } from "../src/db/tasks.ts";
+import { setVtBatch } from "../src/db/queue.ts";
+import { pruneDataOlderThan } from "../src/db/maintenance.ts";
+import { markWorkerStopped } from "../src/db/workers.ts";
 import type { Sql } from "../src/db/connect.ts";
 
 /** Asserts the call fails with a message matching `pattern` and leaves the definition tables as they were. */
@@ -131,7 +127,7 @@ dbTest("add_step rejects bad arguments with a clear error", async ({ sql }) => {
 dbTest("add_step stores the definition, inherits options, and is idempotent", async ({ sql }) => {
   await createFlow(sql, { flowSlug: "f" });
   const a = await addStep(sql, { flowSlug: "f", stepSlug: "a" });
-  const m = await addStep(sql, {
+  const mArgs: AddStepArgs = {
     flowSlug: "f",
     stepSlug: "m",
     depsSlugs: ["a"],
@@ -140,7 +136,8 @@ dbTest("add_step stores the definition, inherits options, and is idempotent", as
     baseDelay: 1,
     timeout: 9,
     startDelay: 3,
-  });
+  };
+  const m = await addStep(sql, mArgs);
   assert.deepEqual(
     [a.step_index, a.deps_count, a.step_type, a.opt_max_attempts, a.opt_timeout],
     [0, 0, "single", null, null],
@@ -157,16 +154,7 @@ dbTest("add_step stores the definition, inherits options, and is idempotent", as
     ],
     [1, 1, "map", 7, 1, 9, 3],
   );
-  const again = await addStep(sql, {
-    flowSlug: "f",
-    stepSlug: "m",
-    depsSlugs: ["a"],
-    stepType: "map",
-    maxAttempts: 7,
-    baseDelay: 1,
-    timeout: 9,
-    startDelay: 3,
-  });
+  const again = await addStep(sql, mArgs);
   assert.deepEqual(again, m);
   const deps = await sql`select dep_slug, step_slug from pgflow.deps`;
   assert.deepEqual(deps.map((d) => [d.dep_slug, d.step_slug]), [["a", "m"]]);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { dbTest, eventually } from "./_support/db.ts";
+import { dbTest } from "./_support/db.ts";
+import { eventually } from "./_support/eventually.ts";
 import { define, failOne, runUntilIdle, takeTasks } from "./_support/drive.ts";
 import { startFlow } from "../src/db/runs.ts";
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import { define } from "./_support/drive.ts";
+import type { Sql } from "../src/db/connect.ts";
 
 const FUNCTIONS = [
   "select pgflow.create_flow('x')",
@@ -33,45 +34,46 @@ const TABLES = [
   "worker_functions",
 ];
 
+/** Runs `fn` with a new role (no login, no grants), dropped afterwards. */
+async function withRole(sql: Sql, prefix: string, fn: (role: string) => Promise<void>) {
+  const role = `${prefix}_${Date.now()}`;
+  await sql.unsafe(`create role ${role} nologin`);
+  try {
+    await fn(role);
+  } finally {
+    await sql.unsafe(`drop owned by ${role}; drop role ${role}`);
+  }
+}
+
+/** Asserts that `role` gets "permission denied" for each statement. */
+async function assertDenied(sql: Sql, role: string, statements: readonly string[]) {
+  for (const statement of statements) {
+    await assert.rejects(
+      sql.begin(async (tx) => {
+        await tx.unsafe(`set local role ${role}`);
+        await tx.unsafe(statement);
+      }),
+      /permission denied/,
+      statement,
+    );
+  }
+}
+
 dbTest(
   "a role without grants can neither call pgflow functions nor touch its tables",
   async ({ sql }) => {
     await define(sql, `select pgflow.create_flow('f'); select pgflow.add_step('f', 'a');`);
-    const role = `stranger_${Date.now()}`;
-    await sql.unsafe(`create role ${role} nologin`);
-    try {
-      for (
-        const statement of [
-          ...FUNCTIONS,
-          ...TABLES.map((t) => `select * from pgflow.${t}`),
-          `insert into pgflow.flows (flow_slug) values ('sneaky')`,
-          `delete from pgflow.runs`,
-        ]
-      ) {
-        await assert.rejects(
-          sql.begin(async (tx) => {
-            await tx.unsafe(`set local role ${role}`);
-            await tx.unsafe(statement);
-          }),
-          /permission denied/,
-          statement,
-        );
-      }
+    await withRole(sql, "stranger", async (role) => {
+      const everything = [...FUNCTIONS, ...TABLES.map((t) => `select * from pgflow.${t}`)];
+      await assertDenied(sql, role, [
+        ...everything,
+        `insert into pgflow.flows (flow_slug) values ('sneaky')`,
+        `delete from pgflow.runs`,
+      ]);
       // Even with USAGE on the schema, nothing inside is granted.
       await sql.unsafe(`grant usage on schema pgflow to ${role}`);
-      for (const statement of [...FUNCTIONS, ...TABLES.map((t) => `select * from pgflow.${t}`)]) {
-        await assert.rejects(
-          sql.begin(async (tx) => {
-            await tx.unsafe(`set local role ${role}`);
-            await tx.unsafe(statement);
-          }),
-          /permission denied/,
-          statement,
-        );
-      }
-    } finally {
-      await sql.unsafe(`drop owned by ${role}; drop role ${role}`);
-    }
+      await assertDenied(sql, role, everything);
+    });
   },
 );
 
@@ -79,9 +81,7 @@ dbTest(
   "the documented client grants let a role start and watch runs, nothing more",
   async ({ sql }) => {
     await define(sql, `select pgflow.create_flow('f'); select pgflow.add_step('f', 'a');`);
-    const role = `client_${Date.now()}`;
-    await sql.unsafe(`create role ${role} nologin`);
-    try {
+    await withRole(sql, "client", async (role) => {
       // The grants README.md documents for a client role.
       await sql.unsafe(`
       grant usage on schema pgflow to ${role};
@@ -101,25 +101,12 @@ dbTest(
       assert.equal(result.state.run.status, "started");
       assert.deepEqual(result.again, result.state);
       assert.equal(result.runs.length, 1);
-      for (
-        const statement of [
-          "select pgflow.complete_task(gen_random_uuid(), 'a', 0, '1'::jsonb)",
-          "select * from pgflow.step_tasks",
-          "update pgflow.runs set status = 'completed'",
-        ]
-      ) {
-        await assert.rejects(
-          sql.begin(async (tx) => {
-            await tx.unsafe(`set local role ${role}`);
-            await tx.unsafe(statement);
-          }),
-          /permission denied/,
-          statement,
-        );
-      }
-    } finally {
-      await sql.unsafe(`drop owned by ${role}; drop role ${role}`);
-    }
+      await assertDenied(sql, role, [
+        "select pgflow.complete_task(gen_random_uuid(), 'a', 0, '1'::jsonb)",
+        "select * from pgflow.step_tasks",
+        "update pgflow.runs set status = 'completed'",
+      ]);
+    });
   },
 );
 

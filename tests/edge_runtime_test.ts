@@ -13,29 +13,13 @@ import {
   startEdgeRuntime,
 } from "../src/dev/edge_runtime/mod.ts";
 import { parseEnv } from "../src/dev/edge_runtime/env_file.ts";
+import { eventually } from "./_support/eventually.ts";
 
 const FIXTURES = new URL("./fixtures/functions/", import.meta.url);
 const REPO = new URL("../", import.meta.url);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 type Json = Record<string, unknown>;
-
-/** Polls `check` until it returns a value other than undefined/false, or fails at the deadline. */
-async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 8_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 async function withRuntime(
   options: Partial<EdgeRuntimeOptions>,
@@ -140,7 +124,7 @@ Deno.test("env reaches the instance; SB_EXECUTION_ID is per instance and changes
       );
 
       // Retired at half the limit; idle, so dropped at once; the next request boots anew.
-      await waitFor(
+      await eventually(
         "the first instance to go",
         () => runtime.instances("echo").every((i) => i.id !== first.executionId),
       );
@@ -163,8 +147,8 @@ Deno.test("EdgeRuntime.waitUntil work completes after the response", async () =>
     const { executionId } = await json(response);
     assert.equal(await readIfExists(file), undefined, "the response came before the work");
     assert.equal(runtime.instances("background")[0].pendingWaitUntil, 1);
-    assert.equal(await waitFor("the background write", () => readIfExists(file)), executionId);
-    await waitFor(
+    assert.equal(await eventually("the background write", () => readIfExists(file)), executionId);
+    await eventually(
       "waitUntil to settle",
       () => runtime.instances("background")[0].pendingWaitUntil === 0,
     );
@@ -182,7 +166,7 @@ Deno.test("retired at half the limit: new requests go to a new instance, the old
       }),
     );
     const oldId = String(old.executionId);
-    await waitFor(
+    await eventually(
       "retirement",
       () => runtime.instances("background").find((i) => i.id === oldId)?.state === "retiring",
     );
@@ -206,8 +190,8 @@ Deno.test("retired at half the limit: new requests go to a new instance, the old
     );
 
     // The retired instance finishes its background work, then (idle) is dropped early.
-    assert.equal(await waitFor("the old instance's write", () => readIfExists(oldFile)), oldId);
-    await waitFor(
+    assert.equal(await eventually("the old instance's write", () => readIfExists(oldFile)), oldId);
+    await eventually(
       "the old instance to go",
       () => runtime.instances("background").every((i) => i.id !== oldId),
     );
@@ -236,7 +220,7 @@ Deno.test("beforeunload (wall_clock) fires before the kill; a request open at th
     assert.match(String(body.message), /wall-clock limit of 2000 ms/);
     assert.ok(waited >= wallClockMs - 100, `546 after ${waited} ms`);
 
-    await waitFor(
+    await eventually(
       "the held instance to be killed",
       () => runtime.instances("lifecycle").length === 0,
     );
@@ -258,7 +242,7 @@ Deno.test("beforeunload (wall_clock) fires before the kill; a request open at th
 Deno.test("an idle instance is dropped early with beforeunload (early_drop)", async () => {
   await withRuntime({ earlyDropMs: 200 }, async (runtime, dir) => {
     const { executionId } = await json(await runtime.invoke("lifecycle"));
-    await waitFor("the early drop", () => runtime.instances("lifecycle").length === 0);
+    await eventually("the early drop", () => runtime.instances("lifecycle").length === 0);
     assert.equal(
       await readIfExists(join(dir, `unload-${executionId}.txt`)),
       "beforeunload:early_drop\n",
@@ -390,7 +374,7 @@ Deno.test("deno task serve: .env, lifecycle log lines, sandboxed isolates, SIGTE
     for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) output += chunk;
   })();
   try {
-    const url = await waitFor(
+    const url = await eventually(
       "the listening line",
       () => /listening on (http:\/\/\S+)/.exec(output)?.[1],
       15_000,

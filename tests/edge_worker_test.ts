@@ -3,7 +3,8 @@
  * the keep-alive loop (pg_net's part), handing over at the wall-clock limit.
  */
 import assert from "node:assert/strict";
-import { dbTest, eventually } from "./_support/db.ts";
+import { dbTest } from "./_support/db.ts";
+import { eventually } from "./_support/eventually.ts";
 import { startEdgeRuntime } from "../src/dev/edge_runtime/mod.ts";
 import { startKeepAlive } from "../src/dev/keep_alive.ts";
 import { SUPABASE_DIR } from "../src/dev/supabase_project.ts";

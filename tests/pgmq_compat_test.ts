@@ -6,7 +6,8 @@
  * JSON-encode a string bound straight to a jsonb parameter a second time.
  */
 import assert from "node:assert/strict";
-import { dbTest, eventually } from "./_support/db.ts";
+import { dbTest } from "./_support/db.ts";
+import { eventually } from "./_support/eventually.ts";
 import { installPgmq, PGMQ_COMPAT_SQL } from "../src/dev/pgmq.ts";
 import type { Sql } from "../src/db/connect.ts";
 

@@ -4,7 +4,7 @@ import analyzeWebsite from "../examples/analyze_website.ts";
 import { startFlow } from "../src/db/runs.ts";
 import { Flow } from "../src/dsl/mod.ts";
 import type { StepContext } from "../src/dsl/context.ts";
-import { eventually } from "./_support/db.ts";
+import { eventually } from "./_support/eventually.ts";
 import { waitForRun, workerTest } from "./_support/worker.ts";
 
 workerTest("the spec's analyze_website flow runs end to end through createWorker", async (t) => {

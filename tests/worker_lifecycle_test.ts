@@ -1,11 +1,12 @@
 /** The worker's life: states, deprecation, shutdown with work in flight, platform events. */
 import assert from "node:assert/strict";
 import { startFlow } from "../src/db/runs.ts";
+import { deprecateWorkers } from "../src/db/workers.ts";
 import { Flow } from "../src/dsl/mod.ts";
 import { createWorker } from "../src/worker/create_worker.ts";
 import { WorkerStateError } from "../src/worker/errors.ts";
 import { Lifecycle } from "../src/worker/lifecycle.ts";
-import { eventually } from "./_support/db.ts";
+import { eventually } from "./_support/eventually.ts";
 import { gate, waitForRun, workerTest } from "./_support/worker.ts";
 
 const echo = () =>
@@ -78,8 +79,7 @@ workerTest("deprecation stops polling and shuts the worker down", async (t) => {
   const before = await startFlow(t.sql, { flowSlug: "echo", input: { n: 1 } });
   await waitForRun(t.sql, before.run_id);
 
-  const [{ count }] = await t.sql`select pgflow.deprecate_workers() as count`;
-  assert.equal(count, 1);
+  assert.equal(await deprecateWorkers(t.sql), 1);
   await worker.done;
   assert.equal((await status()).state, "stopped");
   assert.ok(logs.some((record) => record.msg.startsWith("worker deprecated")));

@@ -1,7 +1,7 @@
 /** createWorker(handler, { queueName }): a plain pgmq queue worker. */
 import assert from "node:assert/strict";
 import type { QueueContext } from "../src/worker/context.ts";
-import { eventually } from "./_support/db.ts";
+import { eventually } from "./_support/eventually.ts";
 import { workerTest } from "./_support/worker.ts";
 
 interface Job {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { startFlow } from "../src/db/runs.ts";
 import { Flow } from "../src/dsl/mod.ts";
-import { eventually } from "./_support/db.ts";
+import { eventually } from "./_support/eventually.ts";
 import { waitForRun, workerTest } from "./_support/worker.ts";
 
 workerTest(

@@ -1,4 +1,4 @@
-/** Typed calls for operations: recovery, retention, worker bookkeeping. */
+/** Typed calls for operations: recovery and retention. */
 import type { Sql } from "./connect.ts";
 import type { PruneResult } from "./types.ts";
 
@@ -14,8 +14,4 @@ export async function pruneDataOlderThan(sql: Sql, interval: string): Promise<Pr
   const [row] = await sql<{ result: PruneResult }[]>`
     select pgflow.prune_data_older_than(${interval}::interval) as result`;
   return row.result;
-}
-
-export async function markWorkerStopped(sql: Sql, workerId: string): Promise<void> {
-  await sql`select pgflow.mark_worker_stopped(${workerId}::uuid)`;
 }

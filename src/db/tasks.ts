@@ -1,30 +1,10 @@
-/** Typed calls a worker makes: the two polling phases and the two reports. */
+/**
+ * Typed calls on a flow's tasks: starting them (phase 2 of a worker's poll, alone or with
+ * phase 1 in one statement) and reporting their outcome.
+ */
 import type { Sql } from "./connect.ts";
 import { toJsonText } from "./json.ts";
-import type { Json, QueueMessage, StepTaskRecord, StepTaskRow, TaskMessage } from "./types.ts";
-
-export interface ReadWithPollArgs {
-  queueName: string;
-  /** Seconds the read messages stay hidden from other readers. */
-  vt: number;
-  qty: number;
-  maxPollSeconds?: number;
-  pollIntervalMs?: number;
-}
-
-/** Phase 1: reserve up to `qty` messages, waiting up to `maxPollSeconds` for one. */
-export function readWithPoll(
-  sql: Sql,
-  args: ReadWithPollArgs,
-): Promise<QueueMessage<TaskMessage>[]> {
-  return sql<QueueMessage<TaskMessage>[]>`
-    select * from pgmq.read_with_poll(
-      queue_name => ${args.queueName},
-      vt => ${args.vt}::int,
-      qty => ${args.qty}::int,
-      max_poll_seconds => ${args.maxPollSeconds ?? 5}::int,
-      poll_interval_ms => ${args.pollIntervalMs ?? 100}::int)`;
-}
+import type { QueueMessage, StepTaskRecord, StepTaskRow, TaskMessage } from "./types.ts";
 
 /** Phase 2: turn reserved messages into started tasks with their inputs. */
 export function startTasks(
@@ -38,86 +18,128 @@ export function startTasks(
       worker_id => ${args.workerId}::uuid)`;
 }
 
+/** A task `start_tasks` started, with the message it was read from. */
+export interface StartedTask {
+  task: StepTaskRecord;
+  message: QueueMessage<TaskMessage>;
+}
+
+/**
+ * Both phases in one statement (one round trip, one transaction): `pgmq.read` claims up to
+ * `qty` visible messages, `pgflow.start_tasks` starts their tasks. A message is never left
+ * claimed but unstarted by a worker that dies between the phases.
+ */
+export async function readAndStartTasks(
+  sql: Sql,
+  args: { flowSlug: string; workerId: string; vt: number; qty: number },
+): Promise<StartedTask[]> {
+  const rows = await sql<(StepTaskRecord & Omit<QueueMessage<TaskMessage>, "msg_id">)[]>`
+    with claimed as materialized (
+      select * from pgmq.read(${args.flowSlug}, ${args.vt}::int, ${args.qty}::int)
+    )
+    select t.flow_slug, t.run_id, t.step_slug, t.input, t.msg_id, t.task_index,
+           m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+    from pgflow.start_tasks(
+      flow_slug => ${args.flowSlug},
+      msg_ids => (select coalesce(array_agg(msg_id), '{}') from claimed),
+      worker_id => ${args.workerId}::uuid) t
+    join claimed m on m.msg_id = t.msg_id`;
+  return rows.map((row) => {
+    const msgId = Number(row.msg_id);
+    return {
+      task: {
+        flow_slug: row.flow_slug,
+        run_id: row.run_id,
+        step_slug: row.step_slug,
+        input: row.input,
+        msg_id: msgId,
+        task_index: row.task_index,
+      },
+      message: {
+        msg_id: msgId,
+        read_ct: row.read_ct,
+        enqueued_at: row.enqueued_at,
+        vt: row.vt,
+        message: row.message,
+        headers: row.headers,
+      },
+    };
+  });
+}
+
 export interface TaskKey {
   runId: string;
   stepSlug: string;
   taskIndex: number;
 }
 
-export async function completeTask(
-  sql: Sql,
-  args: TaskKey & { output: Json | unknown },
-): Promise<StepTaskRow> {
-  const output = toJsonText(args.output, `output of step "${args.stepSlug}"`);
-  const [row] = await sql<StepTaskRow[]>`
-    select * from pgflow.complete_task(
-      run_id => ${args.runId}::uuid,
-      step_slug => ${args.stepSlug},
-      task_index => ${args.taskIndex}::int,
-      output => (${output}::text)::jsonb)`;
+/**
+ * A completion to report: the output as a value (checked and serialised here), or as JSON
+ * text the caller already checked (a worker, which words its own error for a bad output).
+ */
+export type TaskCompletion = TaskKey & ({ output: unknown } | { outputJson: string });
+
+/** What a batch of completions tells about each task after its report. */
+export type CompletionResult = Pick<StepTaskRow, "status" | "error_message">;
+
+function outputText(completion: TaskCompletion): string {
+  return "outputJson" in completion
+    ? completion.outputJson
+    : toJsonText(completion.output, `output of step "${completion.stepSlug}"`);
+}
+
+/** The `pgflow.complete_task` call for one task, as a fragment to select from. */
+function completeTaskCall(sql: Sql, completion: TaskCompletion) {
+  return sql`pgflow.complete_task(
+      run_id => ${completion.runId}::uuid,
+      step_slug => ${completion.stepSlug},
+      task_index => ${completion.taskIndex}::int,
+      output => (${outputText(completion)}::text)::jsonb)`;
+}
+
+export async function completeTask(sql: Sql, args: TaskCompletion): Promise<StepTaskRow> {
+  const [row] = await sql<StepTaskRow[]>`select * from ${completeTaskCall(sql, args)}`;
   return row;
-}
-
-export async function failTask(
-  sql: Sql,
-  args: TaskKey & { errorMessage: string },
-): Promise<StepTaskRow> {
-  const [row] = await sql<StepTaskRow[]>`
-    select * from pgflow.fail_task(
-      run_id => ${args.runId}::uuid,
-      step_slug => ${args.stepSlug},
-      task_index => ${args.taskIndex}::int,
-      error_message => ${args.errorMessage})`;
-  return row;
-}
-
-export function setVtBatch(
-  sql: Sql,
-  args: { queueName: string; msgIds: number[]; vtOffsets: number[] },
-): Promise<QueueMessage[]> {
-  return sql<QueueMessage[]>`
-    select * from pgflow.set_vt_batch(
-      ${args.queueName}, ${args.msgIds}::bigint[], ${args.vtOffsets}::int[])`;
-}
-
-export async function calculateRetryDelay(
-  sql: Sql,
-  baseDelay: number,
-  attemptsCount: number,
-): Promise<number> {
-  const [row] = await sql<{ delay: number }[]>`
-    select pgflow.calculate_retry_delay(${baseDelay}::numeric, ${attemptsCount}::int) as delay`;
-  return row.delay;
-}
-
-export interface TaskCompletion extends TaskKey {
-  output: unknown;
 }
 
 /**
- * Completes many tasks in one statement (one round trip, one commit): a worker's
- * way to keep up with fast handlers. Reports are applied in (run, step, task)
- * order so that concurrent batches lock runs in the same order and cannot
- * deadlock. All or nothing: if one report raises, none is applied.
+ * Completes many tasks in one statement (one round trip, one commit): a worker's way to keep
+ * up with fast handlers. Reports are applied in (run, step, task) order so that concurrent
+ * batches lock runs in the same order and cannot deadlock. All or nothing: if one report
+ * raises, none is applied. Returns each task's status after its report, in the order given.
  */
 export async function completeTasks(
   sql: Sql,
   completions: readonly TaskCompletion[],
-): Promise<StepTaskRow[]> {
+): Promise<CompletionResult[]> {
   if (completions.length === 0) return [];
-  const sorted = [...completions].sort(compareTaskKeys);
-  const outputs = sorted.map((c) => toJsonText(c.output, `output of step "${c.stepSlug}"`));
-  const rows = await sql<StepTaskRow[]>`
-    select done.*
+  if (completions.length === 1) {
+    // The plain call plans faster than the unnest form, and an idle worker sends one at a time.
+    const [row] = await sql<CompletionResult[]>`
+      select status, error_message from ${completeTaskCall(sql, completions[0])}`;
+    return [row];
+  }
+  const order = completions.map((_, index) => index)
+    .sort((a, b) => compareTaskKeys(completions[a], completions[b]));
+  const rows = await sql<(CompletionResult & { ord: number })[]>`
+    select x.ord::int as ord, t.status, t.error_message
     from unnest(
-      ${sorted.map((c) => c.runId)}::uuid[],
-      ${sorted.map((c) => c.stepSlug)}::text[],
-      ${sorted.map((c) => c.taskIndex)}::int[],
-      ${outputs}::text[]
-    ) with ordinality as r(run_id, step_slug, task_index, output, ord)
-    cross join lateral pgflow.complete_task(r.run_id, r.step_slug, r.task_index, r.output::jsonb) as done
-    order by r.ord`;
-  return [...rows];
+      ${order.map((i) => completions[i].runId)}::uuid[],
+      ${order.map((i) => completions[i].stepSlug)}::text[],
+      ${order.map((i) => completions[i].taskIndex)}::int[],
+      ${order.map((i) => outputText(completions[i]))}::text[]
+    ) with ordinality as x(run_id, step_slug, task_index, output, ord)
+    cross join lateral pgflow.complete_task(
+      run_id => x.run_id,
+      step_slug => x.step_slug,
+      task_index => x.task_index,
+      output => x.output::jsonb) t
+    order by x.ord`;
+  const results: CompletionResult[] = new Array(completions.length);
+  for (const row of rows) {
+    results[order[row.ord - 1]] = { status: row.status, error_message: row.error_message };
+  }
+  return results;
 }
 
 function compareTaskKeys(a: TaskKey, b: TaskKey): number {
@@ -133,17 +155,39 @@ function compareTaskKeys(a: TaskKey, b: TaskKey): number {
  */
 export async function completeTaskAndClaim(
   sql: Sql,
-  args: TaskKey & { output: unknown; workerId: string; vt: number; qty: number },
+  args: TaskCompletion & { workerId: string; vt: number; qty: number },
 ): Promise<StepTaskRecord[]> {
-  const output = toJsonText(args.output, `output of step "${args.stepSlug}"`);
   const rows = await sql<StepTaskRecord[]>`
     select * from pgflow.complete_task_and_claim(
       run_id => ${args.runId}::uuid,
       step_slug => ${args.stepSlug},
       task_index => ${args.taskIndex}::int,
-      output => (${output}::text)::jsonb,
+      output => (${outputText(args)}::text)::jsonb,
       worker_id => ${args.workerId}::uuid,
       vt => ${args.vt}::int,
       qty => ${args.qty}::int)`;
   return [...rows];
+}
+
+export async function failTask(
+  sql: Sql,
+  args: TaskKey & { errorMessage: string },
+): Promise<StepTaskRow> {
+  const [row] = await sql<StepTaskRow[]>`
+    select * from pgflow.fail_task(
+      run_id => ${args.runId}::uuid,
+      step_slug => ${args.stepSlug},
+      task_index => ${args.taskIndex}::int,
+      error_message => ${args.errorMessage})`;
+  return row;
+}
+
+export async function calculateRetryDelay(
+  sql: Sql,
+  baseDelay: number,
+  attemptsCount: number,
+): Promise<number> {
+  const [row] = await sql<{ delay: number }[]>`
+    select pgflow.calculate_retry_delay(${baseDelay}::numeric, ${attemptsCount}::int) as delay`;
+  return row.delay;
 }

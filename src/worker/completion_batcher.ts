@@ -6,11 +6,11 @@
  * into a few larger ones.
  */
 import type { Sql } from "../db/connect.ts";
+import { completeTasks, type CompletionResult, type TaskCompletion } from "../db/tasks.ts";
 import { withReportRetries } from "./report_retry.ts";
-import { completeTasks, type Completion, type CompletionResult } from "./worker_sql.ts";
 
 interface Pending {
-  completion: Completion;
+  completion: TaskCompletion;
   resolve(result: CompletionResult): void;
   reject(error: unknown): void;
 }
@@ -32,7 +32,7 @@ export class CompletionBatcher {
   }
 
   /** Reports one completion; resolves with the task's status after it, rejects if it failed. */
-  complete(completion: Completion): Promise<CompletionResult> {
+  complete(completion: TaskCompletion): Promise<CompletionResult> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ completion, resolve, reject });
       this.#flush();

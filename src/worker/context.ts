@@ -70,18 +70,10 @@ export function stepContext(
   message: QueueMessage<unknown>,
   signal: AbortSignal,
 ): StepContext {
-  return {
-    env: shared.env,
-    sql: shared.sql,
-    get supabase() {
-      return shared.supabase();
-    },
-    signal,
-    shutdownSignal: shared.shutdownSignal,
+  return handlerContext(shared, signal, {
     rawMessage: message as unknown as RawMessage,
     stepTask: task,
-    workerConfig: shared.workerConfig,
-  };
+  });
 }
 
 export function queueContext<TPayload>(
@@ -89,6 +81,15 @@ export function queueContext<TPayload>(
   message: QueueMessage<TPayload>,
   signal: AbortSignal,
 ): QueueContext<TPayload> {
+  return handlerContext(shared, signal, { rawMessage: message });
+}
+
+/** The parts every handler's context has, with the handler's own (`rawMessage`, ...) added. */
+function handlerContext<TOwn extends object>(
+  shared: SharedContext,
+  signal: AbortSignal,
+  own: TOwn,
+) {
   return {
     env: shared.env,
     sql: shared.sql,
@@ -97,8 +98,8 @@ export function queueContext<TPayload>(
     },
     signal,
     shutdownSignal: shared.shutdownSignal,
-    rawMessage: message,
     workerConfig: shared.workerConfig,
+    ...own,
   };
 }
 

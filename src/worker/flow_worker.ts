@@ -6,7 +6,7 @@
 import { flowShape } from "../compile/flow_shape.ts";
 import type { Sql } from "../db/connect.ts";
 import { ensureFlowCompiled } from "../db/definitions.ts";
-import { failTask, startTasks } from "../db/tasks.ts";
+import { failTask, readAndStartTasks, startTasks } from "../db/tasks.ts";
 import type { Json, QueueMessage, StepTaskRecord, TaskMessage } from "../db/types.ts";
 import type { AnyFlow } from "../dsl/flow.ts";
 import { CompletionBatcher } from "./completion_batcher.ts";
@@ -19,7 +19,6 @@ import type { WorkerConfig } from "./options.ts";
 import { withReportRetries } from "./report_retry.ts";
 import { serializeOutput } from "./task_output.ts";
 import type { WorkerKind, WorkerRuntime } from "./worker.ts";
-import { readAndStartTasks } from "./worker_sql.ts";
 
 export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind {
   return {

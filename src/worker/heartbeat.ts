@@ -4,10 +4,10 @@
  * (`pgflow.deprecate_workers`), in which case it stops taking work and shuts down.
  */
 import type { Sql } from "../db/connect.ts";
+import { registerWorker, workerHeartbeat } from "../db/workers.ts";
 import type { Logger } from "./logger.ts";
 import { errorText } from "./failure_message.ts";
 import { Ticker } from "./ticker.ts";
-import { registerWorker, workerHeartbeat } from "./worker_sql.ts";
 
 export interface HeartbeatOptions {
   sql: Sql;

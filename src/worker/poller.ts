@@ -25,17 +25,18 @@
  * never running two reads of one worker at a time keeps a worker from doing it to itself.
  */
 import type { Sql } from "../db/connect.ts";
+import {
+  millisUntilNextVisible,
+  normalizeMsgIds,
+  readMessages,
+  readWithPoll,
+  releaseMessages,
+} from "../db/queue.ts";
 import type { Json, QueueMessage } from "../db/types.ts";
 import type { Executor } from "./executor.ts";
 import { errorText } from "./failure_message.ts";
 import type { Logger } from "./logger.ts";
 import { sleep } from "./ticker.ts";
-import {
-  longPollMessages,
-  millisUntilNextVisible,
-  readMessages,
-  releaseMessages,
-} from "./worker_sql.ts";
 
 export type IdleMode = "listen" | "long-poll";
 
@@ -184,7 +185,7 @@ export class Poller {
     const { executor } = this.#o;
     executor.reserve(qty);
     this.longPolls++;
-    const query = longPollMessages<Json>(this.#o.longPollSql!, {
+    const query = readWithPoll<Json>(this.#o.longPollSql!, {
       queueName: this.#o.queueName,
       vt: this.#o.visibilityTimeout,
       qty,
@@ -194,8 +195,7 @@ export class Poller {
     this.#longPoll = query;
     let messages: QueueMessage<Json>[] = [];
     try {
-      messages = await query;
-      for (const message of messages) message.msg_id = Number(message.msg_id);
+      messages = normalizeMsgIds(await query);
       this.#errorBackoffMs = 0;
     } catch (error) {
       // A long poll cancelled by stop() ends with an error; that one is expected.

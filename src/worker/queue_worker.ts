@@ -6,6 +6,7 @@
  * visibility timeout is aborted and counts as failed (its message would reappear anyway).
  */
 import type { Sql } from "../db/connect.ts";
+import { archiveMessage, delayMessage, ensureQueue } from "../db/queue.ts";
 import type { Json, QueueMessage } from "../db/types.ts";
 import { type QueueContext, queueContext } from "./context.ts";
 import type { Job } from "./executor.ts";
@@ -14,7 +15,6 @@ import type { Logger } from "./logger.ts";
 import type { ResolvedRetryPolicy, WorkerConfig } from "./options.ts";
 import { withReportRetries } from "./report_retry.ts";
 import type { WorkerKind, WorkerRuntime } from "./worker.ts";
-import { archiveMessage, delayMessage, ensureQueue } from "./worker_sql.ts";
 
 /** A queue worker's handler: the message payload and the context; its return value is unused. */
 export type QueueHandler<TPayload = Json> = (

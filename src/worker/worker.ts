@@ -13,8 +13,8 @@
  * last (only a pool the worker opened itself).
  */
 import type { Sql } from "../db/connect.ts";
-import { markWorkerStopped } from "../db/maintenance.ts";
 import type { Json, QueueMessage } from "../db/types.ts";
+import { markWorkerStopped, registerWorker } from "../db/workers.ts";
 import { resolveConnection, type WorkerConnection } from "./connection.ts";
 import { type SharedContext, sharedContext } from "./context.ts";
 import { Executor } from "./executor.ts";
@@ -27,7 +27,6 @@ import { type IdleMode, Poller } from "./poller.ts";
 import { StalledTaskRecovery } from "./recovery.ts";
 import { onPlatformShutdown } from "./shutdown.ts";
 import { listenForWakeups } from "./wakeup.ts";
-import { registerWorker } from "./worker_sql.ts";
 
 /** What `GET` on the worker's endpoint answers, and `worker.status()` returns. */
 export interface WorkerStatus {

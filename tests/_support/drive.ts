@@ -4,6 +4,7 @@
  * flows without the TypeScript worker.
  */
 import type { Sql } from "../../src/db/connect.ts";
+import { readMessages } from "../../src/db/queue.ts";
 import { completeTask, failTask, startTasks } from "../../src/db/tasks.ts";
 import type { Json, RunRow, StepTaskRecord } from "../../src/db/types.ts";
 
@@ -16,8 +17,7 @@ export async function takeTasks(
   qty = 1000,
   workerId = WORKER_ID,
 ): Promise<StepTaskRecord[]> {
-  const messages = await sql<{ msg_id: number }[]>`
-    select msg_id from pgmq.read(${flowSlug}, 30, ${qty})`;
+  const messages = await readMessages(sql, { queueName: flowSlug, vt: 30, qty });
   if (messages.length === 0) return [];
   const tasks = await startTasks(sql, {
     flowSlug,

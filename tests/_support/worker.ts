@@ -5,11 +5,16 @@
  */
 import { createWorker, type WorkerHandler } from "../../src/worker/create_worker.ts";
 import type { LogRecord } from "../../src/worker/logger.ts";
-import type { FlowWorkerOptions, QueueWorkerOptions } from "../../src/worker/options.ts";
+import type {
+  BaseWorkerOptions,
+  FlowWorkerOptions,
+  QueueWorkerOptions,
+} from "../../src/worker/options.ts";
 import type { QueueHandler } from "../../src/worker/queue_worker.ts";
 import type { Worker, WorkerStatus } from "../../src/worker/worker.ts";
 import type { AnyFlow } from "../../src/dsl/flow.ts";
-import { dbTest, eventually, type TestDb } from "./db.ts";
+import { dbTest, type TestDb } from "./db.ts";
+import { eventually } from "./eventually.ts";
 
 /** Short intervals so tests see heartbeats, polls and shutdowns quickly. */
 export const FAST = {
@@ -44,7 +49,21 @@ const PRINT_LOGS = Boolean(Deno.env.get("EDGEFLOW_TEST_LOGS"));
 export function workerTest(name: string, fn: (t: WorkerTestContext) => Promise<void>): void {
   dbTest(name, async (db) => {
     const workers: Worker[] = [];
-    const boot = async (serve: WorkerHandler, logs: LogRecord[]): Promise<StartedWorker> => {
+    /** Creates a worker with the test's database and log capture, and sends its first request. */
+    const boot = async (
+      create: (
+        common: Pick<BaseWorkerOptions, "connectionString" | "logLevel" | "logSink">,
+      ) => WorkerHandler,
+    ): Promise<StartedWorker> => {
+      const logs: LogRecord[] = [];
+      const serve = create({
+        connectionString: db.url,
+        logLevel: "debug",
+        logSink: (record) => {
+          logs.push(record);
+          if (PRINT_LOGS) console.log(record.line);
+        },
+      });
       workers.push(serve.worker);
       const response = await serve(new Request("http://localhost/"));
       const first = await response.json() as WorkerStatus;
@@ -56,35 +75,14 @@ export function workerTest(name: string, fn: (t: WorkerTestContext) => Promise<v
         status: async () => await (await serve(new Request("http://localhost/"))).json(),
       };
     };
-    const sink = (logs: LogRecord[]) => (record: LogRecord) => {
-      logs.push(record);
-      if (PRINT_LOGS) console.log(record.line);
-    };
-    const start = (flow: AnyFlow, options: FlowWorkerOptions = {}) => {
-      const logs: LogRecord[] = [];
-      const serve = createWorker(flow, {
-        connectionString: db.url,
-        logLevel: "debug",
-        logSink: sink(logs),
-        ...FAST,
-        ...options,
-      });
-      return boot(serve, logs);
-    };
+    const start = (flow: AnyFlow, options: FlowWorkerOptions = {}) =>
+      boot((common) => createWorker(flow, { ...common, ...FAST, ...options }));
     const context: WorkerTestContext = {
       ...db,
       start,
       startQueue: (handler, options) => {
-        const logs: LogRecord[] = [];
         const { recoveryIntervalMs: _, ...fast } = FAST;
-        const serve = createWorker(handler, {
-          connectionString: db.url,
-          logLevel: "debug",
-          logSink: sink(logs),
-          ...fast,
-          ...options,
-        });
-        return boot(serve, logs);
+        return boot((common) => createWorker(handler, { ...common, ...fast, ...options }));
       },
       run: async (flow, options) => {
         const started = await start(flow, options);
