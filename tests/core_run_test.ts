@@ -285,49 +285,43 @@ dbTest(
     await define(
       sql,
       `select pgflow.create_flow('claim');
-     select pgflow.add_step('claim', 'a');
-     select pgflow.add_step('claim', 'b', deps_slugs => array['a']);
-     select pgflow.add_step('claim', 'c', deps_slugs => array['a']);`,
+       select pgflow.add_step('claim', 'a');
+       select pgflow.add_step('claim', 'b', deps_slugs => array['a']);
+       select pgflow.add_step('claim', 'c', deps_slugs => array['a']);`,
     );
     const run = await startFlow(sql, { flowSlug: "claim", input: 5 });
     const [a] = await takeTasks(sql, "claim");
-    const next = await completeTaskAndClaim(sql, {
-      runId: run.run_id,
-      stepSlug: "a",
-      taskIndex: 0,
+    const claim = { workerId: WORKER_ID, vt: 30 };
+    const { result, claimed } = await completeTaskAndClaim(sql, {
+      ...taskKey(a),
+      ...claim,
       output: 6,
-      workerId: WORKER_ID,
-      vt: 30,
       qty: 1,
     });
-    assert.equal(a.step_slug, "a");
-    assert.equal(next.length, 1, "claims no more than qty");
-    assert.deepEqual(next[0].input, { run: 5, a: 6 });
+    assert.deepEqual(result, { status: "completed", error_message: null });
+    assert.equal(claimed.length, 1, "claims no more than qty");
+    const [next] = claimed;
+    assert.deepEqual(next.task.input, { run: 5, a: 6 });
+    assert.deepEqual(next.message.message, {
+      flow_slug: "claim",
+      run_id: run.run_id,
+      step_slug: next.task.step_slug,
+      task_index: 0,
+    });
+    assert.ok(next.message.vt instanceof Date && next.message.vt.getTime() > Date.now());
     const [rest] = await takeTasks(sql, "claim");
-    assert.notEqual(rest.step_slug, next[0].step_slug, "the other ready task stays for others");
+    assert.notEqual(rest.step_slug, next.task.step_slug, "the other ready task stays for others");
     const [started] = await sql`
-    select status, last_worker_id from pgflow.step_tasks
-    where run_id = ${run.run_id} and step_slug = ${next[0].step_slug}`;
+      select status, last_worker_id from pgflow.step_tasks
+      where run_id = ${run.run_id} and step_slug = ${next.task.step_slug}`;
     assert.deepEqual(started, { status: "started", last_worker_id: WORKER_ID });
     // qty 0 only completes.
     assert.deepEqual(
-      await completeTaskAndClaim(sql, {
-        ...taskKey(rest),
-        output: 1,
-        workerId: WORKER_ID,
-        vt: 30,
-        qty: 0,
-      }),
-      [],
+      await completeTaskAndClaim(sql, { ...taskKey(rest), ...claim, output: 1, qty: 0 }),
+      { result: { status: "completed", error_message: null }, claimed: [] },
     );
     await assert.rejects(
-      completeTaskAndClaim(sql, {
-        ...taskKey(rest),
-        output: 1,
-        workerId: WORKER_ID,
-        vt: 0,
-        qty: 1,
-      }),
+      completeTaskAndClaim(sql, { ...taskKey(rest), ...claim, output: 1, vt: 0, qty: 1 }),
       /complete_task_and_claim: qty must be >= 0 and vt >= 1, got qty 1, vt 0/,
     );
   },

@@ -4,7 +4,7 @@
  */
 import type { Sql } from "./connect.ts";
 import { toJsonText } from "./json.ts";
-import type { QueueMessage, StepTaskRecord, StepTaskRow, TaskMessage } from "./types.ts";
+import type { Json, QueueMessage, StepTaskRecord, StepTaskRow, TaskMessage } from "./types.ts";
 
 /** Phase 2: turn reserved messages into started tasks with their inputs. */
 export function startTasks(
@@ -156,17 +156,51 @@ function compareTaskKeys(a: TaskKey, b: TaskKey): number {
 export async function completeTaskAndClaim(
   sql: Sql,
   args: TaskCompletion & { workerId: string; vt: number; qty: number },
-): Promise<StepTaskRecord[]> {
-  const rows = await sql<StepTaskRecord[]>`
-    select * from pgflow.complete_task_and_claim(
+): Promise<{ result: CompletionResult; claimed: StartedTask[] }> {
+  const [row] = await sql<{ outcome: ClaimOutcome }[]>`
+    select pgflow.complete_task_and_claim(
       run_id => ${args.runId}::uuid,
       step_slug => ${args.stepSlug},
       task_index => ${args.taskIndex}::int,
       output => (${outputText(args)}::text)::jsonb,
       worker_id => ${args.workerId}::uuid,
       vt => ${args.vt}::int,
-      qty => ${args.qty}::int)`;
-  return [...rows];
+      qty => ${args.qty}::int) as outcome`;
+  const { status, error_message, claimed } = row.outcome;
+  return {
+    result: { status, error_message },
+    claimed: claimed.map((item) => ({
+      task: {
+        flow_slug: item.flow_slug,
+        run_id: item.run_id,
+        step_slug: item.step_slug,
+        input: item.input,
+        msg_id: Number(item.msg_id),
+        task_index: item.task_index,
+      },
+      message: {
+        msg_id: Number(item.msg_id),
+        read_ct: item.read_ct,
+        // Built as jsonb in SQL, so timestamps arrive as text.
+        enqueued_at: new Date(item.enqueued_at),
+        vt: new Date(item.vt),
+        message: item.message,
+        headers: item.headers,
+      },
+    })),
+  };
+}
+
+/** What `pgflow.complete_task_and_claim` returns (jsonb). */
+interface ClaimOutcome extends CompletionResult {
+  claimed: (Omit<StepTaskRecord, "msg_id"> & {
+    msg_id: number | string;
+    read_ct: number;
+    enqueued_at: string;
+    vt: string;
+    message: TaskMessage;
+    headers: Json | null;
+  })[];
 }
 
 export async function failTask(

@@ -3,11 +3,30 @@
  * completion statements are running (an idle worker adds no latency); otherwise it waits for
  * the next free statement and goes with everything else that queued meanwhile, in one
  * statement and one transaction (`completeTasks`). Under load this turns many small commits
- * into a few larger ones.
+ * into a few larger ones. A completion sent alone may also claim the next tasks in the same
+ * transaction (`complete_task_and_claim`) when the worker has free slots: one round trip per
+ * DAG level instead of a report, a wake-up and a read.
  */
 import type { Sql } from "../db/connect.ts";
-import { completeTasks, type CompletionResult, type TaskCompletion } from "../db/tasks.ts";
+import {
+  completeTaskAndClaim,
+  completeTasks,
+  type CompletionResult,
+  type StartedTask,
+  type TaskCompletion,
+} from "../db/tasks.ts";
 import { withReportRetries } from "./report_retry.ts";
+
+/** How a lone completion claims further tasks for the worker. */
+export interface Claimer {
+  workerId: string;
+  /** Seconds the claimed messages stay hidden until start_tasks sets their timeout. */
+  vt: number;
+  /** Reserves slots for tasks to claim now; returns how many (0: claim nothing). */
+  take(): number;
+  /** Hands over what was claimed with `taken` reserved slots (unused ones are given back). */
+  give(claimed: StartedTask[], taken: number): void;
+}
 
 interface Pending {
   completion: TaskCompletion;
@@ -25,10 +44,16 @@ export class CompletionBatcher {
   statements = 0;
   completions = 0;
 
-  constructor(sql: Sql, options: { maxInFlight: number; maxBatch: number }) {
+  readonly #claimer: Claimer | undefined;
+
+  constructor(
+    sql: Sql,
+    options: { maxInFlight: number; maxBatch: number; claimer?: Claimer },
+  ) {
     this.#sql = sql;
     this.#maxInFlight = Math.max(1, options.maxInFlight);
     this.#maxBatch = Math.max(1, options.maxBatch);
+    this.#claimer = options.claimer;
   }
 
   /** Reports one completion; resolves with the task's status after it, rejects if it failed. */
@@ -52,6 +77,9 @@ export class CompletionBatcher {
 
   async #send(batch: Pending[]): Promise<void> {
     this.statements++;
+    if (batch.length === 1 && this.#claimer && await this.#sendAndClaim(batch[0], this.#claimer)) {
+      return;
+    }
     try {
       const results = await withReportRetries(() =>
         completeTasks(this.#sql, batch.map((pending) => pending.completion))
@@ -75,5 +103,29 @@ export class CompletionBatcher {
         }
       }));
     }
+  }
+
+  /** Sends a lone completion that also claims tasks; false when there was no slot to claim for. */
+  async #sendAndClaim(pending: Pending, claimer: Claimer): Promise<boolean> {
+    const taken = claimer.take();
+    if (taken === 0) return false;
+    let outcome: { result: CompletionResult; claimed: StartedTask[] };
+    try {
+      // Not retried on a lost connection: a retry could not return what the first call claimed
+      // (those tasks would wait for recovery); the plain path below is retried instead.
+      outcome = await completeTaskAndClaim(this.#sql, {
+        ...pending.completion,
+        workerId: claimer.workerId,
+        vt: claimer.vt,
+        qty: taken,
+      });
+    } catch {
+      claimer.give([], taken);
+      return false;
+    }
+    this.completions++;
+    claimer.give(outcome.claimed, taken);
+    pending.resolve(outcome.result);
+    return true;
   }
 }

@@ -32,9 +32,25 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
       const { config } = runtime;
       // Completions may keep all but one of the pool's connections busy; under load they go
       // in batches (group commit) rather than waiting in line one by one.
-      const reporter = new CompletionBatcher(runtime.sql, {
+      const reporter: CompletionBatcher = new CompletionBatcher(runtime.sql, {
         maxInFlight: Math.max(1, config.maxPgConnections - 1),
         maxBatch: Math.max(config.batchSize, 50),
+        claimer: {
+          workerId: runtime.workerId,
+          vt: config.visibilityTimeout,
+          take() {
+            if (runtime.context.shutdownSignal.aborted) return 0;
+            const slots = Math.min(runtime.executor.free, config.batchSize);
+            if (slots > 0) runtime.executor.reserve(slots);
+            return slots;
+          },
+          give(claimed, taken) {
+            runtime.executor.release(taken - claimed.length);
+            for (const { task, message } of claimed) {
+              runtime.executor.execute(taskJob(flow, flowRuntime, task, message));
+            }
+          },
+        },
       });
       const flowRuntime = { ...runtime, reporter };
       return {
