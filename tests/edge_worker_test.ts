@@ -11,6 +11,7 @@ import { SUPABASE_DIR } from "../src/dev/supabase_project.ts";
 import { applyMigrations, readMigrations } from "../src/db/migrate.ts";
 import { startFlow } from "../src/db/runs.ts";
 import { installPgmq } from "../src/dev/pgmq.ts";
+import { freePort } from "../src/dev/embedded_postgres.ts";
 
 const FIXTURES = new URL("./fixtures/functions/", import.meta.url).pathname;
 
@@ -115,6 +116,46 @@ dbTest(
       assert.ok(stopped.n >= 1, "the retired worker marked itself stopped");
     } finally {
       await keepAlive.stop();
+      await runtime.stop();
+    }
+  },
+);
+
+dbTest(
+  "without the keep-alive job, a retiring worker asks for its own successor",
+  async ({ sql, url }) => {
+    await sql`create table handover_log (run_id uuid, task_index int, instance text, at timestamptz default clock_timestamp())`;
+    const port = freePort();
+    const runtime = await startEdgeRuntime({
+      functionsDir: FIXTURES,
+      port,
+      // The worker finds its own function through SUPABASE_URL, as on Supabase.
+      env: {
+        SUPABASE_DB_URL: url,
+        SUPABASE_URL: `http://127.0.0.1:${port}`,
+        SUPABASE_SERVICE_ROLE_KEY: "local-key",
+      },
+      wallClockMs: 2_000,
+      earlyDropMs: 60_000,
+    });
+    try {
+      const boot = await runtime.invoke("handover-worker", { method: "POST" });
+      assert.equal(boot.status, 200);
+      await boot.body?.cancel();
+      await eventually("the flow compiled by the first worker", async () => {
+        const [row] =
+          await sql`select count(*)::int as n from pgflow.flows where flow_slug = 'handover'`;
+        return row.n === 1;
+      });
+      for (let i = 0; i < 50; i++) await startFlow(sql, { flowSlug: "handover", input: i });
+      await eventually("50 handover runs completed", async () => {
+        const [row] = await sql`
+        select count(*)::int as n from pgflow.runs where flow_slug = 'handover' and status = 'completed'`;
+        return row.n === 50;
+      }, 45_000);
+      const [instances] = await sql`select count(distinct instance)::int as n from handover_log`;
+      assert.ok(instances.n >= 2, `work was done by ${instances.n} instance(s)`);
+    } finally {
       await runtime.stop();
     }
   },

@@ -14,6 +14,7 @@ import {
 } from "../src/worker/options.ts";
 import { retryDelay } from "../src/worker/queue_worker.ts";
 import { serializeOutput } from "../src/worker/task_output.ts";
+import { wantsSuccessor } from "../src/worker/successor.ts";
 
 const flow = new Flow({ slug: "opts" }).step({ slug: "a" }, () => 1);
 const url = "postgres://u:p@127.0.0.1:5432/db";
@@ -240,4 +241,13 @@ Deno.test("EDGE_WORKER_LOG_LEVEL sets the level when the code does not", () => {
       resolveFlowWorkerOptions({ connectionString: url, env: { EDGE_WORKER_LOG_LEVEL: "loud" } }),
     /logLevel \(from env EDGE_WORKER_LOG_LEVEL\).*must be one of error, warn, info, debug, got "loud"/,
   );
+});
+
+Deno.test("a worker asks for a successor only when the platform ends it for a limit", () => {
+  for (const reason of ["wall_clock", "cpu", "memory", "early_drop"]) {
+    assert.equal(wantsSuccessor(`beforeunload (${reason})`), true, reason);
+  }
+  for (const reason of ["beforeunload (termination)", "signal SIGTERM", "deprecated", "stop()"]) {
+    assert.equal(wantsSuccessor(reason), false, reason);
+  }
 });

@@ -26,6 +26,7 @@ import type { WorkerConfig } from "./options.ts";
 import { type IdleMode, Poller } from "./poller.ts";
 import { StalledTaskRecovery } from "./recovery.ts";
 import { onPlatformShutdown } from "./shutdown.ts";
+import { requestSuccessor, wantsSuccessor } from "./successor.ts";
 import { listenForWakeups } from "./wakeup.ts";
 
 /** What `GET` on the worker's endpoint answers, and `worker.status()` returns. */
@@ -211,7 +212,17 @@ export class Worker {
   async #boot(): Promise<void> {
     const started = performance.now();
     const log = this.#log;
-    this.#unsubscribePlatform = onPlatformShutdown((reason) => this.stop(reason));
+    this.#unsubscribePlatform = onPlatformShutdown((reason) => {
+      if (wantsSuccessor(reason) && this.#functionName) {
+        // Started before stopping, so the successor boots while this one drains.
+        requestSuccessor({
+          env: this.config.env,
+          functionName: this.#functionName,
+          log: this.#log,
+        });
+      }
+      return this.stop(reason);
+    });
     try {
       const config = this.config;
       const connection = resolveConnection({
