@@ -3,15 +3,12 @@
  * the SQL core and worker benchmarks, prints a table and writes
  * bench/results/bench.json. Targets are checked here, never in tests.
  */
-import { startEmbeddedPostgres } from "../src/dev/embedded_postgres.ts";
+import { startThrowawayPostgres } from "../src/dev/embedded_postgres.ts";
 import { createTestDb } from "../tests/_support/db.ts";
 import { runCoreBench } from "./core_bench.ts";
 import { runWorkerBench } from "./worker_bench.ts";
 
-const dataDir = await Deno.makeTempDir({ prefix: "edgeflow-bench-pg-" });
-await Deno.chmod(dataDir, 0o777);
-await Deno.remove(dataDir);
-const server = await startEmbeddedPostgres({ dataDir, durable: true });
+const server = await startThrowawayPostgres("bench", { durable: true });
 // The test harness builds its template databases on this server.
 Deno.env.set("EDGEFLOW_TEST_DATABASE_URL", server.url);
 

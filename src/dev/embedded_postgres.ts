@@ -86,3 +86,18 @@ async function exists(path: string): Promise<boolean> {
     throw error;
   }
 }
+
+/**
+ * A server in a fresh temporary data directory, deleted on stop: for the test
+ * runner, the demo and the benchmark. The directory is created by the server
+ * (as OS user postgres under root), so only its parent must be writable.
+ */
+export async function startThrowawayPostgres(
+  purpose: string,
+  options: { durable?: boolean } = {},
+): Promise<EmbeddedServer> {
+  const dataDir = await Deno.makeTempDir({ prefix: `edgeflow-${purpose}-pg-` });
+  await Deno.chmod(dataDir, 0o777);
+  await Deno.remove(dataDir);
+  return await startEmbeddedPostgres({ dataDir, persistent: false, durable: options.durable });
+}

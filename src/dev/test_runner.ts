@@ -3,16 +3,13 @@
  * (DATABASE_URL when set, else an embedded PostgreSQL 17 in a temp folder),
  * then `deno test` over tests/, then a plain `N passed, N failed` summary line.
  */
-import { startEmbeddedPostgres } from "./embedded_postgres.ts";
+import { startThrowawayPostgres } from "./embedded_postgres.ts";
 
 const given = Deno.env.get("DATABASE_URL");
 let stop = async () => {};
 let url = given;
 if (!url) {
-  const dataDir = await Deno.makeTempDir({ prefix: "edgeflow-test-pg-" });
-  await Deno.chmod(dataDir, 0o777);
-  await Deno.remove(dataDir);
-  const server = await startEmbeddedPostgres({ dataDir });
+  const server = await startThrowawayPostgres("test");
   url = server.url;
   stop = server.stop;
 }

@@ -9,7 +9,7 @@
 import { connect, type Sql } from "../../src/db/connect.ts";
 import { applyMigrations, readMigrations } from "../../src/db/migrate.ts";
 import { installPgmq, PGMQ_COMPAT_SQL } from "../../src/dev/pgmq.ts";
-import { startEmbeddedPostgres } from "../../src/dev/embedded_postgres.ts";
+import { startThrowawayPostgres } from "../../src/dev/embedded_postgres.ts";
 
 export interface TestDb {
   /** A pool connected to this test's own database. */
@@ -32,10 +32,7 @@ export function adminUrl(): Promise<string> {
 async function resolveAdminUrl(): Promise<string> {
   const given = Deno.env.get("EDGEFLOW_TEST_DATABASE_URL") ?? Deno.env.get("DATABASE_URL");
   if (given) return given;
-  const dataDir = await Deno.makeTempDir({ prefix: "edgeflow-test-pg-" });
-  await Deno.chmod(dataDir, 0o777);
-  await Deno.remove(dataDir);
-  const server = await startEmbeddedPostgres({ dataDir });
+  const server = await startThrowawayPostgres("test");
   globalThis.addEventListener("unload", () => {
     server.stop();
   });
