@@ -170,22 +170,25 @@ export async function runWorkerBench(server: Server) {
     await db.drop();
   }
 
-  // (c) diamond: 1,000 runs for throughput, then single runs on an idle worker for latency.
+  // (c) diamond: single runs on an idle worker for latency (first, on a fresh queue), then
+  // 1,000 runs for throughput.
   {
     const db = await server.createDatabase();
     const sql = connect(db.url, { max: 4 });
     const listener = connect(db.url, { max: 1 });
     const worker = await startWorker("diamond", db.url, THROUGHPUT_OPTIONS);
     await waitForWorker(sql, "bench_diamond");
-    await startRunsInBulk(sql, "bench_diamond", 1_000);
-    await waitFor("1,000 diamond runs", () => allCompleted(sql, "bench_diamond", 1_000));
-    results.diamondTasksPerSecond = (await taskRate(sql, "bench_diamond")).rate;
     const latencies: number[] = [];
     for (let i = 0; i < 10; i++) await timedRun(sql, listener, "bench_diamond", i); // warm-up
     for (let i = 0; i < 200; i++) latencies.push(await timedRun(sql, listener, "bench_diamond", i));
     latencies.sort((a, b) => a - b);
     results.diamondLatencyP50Ms = percentile(latencies, 50);
     results.diamondLatencyP99Ms = percentile(latencies, 99);
+    // Retention clears the latency runs, so the throughput below counts only its own tasks.
+    await sql`select pgflow.prune_data_older_than('0 seconds')`;
+    await startRunsInBulk(sql, "bench_diamond", 1_000);
+    await waitFor("1,000 diamond runs", () => allCompleted(sql, "bench_diamond", 1_000));
+    results.diamondTasksPerSecond = (await taskRate(sql, "bench_diamond")).rate;
     await worker.stop();
     await Promise.all([sql.end(), listener.end()]);
     await db.drop();

@@ -84,7 +84,7 @@ end;
 $$;
 
 -- Retention: deletes finished runs (with their step states and tasks),
--- archived queue messages and stopped or silent workers older than the interval.
+-- archived queue messages and stopped (or long silent) workers older than the interval.
 create function pgflow.prune_data_older_than(retention_interval interval)
 returns jsonb
 language plpgsql
@@ -125,8 +125,12 @@ begin
     end if;
   end loop;
 
+  -- A worker row goes when the worker stopped before the cutoff, or fell silent
+  -- before it and at least an hour ago: a live worker is never pruned, even with
+  -- a short interval.
   delete from pgflow.workers
-  where coalesce(stopped_at, last_heartbeat_at) < v_cutoff;
+  where stopped_at < v_cutoff
+     or (stopped_at is null and last_heartbeat_at < least(v_cutoff, now() - interval '1 hour'));
   get diagnostics v_workers = row_count;
 
   return jsonb_build_object(

@@ -279,3 +279,30 @@ dbTest(
     assert.deepEqual(left.map((r) => r.run_id).sort(), [recent.run_id, running.run_id].sort());
   },
 );
+
+dbTest(
+  "prune_data_older_than removes stopped and long-silent workers, never live ones",
+  async ({ sql }) => {
+    const ids = {
+      live: "00000000-0000-4000-8000-00000000000a",
+      stopped: "00000000-0000-4000-8000-00000000000b",
+      silent: "00000000-0000-4000-8000-00000000000c",
+      recentlyStopped: "00000000-0000-4000-8000-00000000000d",
+    };
+    for (const id of Object.values(ids)) {
+      await sql`select pgflow.register_worker(${id}::uuid, 'q', 'fn')`;
+    }
+    await sql`update pgflow.workers set last_heartbeat_at = now() - interval '1 second' where worker_id = ${ids.live}`;
+    await sql`update pgflow.workers set stopped_at = now() - interval '10 minutes' where worker_id = ${ids.stopped}`;
+    await sql`update pgflow.workers set last_heartbeat_at = now() - interval '2 hours' where worker_id = ${ids.silent}`;
+    await sql`update pgflow.workers set stopped_at = now() where worker_id = ${ids.recentlyStopped}`;
+
+    assert.equal((await pruneDataOlderThan(sql, "5 minutes")).workers, 2);
+    const left = await sql`select worker_id from pgflow.workers order by worker_id`;
+    assert.deepEqual(left.map((w) => w.worker_id), [ids.live, ids.recentlyStopped]);
+    // Even a zero interval keeps a worker that sent a heartbeat within the hour.
+    assert.equal((await pruneDataOlderThan(sql, "0 seconds")).workers, 1);
+    const [kept] = await sql`select worker_id from pgflow.workers`;
+    assert.equal(kept.worker_id, ids.live);
+  },
+);
