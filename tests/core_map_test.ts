@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import { define, getRun, runUntilIdle, stepStatuses, takeTasks } from "./_support/drive.ts";
 import { startFlow } from "../src/db/runs.ts";
-import { completeTask } from "../src/db/tasks.ts";
+import { completeTask, completeTasks } from "../src/db/tasks.ts";
 import type { Json, StepTaskRecord } from "../src/db/types.ts";
 
 dbTest(
@@ -268,5 +268,53 @@ dbTest(
     const [state] = await sql`
     select status, remaining_tasks from pgflow.step_states where run_id = ${run.run_id} and step_slug = 'each'`;
     assert.deepEqual(state, { status: "completed", remaining_tasks: 0 });
+  },
+);
+
+dbTest(
+  "a batch of map reports completes set-based: counts, archives, finishes the step once",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('batchmap');
+     select pgflow.add_step('batchmap', 'each', step_type => 'map');
+     select pgflow.add_step('batchmap', 'sum', deps_slugs => array['each']);`,
+    );
+    const first = await startFlow(sql, { flowSlug: "batchmap", input: [1, 2, 3, 4] });
+    const second = await startFlow(sql, { flowSlug: "batchmap", input: [10, 20] });
+    const tasks = await takeTasks(sql, "batchmap");
+    assert.equal(tasks.length, 6);
+    const report = (t: StepTaskRecord, output: Json) => ({
+      runId: t.run_id,
+      stepSlug: t.step_slug,
+      taskIndex: t.task_index,
+      output,
+    });
+    // The first run's tasks all at once (shuffled, one reported twice), the second's in part.
+    const firstTasks = tasks.filter((t) => t.run_id === first.run_id);
+    const secondTasks = tasks.filter((t) => t.run_id === second.run_id);
+    const results = await completeTasks(sql, [
+      report(firstTasks[2], 30),
+      report(secondTasks[0], 100),
+      report(firstTasks[0], 10),
+      report(firstTasks[3], null),
+      report(firstTasks[1], 20),
+      report(firstTasks[1], 99),
+    ]);
+    assert.deepEqual(results.map((r) => r.status), Array(6).fill("completed"));
+    const [sum] = await takeTasks(sql, "batchmap");
+    assert.equal(sum.run_id, first.run_id, "only the first run's map finished");
+    assert.deepEqual(sum.input, { run: [1, 2, 3, 4], each: [10, 20, 30, null] });
+    const states = await sql`
+    select run_id, status, remaining_tasks from pgflow.step_states where step_slug = 'each'`;
+    const byRun = Object.fromEntries(states.map((s) => [s.run_id, [s.status, s.remaining_tasks]]));
+    assert.deepEqual(byRun[first.run_id], ["completed", 0]);
+    assert.deepEqual(byRun[second.run_id], ["started", 1]);
+    const [queue] = await sql`select (select count(*) from pgmq.a_batchmap)::int as archived`;
+    assert.equal(queue.archived, 5, "each completed task's message archived once");
+    await assert.rejects(
+      sql`select * from pgflow.complete_tasks(array[gen_random_uuid()], '{}', '{}', '{}')`,
+      /complete_tasks: run_ids, step_slugs, task_indexes and outputs must have the same length, got 1, 0, 0, 0/,
+    );
   },
 );

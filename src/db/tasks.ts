@@ -104,9 +104,10 @@ export async function completeTask(sql: Sql, args: TaskCompletion): Promise<Step
 
 /**
  * Completes many tasks in one statement (one round trip, one commit): a worker's way to keep
- * up with fast handlers. Reports are applied in (run, step, task) order so that concurrent
- * batches lock runs in the same order and cannot deadlock. All or nothing: if one report
- * raises, none is applied. Returns each task's status after its report, in the order given.
+ * up with fast handlers. `pgflow.complete_tasks` locks the batch's runs in run id order (so
+ * concurrent batches cannot deadlock) and completes map tasks set-based. All or nothing: if
+ * one report raises, none is applied. Returns each task's status after its report, in the
+ * order given.
  */
 export async function completeTasks(
   sql: Sql,
@@ -119,33 +120,13 @@ export async function completeTasks(
       select status, error_message from ${completeTaskCall(sql, completions[0])}`;
     return [row];
   }
-  const order = completions.map((_, index) => index)
-    .sort((a, b) => compareTaskKeys(completions[a], completions[b]));
   const rows = await sql<(CompletionResult & { ord: number })[]>`
-    select x.ord::int as ord, t.status, t.error_message
-    from unnest(
-      ${order.map((i) => completions[i].runId)}::uuid[],
-      ${order.map((i) => completions[i].stepSlug)}::text[],
-      ${order.map((i) => completions[i].taskIndex)}::int[],
-      ${order.map((i) => outputText(completions[i]))}::text[]
-    ) with ordinality as x(run_id, step_slug, task_index, output, ord)
-    cross join lateral pgflow.complete_task(
-      run_id => x.run_id,
-      step_slug => x.step_slug,
-      task_index => x.task_index,
-      output => x.output::jsonb) t
-    order by x.ord`;
-  const results: CompletionResult[] = new Array(completions.length);
-  for (const row of rows) {
-    results[order[row.ord - 1]] = { status: row.status, error_message: row.error_message };
-  }
-  return results;
-}
-
-function compareTaskKeys(a: TaskKey, b: TaskKey): number {
-  if (a.runId !== b.runId) return a.runId < b.runId ? -1 : 1;
-  if (a.stepSlug !== b.stepSlug) return a.stepSlug < b.stepSlug ? -1 : 1;
-  return a.taskIndex - b.taskIndex;
+    select ord, status, error_message from pgflow.complete_tasks(
+      ${completions.map((c) => c.runId)}::uuid[],
+      ${completions.map((c) => c.stepSlug)}::text[],
+      ${completions.map((c) => c.taskIndex)}::int[],
+      ${completions.map(outputText)}::text[]::jsonb[])`;
+  return rows.map((row) => ({ status: row.status, error_message: row.error_message }));
 }
 
 /**
