@@ -21,12 +21,10 @@ as $$
 declare
   v_count int := coalesce(cardinality(run_ids), 0);
   v_done_ords int[];
-  v_done_flows text[];
-  v_done_runs uuid[];
-  v_done_steps text[];
-  v_done_msgs bigint[];
-  v_flow_slug text;
-  v_step record;
+  v_group record;
+  v_group_ords int[];
+  v_group_msgs bigint[];
+  v_remaining_tasks int;
   v_report record;
 begin
   if v_count <> coalesce(cardinality(step_slugs), 0) or v_count <> coalesce(cardinality(task_indexes), 0)
@@ -45,57 +43,55 @@ begin
   order by r.run_id
   for update;
 
-  -- Set-based path: started tasks of map steps in started runs.
-  with done as (
-    update pgflow.step_tasks t
-       set status = 'completed', completed_at = now(),
-           output = coalesce(b.output, 'null'::jsonb), error_message = null
-      from (
-             -- A task reported twice in one batch: the first report counts, as it would
-             -- in two calls (UPDATE ... FROM would pick either).
-             select distinct on (u.run_id, u.step_slug, u.task_index) u.*
-             from unnest(complete_tasks.run_ids, complete_tasks.step_slugs,
-                         complete_tasks.task_indexes, complete_tasks.outputs)
-                    with ordinality as u(run_id, step_slug, task_index, output, ord)
-             order by u.run_id, u.step_slug, u.task_index, u.ord
-           ) b,
-           pgflow.steps s, pgflow.runs r
-     where t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
-       and t.status = 'started'
-       and s.flow_slug = t.flow_slug and s.step_slug = t.step_slug and s.step_type = 'map'
-       and r.run_id = t.run_id and r.status = 'started'
-    returning b.ord::int as ord, t.flow_slug, t.run_id, t.step_slug, t.message_id
-  )
-  select array_agg(d.ord), array_agg(d.flow_slug), array_agg(d.run_id),
-         array_agg(d.step_slug), array_agg(d.message_id)
-    into v_done_ords, v_done_flows, v_done_runs, v_done_steps, v_done_msgs
-  from done d;
-
-  if v_done_ords is not null then
-    for v_flow_slug in select distinct f from unnest(v_done_flows) f loop
-      perform pgmq.archive(v_flow_slug, array(
-        select m from unnest(v_done_flows, v_done_msgs) as x(f, m)
-        where x.f = v_flow_slug and x.m is not null));
-    end loop;
-
-    -- Count the steps down; a step that reached zero finishes as complete_task would.
-    for v_step in
-      update pgflow.step_states ss
-         set remaining_tasks = ss.remaining_tasks - c.n
-        from (select x.run_id, x.step_slug, count(*)::int as n
-              from unnest(v_done_runs, v_done_steps) as x(run_id, step_slug)
-              group by x.run_id, x.step_slug) c
-       where ss.run_id = c.run_id and ss.step_slug = c.step_slug
-      returning ss.run_id, ss.step_slug, ss.remaining_tasks
-    loop
-      if v_step.remaining_tasks = 0 then
-        perform pgflow._finish_step(v_step.run_id, v_step.step_slug, 'map',
-          pgflow._step_output(v_step.run_id, v_step.step_slug, 'map'));
-        perform pgflow.start_ready_steps(v_step.run_id);
-        perform pgflow.maybe_complete_run(v_step.run_id);
-      end if;
-    end loop;
-  end if;
+  -- Set-based path: started tasks of map steps in started runs, one statement per
+  -- (run, step) group. "task_index = any(...)" keeps each an index lookup of just the
+  -- reported tasks, however wide the map.
+  for v_group in
+    select b.run_id, b.step_slug, t0.flow_slug,
+           array_agg(b.task_index order by b.ord) as task_indexes,
+           array_agg(b.output order by b.ord) as outputs,
+           array_agg(b.ord order by b.ord) as ords
+    from (
+      -- A task reported twice in one batch: the first report counts, as in two calls.
+      select distinct on (u.run_id, u.step_slug, u.task_index) u.*
+      from unnest(complete_tasks.run_ids, complete_tasks.step_slugs,
+                  complete_tasks.task_indexes, complete_tasks.outputs)
+             with ordinality as u(run_id, step_slug, task_index, output, ord)
+      order by u.run_id, u.step_slug, u.task_index, u.ord
+    ) b
+    join pgflow.runs r on r.run_id = b.run_id and r.status = 'started'
+    join pgflow.step_states t0 on t0.run_id = b.run_id and t0.step_slug = b.step_slug
+    join pgflow.steps s on s.flow_slug = t0.flow_slug and s.step_slug = b.step_slug
+                       and s.step_type = 'map'
+    group by b.run_id, b.step_slug, t0.flow_slug
+  loop
+    with done as (
+      update pgflow.step_tasks t
+         set status = 'completed', completed_at = now(),
+             output = coalesce(u.output, 'null'::jsonb), error_message = null
+        from unnest(v_group.task_indexes, v_group.outputs, v_group.ords) as u(task_index, output, ord)
+       where t.run_id = v_group.run_id and t.step_slug = v_group.step_slug
+         and t.task_index = any(v_group.task_indexes)
+         and t.task_index = u.task_index
+         and t.status = 'started'
+      returning u.ord::int as ord, t.message_id
+    )
+    select array_agg(d.ord), array_agg(d.message_id) into v_group_ords, v_group_msgs from done d;
+    continue when v_group_ords is null;
+    v_done_ords := coalesce(v_done_ords, '{}') || v_group_ords;
+    perform pgmq.archive(v_group.flow_slug, array(select m from unnest(v_group_msgs) m where m is not null));
+    update pgflow.step_states
+       set remaining_tasks = remaining_tasks - cardinality(v_group_ords)
+     where run_id = v_group.run_id and step_slug = v_group.step_slug
+    returning remaining_tasks into v_remaining_tasks;
+    -- A step that reached zero finishes as complete_task would finish it.
+    if v_remaining_tasks = 0 then
+      perform pgflow._finish_step(v_group.run_id, v_group.step_slug, 'map',
+        pgflow._step_output(v_group.run_id, v_group.step_slug, 'map'));
+      perform pgflow.start_ready_steps(v_group.run_id);
+      perform pgflow.maybe_complete_run(v_group.run_id);
+    end if;
+  end loop;
 
   -- Everything else, one by one, in (run, step, task) order.
   for v_report in
