@@ -22,8 +22,8 @@ export interface Claimer {
   workerId: string;
   /** Seconds the claimed messages stay hidden until start_tasks sets their timeout. */
   vt: number;
-  /** Reserves slots for tasks to claim now; returns how many (0: claim nothing). */
-  take(): number;
+  /** Reserves slots for tasks to claim with this completion; returns how many (0: none). */
+  take(completion: TaskCompletion): number;
   /** Hands over what was claimed with `taken` reserved slots (unused ones are given back). */
   give(claimed: StartedTask[], taken: number): void;
 }
@@ -107,7 +107,7 @@ export class CompletionBatcher {
 
   /** Sends a lone completion that also claims tasks; false when there was no slot to claim for. */
   async #sendAndClaim(pending: Pending, claimer: Claimer): Promise<boolean> {
-    const taken = claimer.take();
+    const taken = claimer.take(pending.completion);
     if (taken === 0) return false;
     let outcome: { result: CompletionResult; claimed: StartedTask[] };
     try {

@@ -32,14 +32,20 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
       const { config } = runtime;
       // Completions may keep all but one of the pool's connections busy; under load they go
       // in batches (group commit) rather than waiting in line one by one.
+      const feedsOthers = new Set(
+        flow.stepSlugs.flatMap((slug) => flow.getStep(slug)?.dependencies ?? []),
+      );
       const reporter: CompletionBatcher = new CompletionBatcher(runtime.sql, {
         maxInFlight: Math.max(1, config.maxPgConnections - 1),
         maxBatch: Math.max(config.batchSize, 50),
         claimer: {
           workerId: runtime.workerId,
           vt: config.visibilityTimeout,
-          take() {
+          take(completion) {
             if (runtime.context.shutdownSignal.aborted) return 0;
+            // A leaf step's completion readies nothing; claiming then only pays for a read,
+            // unless other tasks in flight suggest a backlog worth reading into.
+            if (!feedsOthers.has(completion.stepSlug) && runtime.executor.running <= 1) return 0;
             const slots = Math.min(runtime.executor.free, config.batchSize);
             if (slots > 0) runtime.executor.reserve(slots);
             return slots;
