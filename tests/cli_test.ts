@@ -154,3 +154,54 @@ dbTest("start, status and runs report runs; bad usage exits 2", async ({ sql, ur
   assert.equal(unknownFlow.code, 1);
   assert.match(unknownFlow.stderr, /start_flow\('nope'\): flow 'nope' does not exist/);
 });
+
+dbTest(
+  "install works with edgeflow run from a web address (deno run <url>/src/cli/main.ts)",
+  async () => {
+    // This checkout over HTTP, as a user would reach a published copy.
+    const root = new URL("../", import.meta.url);
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      async (request) => {
+        try {
+          return new Response(
+            await Deno.readFile(new URL(`.${new URL(request.url).pathname}`, root)),
+          );
+        } catch {
+          return new Response("not found", { status: 404 });
+        }
+      },
+    );
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    const project = await Deno.makeTempDir({ prefix: "edgeflow-remote-" });
+    try {
+      await Deno.mkdir(`${project}/supabase`);
+      await Deno.writeTextFile(`${project}/supabase/config.toml`, 'project_id = "remote"\n');
+      const output = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--import-map",
+          `${base}/deno.json`,
+          `${base}/src/cli/main.ts`,
+          "install",
+        ],
+        cwd: project,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stdout = new TextDecoder().decode(output.stdout);
+      assert.equal(output.code, 0, stdout + new TextDecoder().decode(output.stderr));
+      const core = await readMigrations();
+      assert.equal((stdout.match(/added migration \d{14}_edgeflow_/g) ?? []).length, core.length);
+      const map = JSON.parse(
+        await Deno.readTextFile(`${project}/supabase/functions/greet-users-worker/deno.json`),
+      );
+      assert.equal(map.imports.edgeflow, `${base}/src/mod.ts`);
+    } finally {
+      await server.shutdown();
+      await Deno.remove(project, { recursive: true });
+    }
+  },
+);

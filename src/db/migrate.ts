@@ -4,6 +4,7 @@
  * Supabase CLI keeps, so `supabase db push` and edgeflow agree on what is applied.
  */
 import type { Sql } from "./connect.ts";
+import { readText } from "./read_text.ts";
 
 export interface Migration {
   /** The 14-digit timestamp that orders migrations. */
@@ -17,22 +18,21 @@ const FILE_NAME = /^(\d{14})_([a-z0-9_]+)\.sql$/;
 
 export const CORE_MIGRATIONS_DIR = new URL("../../migrations/", import.meta.url);
 
-/** Reads `<dir>/*.sql`, rejecting any file whose name is not `<14 digits>_<name>.sql`. */
+/**
+ * Reads `<dir>/*.sql`, rejecting any file whose name is not `<14-digit timestamp>_<name>.sql`.
+ * Over http(s), where folders cannot be listed, the names come from `<dir>/manifest.json`.
+ */
 export async function readMigrations(dir: URL = CORE_MIGRATIONS_DIR): Promise<Migration[]> {
+  const names = dir.protocol === "file:" ? await listSqlFiles(dir) : await readManifest(dir);
   const migrations: Migration[] = [];
-  for await (const entry of Deno.readDir(dir)) {
-    if (!entry.isFile || !entry.name.endsWith(".sql")) continue;
-    const match = FILE_NAME.exec(entry.name);
+  for (const name of names) {
+    const match = FILE_NAME.exec(name);
     if (!match) {
       throw new Error(
-        `migration file ${entry.name} in ${dir.pathname} must be named <14-digit timestamp>_<name>.sql`,
+        `migration file ${name} in ${dir.pathname} must be named <14-digit timestamp>_<name>.sql`,
       );
     }
-    migrations.push({
-      version: match[1],
-      name: match[2],
-      sql: await Deno.readTextFile(new URL(entry.name, dir)),
-    });
+    migrations.push({ version: match[1], name: match[2], sql: await readText(new URL(name, dir)) });
   }
   migrations.sort((a, b) => a.version.localeCompare(b.version));
   for (let i = 1; i < migrations.length; i++) {
@@ -41,6 +41,23 @@ export async function readMigrations(dir: URL = CORE_MIGRATIONS_DIR): Promise<Mi
     }
   }
   return migrations;
+}
+
+/** The `.sql` files of a local folder, sorted. */
+export async function listSqlFiles(dir: URL): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isFile && entry.name.endsWith(".sql")) names.push(entry.name);
+  }
+  return names.sort();
+}
+
+async function readManifest(dir: URL): Promise<string[]> {
+  const names: unknown = JSON.parse(await readText(new URL("manifest.json", dir)));
+  if (!Array.isArray(names) || !names.every((name) => typeof name === "string")) {
+    throw new Error(`${new URL("manifest.json", dir).href} must be a JSON array of file names`);
+  }
+  return names;
 }
 
 /** Applies the migrations not yet recorded; returns the versions it applied. */

@@ -4,6 +4,7 @@
  * compatible SQL is never part of supabase/migrations.
  */
 import type { Sql } from "../db/connect.ts";
+import { readText } from "../db/read_text.ts";
 
 export const PGMQ_COMPAT_SQL = new URL("./pgmq_compat.sql", import.meta.url);
 
@@ -17,6 +18,6 @@ export async function installPgmq(sql: Sql): Promise<PgmqSource> {
     await sql`create extension pgmq`;
     return "extension";
   }
-  await sql.unsafe(await Deno.readTextFile(PGMQ_COMPAT_SQL));
+  await sql.unsafe(await readText(PGMQ_COMPAT_SQL));
   return "compat";
 }
