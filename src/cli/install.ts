@@ -3,7 +3,7 @@
  * project and scaffolds an example flow with its worker function.
  */
 import { join, relative } from "node:path";
-import { readMigrations } from "../db/migrate.ts";
+import { listSqlFiles, readMigrations } from "../db/migrate.ts";
 import { writeFlowMigration } from "../compile/write_migration.ts";
 import { formatMigrationTimestamp } from "../compile/migration_timestamp.ts";
 
@@ -39,7 +39,7 @@ export async function install(options: InstallOptions = {}): Promise<InstallResu
   }
   const dir = join(supabase, "migrations");
   await Deno.mkdir(dir, { recursive: true });
-  const existing = await listSql(dir);
+  const existing = (await listSqlFiles(dir)).filter((file) => /^\d{14}_/.test(file));
   const existingNames = new Set(existing.map(coreName));
 
   // New files go after the newest migration already there, in the core's order.
@@ -65,14 +65,6 @@ export async function install(options: InstallOptions = {}): Promise<InstallResu
 /** Where the scaffolded worker imports edgeflow from: this copy's src/mod.ts. */
 function defaultModule(): string {
   return new URL("../mod.ts", import.meta.url).href;
-}
-
-async function listSql(dir: string): Promise<string[]> {
-  const files: string[] = [];
-  for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && /^\d{14}_.+\.sql$/.test(entry.name)) files.push(entry.name);
-  }
-  return files.sort();
 }
 
 const EXAMPLE_FLOW = `import { Flow } from "edgeflow";

@@ -7,7 +7,7 @@ import { connect, type Sql } from "../db/connect.ts";
 import { applyMigrations, readMigrations } from "../db/migrate.ts";
 import { startFlow } from "../db/runs.ts";
 import { main as compileMain } from "../compile/main.ts";
-import { openDevDatabase } from "../dev/dev_database.ts";
+import { DEV_URL, openDevDatabase } from "../dev/dev_database.ts";
 import { install } from "./install.ts";
 import { followRun } from "./progress.ts";
 
@@ -19,7 +19,7 @@ commands:
   compile <flow module> [--supabase-path supabase] [--export name] [--force]
                                          write a flow's migration
   migrate [--db-url url]                 apply the core migrations to a database
-                                         (the embedded dev database when no URL is given)
+                                         (DATABASE_URL, else the embedded dev database)
   start <flow> <json input> [--no-wait]  start a run and follow it until it ends
   status <run id>                        show a run; follow it while it is in progress
   runs [--flow slug] [--limit 20]        list recent runs
@@ -89,8 +89,9 @@ async function installCommand(args: string[]): Promise<number> {
 
 async function migrateCommand(args: string[]): Promise<number> {
   const { values } = parse(args, { "db-url": { type: "string" } });
-  const url = values["db-url"] as string | undefined;
+  const url = (values["db-url"] as string | undefined) ?? Deno.env.get("DATABASE_URL");
   if (!url) {
+    // The embedded dev database gets edgeflow's pgmq-compatible SQL; a real one must have pgmq.
     const db = await openDevDatabase({ devPgmq: true });
     console.log(`dev database ${db.url}: applied ${db.applied.length} migration(s)`);
     await db.stop();
@@ -111,8 +112,7 @@ async function withDatabase<T>(
   url: string | undefined,
   fn: (sql: Sql, listener: Sql) => Promise<T>,
 ) {
-  const target = url ?? Deno.env.get("DATABASE_URL") ??
-    "postgres://postgres:postgres@127.0.0.1:54329/postgres";
+  const target = url ?? Deno.env.get("DATABASE_URL") ?? DEV_URL;
   const sql = connect(target, { max: 2, applicationName: "edgeflow-cli" });
   const listener = connect(target, { max: 1, applicationName: "edgeflow-cli" });
   try {

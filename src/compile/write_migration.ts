@@ -1,6 +1,7 @@
 /** Writes a flow's compiled definition as a Supabase migration. */
 import { join, relative, resolve } from "node:path";
 import type { AnyFlow } from "../dsl/flow.ts";
+import { listSqlFiles } from "../db/migrate.ts";
 import { compileFlow } from "./compile_flow.ts";
 import { loadFlow } from "./load_flow.ts";
 import { formatMigrationTimestamp, parseMigrationTimestamp } from "./migration_timestamp.ts";
@@ -45,7 +46,7 @@ export async function writeFlowMigration(
   const flow = await loadFlow(flowModulePath, options.exportName);
   const dir = join(options.supabasePath ?? "supabase", "migrations");
   const body = compileFlow(flow).join("\n") + "\n";
-  const existing = await readMigrationNames(dir);
+  const existing = await listSqlFiles(dir);
 
   const namePattern = new RegExp(`^\\d{14}_create_${flow.slug}_flow\\.sql$`);
   const previous = existing.filter((name) => namePattern.test(name));
@@ -89,18 +90,6 @@ function header(flow: AnyFlow, modulePath: string): string {
 function statementsOf(text: string): string {
   const lines = text.split(/\r?\n/).map((line) => line.trim());
   return lines.filter((line) => line && !line.startsWith("--")).join("\n") + "\n";
-}
-
-async function readMigrationNames(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  try {
-    for await (const entry of Deno.readDir(dir)) {
-      if (entry.isFile && entry.name.endsWith(".sql")) names.push(entry.name);
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  return names.sort();
 }
 
 /** `now` (whole seconds), or one second after the newest existing migration if that is later. */

@@ -43,11 +43,15 @@ export async function readMigrations(dir: URL = CORE_MIGRATIONS_DIR): Promise<Mi
   return migrations;
 }
 
-/** The `.sql` files of a local folder, sorted. */
-export async function listSqlFiles(dir: URL): Promise<string[]> {
+/** The `.sql` files of a local folder, sorted; none when the folder does not exist. */
+export async function listSqlFiles(dir: string | URL): Promise<string[]> {
   const names: string[] = [];
-  for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && entry.name.endsWith(".sql")) names.push(entry.name);
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && entry.name.endsWith(".sql")) names.push(entry.name);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
   return names.sort();
 }

@@ -4,7 +4,7 @@
  * flow's compiled migration, and the sync that writes it.
  */
 import { join } from "node:path";
-import { CORE_MIGRATIONS_DIR, readMigrations } from "../db/migrate.ts";
+import { CORE_MIGRATIONS_DIR, listSqlFiles, readMigrations } from "../db/migrate.ts";
 import { readText } from "../db/read_text.ts";
 import { compileFlow } from "../compile/compile_flow.ts";
 import { loadFlow } from "../compile/load_flow.ts";
@@ -46,14 +46,13 @@ export async function migrationDrift(): Promise<string[]> {
     drift.push("migrations/manifest.json does not list the core migrations");
   }
   const present = new Set<string>();
-  for await (const entry of Deno.readDir(dir)) {
-    if (!entry.isFile || !entry.name.endsWith(".sql")) continue;
-    present.add(entry.name);
-    const want = expected.get(entry.name);
+  for (const name of await listSqlFiles(dir)) {
+    present.add(name);
+    const want = expected.get(name);
     if (want === undefined) {
-      drift.push(`supabase/migrations/${entry.name} is not a core or example-flow migration`);
-    } else if (await Deno.readTextFile(join(dir, entry.name)) !== want) {
-      drift.push(`supabase/migrations/${entry.name} differs from its source`);
+      drift.push(`supabase/migrations/${name} is not a core or example-flow migration`);
+    } else if (await Deno.readTextFile(join(dir, name)) !== want) {
+      drift.push(`supabase/migrations/${name} differs from its source`);
     }
   }
   for (const name of expected.keys()) {
@@ -74,10 +73,8 @@ export async function syncMigrations(): Promise<void> {
   const dir = join(SUPABASE_DIR, "migrations");
   await Deno.mkdir(dir, { recursive: true });
   const expected = await expectedMigrations();
-  for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && entry.name.endsWith(".sql") && !expected.has(entry.name)) {
-      await Deno.remove(join(dir, entry.name));
-    }
+  for (const name of await listSqlFiles(dir)) {
+    if (!expected.has(name)) await Deno.remove(join(dir, name));
   }
   for (const [name, sql] of expected) await Deno.writeTextFile(join(dir, name), sql);
 }
