@@ -172,6 +172,45 @@ begin
 end;
 $$;
 
+-- Counts `n` completed tasks off a step; when none remains the step completes
+-- (output: a single step's `single_output`, a map's task outputs in order),
+-- dependents that became ready start, and the run completes if nothing is left.
+create function pgflow._count_down_step(
+  run_id uuid, step_slug text, step_type text, n int, single_output jsonb)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_flow text;
+  v_remaining_tasks int;
+  v_remaining_steps int;
+begin
+  update pgflow.step_states
+     set remaining_tasks = remaining_tasks - _count_down_step.n
+   where run_id = _count_down_step.run_id and step_slug = _count_down_step.step_slug
+  returning flow_slug, remaining_tasks into v_flow, v_remaining_tasks;
+  if v_remaining_tasks > 0 then
+    return;
+  end if;
+  v_remaining_steps := pgflow._finish_step(_count_down_step.run_id, _count_down_step.step_slug,
+    _count_down_step.step_type,
+    case when _count_down_step.step_type = 'map'
+      then pgflow._step_output(_count_down_step.run_id, _count_down_step.step_slug, 'map')
+      else _count_down_step.single_output end);
+  -- Only dependents can become ready (and, through the empty-map cascade, complete
+  -- the run); a leaf step's completion can only end the run.
+  if exists (select 1 from pgflow.deps d
+             where d.flow_slug = v_flow and d.dep_slug = _count_down_step.step_slug) then
+    perform pgflow.start_ready_steps(_count_down_step.run_id);
+    perform pgflow.maybe_complete_run(_count_down_step.run_id);
+  elsif v_remaining_steps = 0 then
+    perform pgflow.maybe_complete_run(_count_down_step.run_id);
+  end if;
+end;
+$$;
+
 -- Fails the run because step_slug failed: closes every open step and task of
 -- the run and archives their messages so no worker picks them up again.
 create function pgflow._fail_run(run_id uuid, step_slug text, error_message text)

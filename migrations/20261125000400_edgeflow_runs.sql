@@ -77,6 +77,41 @@ begin
 end;
 $$;
 
+-- Fails every task still 'started' past its own step's timeout plus the 2 s
+-- margin start_tasks gives its message (its worker vanished): each such attempt
+-- is retried with backoff, or fails the run when attempts are used up. Limited
+-- to a flow and to some messages when given; returns the messages of the tasks
+-- it failed. Used by start_tasks (messages that came back) and requeue_stalled_tasks.
+create function pgflow._fail_stalled_tasks(p_flow_slug text, p_msg_ids bigint[])
+returns bigint[]
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_task record;
+  v_failed bigint[] := '{}';
+begin
+  for v_task in
+    select t.run_id, t.step_slug, t.task_index, t.message_id, t.last_worker_id,
+           coalesce(s.opt_timeout, f.opt_timeout) as timeout
+    from pgflow.step_tasks t
+    join pgflow.steps s on s.flow_slug = t.flow_slug and s.step_slug = t.step_slug
+    join pgflow.flows f on f.flow_slug = t.flow_slug
+    where t.status = 'started'
+      and (p_flow_slug is null or t.flow_slug = p_flow_slug)
+      and (p_msg_ids is null or t.message_id = any(p_msg_ids))
+      and t.started_at < now() - make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout) + 2)
+    order by t.started_at
+  loop
+    perform pgflow.fail_task(v_task.run_id, v_task.step_slug, v_task.task_index,
+      format('timed out: worker %s did not report within the step timeout of %s s',
+             v_task.last_worker_id, v_task.timeout));
+    v_failed := v_failed || v_task.message_id;
+  end loop;
+  return v_failed;
+end;
+$$;
+
 -- Phase 2 of polling: turns the messages a worker reserved with
 -- pgmq.read_with_poll into started tasks with their inputs. A message whose
 -- task is still 'started' past the step timeout came back because its worker
@@ -89,8 +124,7 @@ as $$
 #variable_conflict use_column
 declare
   v_what text := format('start_tasks(%L)', start_tasks.flow_slug);
-  v_stale record;
-  v_stale_ids bigint[] := '{}';
+  v_stale_ids bigint[];
   v_runs uuid[];
   v_steps text[];
   v_indexes int[];
@@ -111,22 +145,7 @@ begin
     return;
   end if;
 
-  for v_stale in
-    select t.run_id, t.step_slug, t.task_index, t.message_id, t.last_worker_id,
-           coalesce(s.opt_timeout, f.opt_timeout) as timeout
-    from pgflow.step_tasks t
-    join pgflow.steps s on s.flow_slug = t.flow_slug and s.step_slug = t.step_slug
-    join pgflow.flows f on f.flow_slug = t.flow_slug
-    where t.flow_slug = start_tasks.flow_slug
-      and t.message_id = any(start_tasks.msg_ids)
-      and t.status = 'started'
-      and t.started_at < now() - make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout))
-  loop
-    perform pgflow.fail_task(v_stale.run_id, v_stale.step_slug, v_stale.task_index,
-      format('timed out: worker %s did not report within the step timeout of %s s',
-             v_stale.last_worker_id, v_stale.timeout));
-    v_stale_ids := v_stale_ids || v_stale.message_id;
-  end loop;
+  v_stale_ids := pgflow._fail_stalled_tasks(start_tasks.flow_slug, start_tasks.msg_ids);
 
   with picked as (
     update pgflow.step_tasks t
@@ -265,8 +284,6 @@ declare
   v_task pgflow.step_tasks;
   v_step record;
   v_output jsonb := coalesce(complete_task.output, 'null'::jsonb);
-  v_remaining_tasks int;
-  v_remaining_steps int;
   v_error text;
 begin
   v_task := pgflow._lock_task('complete_task', complete_task.run_id, complete_task.step_slug, complete_task.task_index);
@@ -277,8 +294,6 @@ begin
   end if;
 
   select s.step_type,
-         exists (select 1 from pgflow.deps d
-                 where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug) as has_dependents,
          (select m.step_slug from pgflow.deps d
           join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
           where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map'
@@ -311,26 +326,8 @@ begin
   returning * into v_task;
   perform pgmq.archive(v_task.flow_slug, v_task.message_id);
 
-  update pgflow.step_states
-     set remaining_tasks = remaining_tasks - 1
-   where run_id = complete_task.run_id and step_slug = complete_task.step_slug
-  returning remaining_tasks into v_remaining_tasks;
-
-  if v_remaining_tasks = 0 then
-    v_remaining_steps := pgflow._finish_step(complete_task.run_id, complete_task.step_slug,
-      v_step.step_type,
-      case when v_step.step_type = 'map'
-        then pgflow._step_output(complete_task.run_id, complete_task.step_slug, 'map')
-        else v_output end);
-    -- Only dependents can become ready (and, through the empty-map cascade, complete
-    -- the run); a leaf step's completion can only end the run.
-    if v_step.has_dependents then
-      perform pgflow.start_ready_steps(complete_task.run_id);
-      perform pgflow.maybe_complete_run(complete_task.run_id);
-    elsif v_remaining_steps = 0 then
-      perform pgflow.maybe_complete_run(complete_task.run_id);
-    end if;
-  end if;
+  perform pgflow._count_down_step(complete_task.run_id, complete_task.step_slug,
+    v_step.step_type, 1, v_output);
 
   return query select v_task.*;
 end;

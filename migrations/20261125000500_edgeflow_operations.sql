@@ -55,32 +55,10 @@ alter function pgflow.start_flow(text, jsonb, uuid) security definer;
 -- attempts are exhausted. Workers call this periodically; pg_cron can too.
 create function pgflow.requeue_stalled_tasks(flow_slug text default null)
 returns int
-language plpgsql
+language sql
 set search_path = ''
 as $$
-#variable_conflict use_column
-declare
-  v_task record;
-  v_count int := 0;
-begin
-  for v_task in
-    select t.run_id, t.step_slug, t.task_index, t.last_worker_id,
-           coalesce(s.opt_timeout, f.opt_timeout) as timeout
-    from pgflow.step_tasks t
-    join pgflow.steps s on s.flow_slug = t.flow_slug and s.step_slug = t.step_slug
-    join pgflow.flows f on f.flow_slug = t.flow_slug
-    where t.status = 'started'
-      and (requeue_stalled_tasks.flow_slug is null or t.flow_slug = requeue_stalled_tasks.flow_slug)
-      and t.started_at < now() - make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout) + 2)
-    order by t.started_at
-  loop
-    perform pgflow.fail_task(v_task.run_id, v_task.step_slug, v_task.task_index,
-      format('timed out: worker %s did not report within the step timeout of %s s',
-             v_task.last_worker_id, v_task.timeout));
-    v_count := v_count + 1;
-  end loop;
-  return v_count;
-end;
+  select cardinality(pgflow._fail_stalled_tasks(requeue_stalled_tasks.flow_slug, null));
 $$;
 
 -- Retention: deletes finished runs (with their step states and tasks),

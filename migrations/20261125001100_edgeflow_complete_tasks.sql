@@ -24,7 +24,6 @@ declare
   v_group record;
   v_group_ords int[];
   v_group_msgs bigint[];
-  v_remaining_tasks int;
   v_report record;
 begin
   if v_count <> coalesce(cardinality(step_slugs), 0) or v_count <> coalesce(cardinality(task_indexes), 0)
@@ -80,17 +79,8 @@ begin
     continue when v_group_ords is null;
     v_done_ords := coalesce(v_done_ords, '{}') || v_group_ords;
     perform pgmq.archive(v_group.flow_slug, array(select m from unnest(v_group_msgs) m where m is not null));
-    update pgflow.step_states
-       set remaining_tasks = remaining_tasks - cardinality(v_group_ords)
-     where run_id = v_group.run_id and step_slug = v_group.step_slug
-    returning remaining_tasks into v_remaining_tasks;
-    -- A step that reached zero finishes as complete_task would finish it.
-    if v_remaining_tasks = 0 then
-      perform pgflow._finish_step(v_group.run_id, v_group.step_slug, 'map',
-        pgflow._step_output(v_group.run_id, v_group.step_slug, 'map'));
-      perform pgflow.start_ready_steps(v_group.run_id);
-      perform pgflow.maybe_complete_run(v_group.run_id);
-    end if;
+    perform pgflow._count_down_step(v_group.run_id, v_group.step_slug, 'map',
+      cardinality(v_group_ords), null);
   end loop;
 
   -- Everything else, one by one, in (run, step, task) order.
