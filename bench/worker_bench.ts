@@ -8,6 +8,7 @@ import { connect, type Sql } from "../src/db/connect.ts";
 import { measureCommitRate } from "./commit_rate.ts";
 import type { BenchFlowName } from "./flows.ts";
 import { freePort } from "../src/dev/embedded_postgres.ts";
+import { eventually } from "../tests/_support/eventually.ts";
 
 export interface Server {
   url: string;
@@ -16,7 +17,7 @@ export interface Server {
 }
 
 /** One worker tuned for many short tasks: 100 handlers in flight, reads of 50. */
-export const THROUGHPUT_OPTIONS = { maxConcurrent: 100, batchSize: 50, maxPgConnections: 4 };
+const THROUGHPUT_OPTIONS = { maxConcurrent: 100, batchSize: 50, maxPgConnections: 4 };
 
 interface WorkerProcess {
   pid: number;
@@ -24,7 +25,7 @@ interface WorkerProcess {
   stop(): Promise<void>;
 }
 
-export async function startWorker(
+async function startWorker(
   flow: BenchFlowName,
   dbUrl: string,
   options: Record<string, unknown> = {},
@@ -75,15 +76,10 @@ export async function startWorker(
   };
 }
 
-export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 300_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+/** Benchmarks wait for minutes where tests wait for seconds. */
+const waitFor = (what: string, probe: () => Promise<boolean>) => eventually(what, probe, 300_000);
 
-export async function waitForWorker(sql: Sql, flow: string) {
+async function waitForWorker(sql: Sql, flow: string) {
   await waitFor(`a registered worker for ${flow}`, async () => {
     const [row] = await sql`
       select count(*)::int as n from pgflow.workers where queue_name = ${flow} and stopped_at is null`;
@@ -92,7 +88,7 @@ export async function waitForWorker(sql: Sql, flow: string) {
 }
 
 /** Tasks per second between the first task start and the last task completion. */
-export async function taskRate(
+async function taskRate(
   sql: Sql,
   flow: string,
 ): Promise<{ tasks: number; seconds: number; rate: number }> {
@@ -103,7 +99,7 @@ export async function taskRate(
   return { tasks: row.tasks, seconds: row.seconds, rate: row.tasks / row.seconds };
 }
 
-export async function startRunsInBulk(sql: Sql, flow: string, count: number) {
+async function startRunsInBulk(sql: Sql, flow: string, count: number) {
   // 500 runs per transaction keeps each statement short.
   for (let done = 0; done < count; done += 500) {
     const n = Math.min(500, count - done);
@@ -111,14 +107,14 @@ export async function startRunsInBulk(sql: Sql, flow: string, count: number) {
   }
 }
 
-export async function allCompleted(sql: Sql, flow: string, count: number): Promise<boolean> {
+async function allCompleted(sql: Sql, flow: string, count: number): Promise<boolean> {
   const [row] = await sql`
     select count(*)::int as n from pgflow.runs where flow_slug = ${flow} and status = 'completed'`;
   return row.n >= count;
 }
 
 /** Starts a run and resolves with the ms until its run:completed event. */
-export async function timedRun(
+async function timedRun(
   sql: Sql,
   listener: Sql,
   flow: string,
@@ -140,7 +136,7 @@ export async function timedRun(
   return ms;
 }
 
-export function percentile(sorted: number[], p: number): number {
+function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
