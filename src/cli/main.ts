@@ -92,7 +92,7 @@ async function migrateCommand(args: string[]): Promise<number> {
   const url = (values["db-url"] as string | undefined) ?? Deno.env.get("DATABASE_URL");
   if (!url) {
     // The embedded dev database gets edgeflow's pgmq-compatible SQL; a real one must have pgmq.
-    const db = await openDevDatabase({ devPgmq: true });
+    const db = await openDevDatabase();
     console.log(`dev database ${db.url}: applied ${db.applied.length} migration(s)`);
     await db.stop();
     return 0;

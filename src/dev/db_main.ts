@@ -4,7 +4,7 @@
  */
 import { openDevDatabase } from "./dev_database.ts";
 
-const db = await openDevDatabase({ devPgmq: true });
+const db = await openDevDatabase();
 console.log(
   `edgeflow dev database ready (pgmq: ${db.pgmq}; migrations applied now: ${db.applied.length})`,
 );

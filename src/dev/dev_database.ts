@@ -16,7 +16,7 @@ export interface DevDatabase {
   url: string;
   /** Stops the embedded server; a no-op for DATABASE_URL. */
   stop(): Promise<void>;
-  /** Where pgmq came from; "present" when it was left to the server and the migrations. */
+  /** Where pgmq came from. */
   pgmq: PgmqSource;
   /** Versions of migrations applied by this call (empty when up to date). */
   applied: string[];
@@ -24,10 +24,10 @@ export interface DevDatabase {
 
 /**
  * Opens the dev database and brings the core up to date. pgmq comes from the
- * server when it has it; otherwise edgeflow's pgmq-compatible SQL is installed,
- * but only into a development database (`devPgmq`), never a real one.
+ * server when it has it; otherwise edgeflow's pgmq-compatible SQL is installed
+ * (this is a development database; `edgeflow migrate --db-url` never does that).
  */
-export async function openDevDatabase(options: { devPgmq: boolean }): Promise<DevDatabase> {
+export async function openDevDatabase(): Promise<DevDatabase> {
   const given = Deno.env.get("DATABASE_URL");
   let server: EmbeddedServer | undefined;
   if (!given) {
@@ -44,7 +44,7 @@ export async function openDevDatabase(options: { devPgmq: boolean }): Promise<De
   const url = given ?? server!.url;
   const sql = connect(url, { max: 1 });
   try {
-    const pgmq = options.devPgmq ? await installPgmq(sql) : "present";
+    const pgmq = await installPgmq(sql);
     const applied = await applyMigrations(sql, await readMigrations());
     return { url, pgmq, applied, stop: async () => await server?.stop() };
   } catch (error) {
