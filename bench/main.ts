@@ -4,11 +4,12 @@
  * bench/results/bench.json. Targets are checked here, never in tests.
  */
 import { startThrowawayPostgres } from "../src/dev/embedded_postgres.ts";
+import { exitOnSetupError } from "../src/dev/postgres_setup_error.ts";
 import { createTestDb } from "../tests/_support/db.ts";
 import { runCoreBench } from "./core_bench.ts";
 import { runWorkerBench } from "./worker_bench.ts";
 
-const server = await startThrowawayPostgres("bench", { durable: true });
+const server = await exitOnSetupError(() => startThrowawayPostgres("bench", { durable: true }));
 // The test harness builds its template databases on this server.
 Deno.env.set("EDGEFLOW_TEST_DATABASE_URL", server.url);
 

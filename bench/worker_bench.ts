@@ -7,7 +7,7 @@
 import { connect, type Sql } from "../src/db/connect.ts";
 import { measureCommitRate } from "./commit_rate.ts";
 import type { BenchFlowName } from "./flows.ts";
-import { freePort } from "../src/dev/embedded_postgres.ts";
+import { freePort } from "../src/dev/postgres_server.ts";
 import { eventually } from "../tests/_support/eventually.ts";
 
 export interface Server {

@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
-import { findSupabaseCli, runSupabase } from "./_support/supabase_cli.ts";
+import { runSupabase } from "./_support/supabase_cli.ts";
 import { runUntilIdle } from "./_support/drive.ts";
 import { installPgmq } from "../src/dev/pgmq.ts";
 import { readMigrations } from "../src/db/migrate.ts";
 
-const cli = findSupabaseCli();
 const CLI_MAIN = new URL("../src/cli/main.ts", import.meta.url).pathname;
 
 async function edgeflow(args: string[], cwd: string, env: Record<string, string> = {}) {
@@ -36,7 +35,7 @@ dbTest(
   async ({ sql, url }) => {
     const project = await Deno.makeTempDir({ prefix: "edgeflow-install-" });
     try {
-      const init = await runSupabase(cli!, ["init", "--yes"], project);
+      const init = await runSupabase(["init", "--yes"], project);
       assert.equal(init.code, 0, init.output);
       // An existing migration of the user's: the core must come after it.
       await Deno.mkdir(`${project}/supabase/migrations`, { recursive: true });
@@ -81,7 +80,7 @@ dbTest(
 
       // The project's migrations (user's, core, example flow) apply with the real CLI.
       await installPgmq(sql);
-      const pushed = await runSupabase(cli!, [
+      const pushed = await runSupabase([
         "db",
         "push",
         "--db-url",
@@ -102,7 +101,7 @@ dbTest(
       await Deno.remove(project, { recursive: true });
     }
   },
-  { template: "empty", ignore: !cli },
+  { template: "empty" },
 );
 
 dbTest("install refuses a folder that is not a Supabase project", async () => {

@@ -11,7 +11,7 @@ import { SUPABASE_DIR } from "../src/dev/supabase_project.ts";
 import { applyMigrations, readMigrations } from "../src/db/migrate.ts";
 import { startFlow } from "../src/db/runs.ts";
 import { installPgmq } from "../src/dev/pgmq.ts";
-import { freePort } from "../src/dev/embedded_postgres.ts";
+import { freePort } from "../src/dev/postgres_server.ts";
 
 const FIXTURES = new URL("./fixtures/functions/", import.meta.url).pathname;
 

@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
-import { findSupabaseCli, runSupabase } from "./_support/supabase_cli.ts";
+import { runSupabase } from "./_support/supabase_cli.ts";
 import { expectedMigrations, migrationDrift, SUPABASE_DIR } from "../src/dev/supabase_project.ts";
 import { installPgmq } from "../src/dev/pgmq.ts";
-
-const cli = findSupabaseCli();
 
 Deno.test("supabase/migrations holds exactly the core migrations and the compiled example flows", async () => {
   assert.deepEqual(await migrationDrift(), [], "run `deno task supabase:sync`");
@@ -16,16 +14,16 @@ dbTest(
     await installPgmq(sql);
     const project = `${SUPABASE_DIR}..`;
     const dbUrl = `${url}?sslmode=disable`;
-    const first = await runSupabase(cli!, ["db", "push", "--db-url", dbUrl, "--yes"], project);
+    const first = await runSupabase(["db", "push", "--db-url", dbUrl, "--yes"], project);
     assert.equal(first.code, 0, first.output);
     for (const name of (await expectedMigrations()).keys()) {
       assert.match(first.output, new RegExp(`Applying migration ${name.replace(".", "\\.")}`));
     }
-    const second = await runSupabase(cli!, ["db", "push", "--db-url", dbUrl, "--yes"], project);
+    const second = await runSupabase(["db", "push", "--db-url", dbUrl, "--yes"], project);
     assert.equal(second.code, 0, second.output);
     assert.match(second.output, /Remote database is up to date/);
     const flows = await sql`select flow_slug from pgflow.flows order by flow_slug`;
     assert.deepEqual(flows.map((f) => f.flow_slug), ["analyze_website", "word_stats"]);
   },
-  { template: "empty", ignore: !cli },
+  { template: "empty" },
 );

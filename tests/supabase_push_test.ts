@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
-import { findSupabaseCli, runSupabase } from "./_support/supabase_cli.ts";
+import { runSupabase } from "./_support/supabase_cli.ts";
 import { applyMigrations, CORE_MIGRATIONS_DIR, readMigrations } from "../src/db/migrate.ts";
 import { installPgmq } from "../src/dev/pgmq.ts";
-
-const cli = findSupabaseCli();
 
 /** A Supabase project folder whose supabase/migrations holds the core migrations. */
 async function projectWithCoreMigrations(): Promise<string> {
@@ -24,7 +22,7 @@ dbTest(
     const dir = await projectWithCoreMigrations();
     try {
       const dbUrl = `${url}?sslmode=disable`;
-      const first = await runSupabase(cli!, ["db", "push", "--db-url", dbUrl, "--yes"], dir);
+      const first = await runSupabase(["db", "push", "--db-url", dbUrl, "--yes"], dir);
       assert.equal(first.code, 0, first.output);
       for (const migration of await readMigrations()) {
         assert.match(
@@ -32,7 +30,7 @@ dbTest(
           new RegExp(`Applying migration ${migration.version}_${migration.name}\\.sql`),
         );
       }
-      const second = await runSupabase(cli!, ["db", "push", "--db-url", dbUrl, "--yes"], dir);
+      const second = await runSupabase(["db", "push", "--db-url", dbUrl, "--yes"], dir);
       assert.equal(second.code, 0, second.output);
       assert.match(second.output, /Remote database is up to date/);
       // edgeflow's own runner reads the same bookkeeping table and agrees.
@@ -43,7 +41,7 @@ dbTest(
       await Deno.remove(dir, { recursive: true });
     }
   },
-  { template: "empty", ignore: !cli },
+  { template: "empty" },
 );
 
 dbTest("after edgeflow's runner, supabase db push has nothing to apply", async ({ sql, url }) => {
@@ -52,7 +50,6 @@ dbTest("after edgeflow's runner, supabase db push has nothing to apply", async (
   const dir = await projectWithCoreMigrations();
   try {
     const pushed = await runSupabase(
-      cli!,
       ["db", "push", "--db-url", `${url}?sslmode=disable`, "--yes"],
       dir,
     );
@@ -61,4 +58,4 @@ dbTest("after edgeflow's runner, supabase db push has nothing to apply", async (
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-}, { template: "empty", ignore: !cli });
+}, { template: "empty" });

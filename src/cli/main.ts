@@ -7,7 +7,7 @@ import { connect, type Sql } from "../db/connect.ts";
 import { applyMigrations, readMigrations } from "../db/migrate.ts";
 import { startFlow } from "../db/runs.ts";
 import { main as compileMain } from "../compile/main.ts";
-import { DEV_URL, openDevDatabase } from "../dev/dev_database.ts";
+import { DEV_URL } from "../dev/dev_url.ts";
 import { install } from "./install.ts";
 import { followRun } from "./progress.ts";
 
@@ -92,7 +92,10 @@ async function migrateCommand(args: string[]): Promise<number> {
   const url = (values["db-url"] as string | undefined) ?? Deno.env.get("DATABASE_URL");
   if (!url) {
     // The embedded dev database gets edgeflow's pgmq-compatible SQL; a real one must have pgmq.
-    const db = await openDevDatabase();
+    // Loaded only here: the embedded server is development tooling, not part of the CLI's core.
+    const { openDevDatabase } = await import("../dev/dev_database.ts");
+    const { exitOnSetupError } = await import("../dev/postgres_setup_error.ts");
+    const db = await exitOnSetupError(openDevDatabase);
     console.log(`dev database ${db.url}: applied ${db.applied.length} migration(s)`);
     await db.stop();
     return 0;

@@ -3,15 +3,16 @@
  * and keeps it running until Ctrl-C.
  */
 import { openDevDatabase } from "./dev_database.ts";
+import { exitOnSetupError } from "./postgres_setup_error.ts";
 
-const db = await openDevDatabase();
+const db = await exitOnSetupError(openDevDatabase);
 console.log(
   `edgeflow dev database ready (pgmq: ${db.pgmq}; migrations applied now: ${db.applied.length})`,
 );
 console.log(`  url:  ${db.url}`);
 console.log(`  psql: psql '${db.url}'`);
 console.log(`  or:   deno task sql "select * from pgflow.flows"`);
-console.log("Ctrl-C stops it; the data stays in .edgeflow/pg.");
+console.log(`Ctrl-C stops it; the data stays in ${db.dataDir ?? "that server"}.`);
 
 const stop = async () => {
   await db.stop();

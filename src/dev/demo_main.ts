@@ -11,6 +11,7 @@ import { applyMigrations, readMigrations } from "../db/migrate.ts";
 import { startFlow } from "../db/runs.ts";
 import { startThrowawayPostgres } from "./embedded_postgres.ts";
 import { installPgmq } from "./pgmq.ts";
+import { exitOnSetupError } from "./postgres_setup_error.ts";
 import { startEdgeRuntime } from "./edge_runtime/mod.ts";
 import { startKeepAlive } from "./keep_alive.ts";
 import { SUPABASE_DIR } from "./supabase_project.ts";
@@ -39,7 +40,7 @@ const given = Deno.env.get("DATABASE_URL");
 let stopServer = async () => {};
 let url = given;
 if (!url) {
-  const server = await startThrowawayPostgres("demo");
+  const server = await exitOnSetupError(() => startThrowawayPostgres("demo"));
   url = server.url;
   stopServer = server.stop;
   say(`embedded PostgreSQL 17 started (${url})`);

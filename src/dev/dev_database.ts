@@ -7,10 +7,12 @@ import { connect } from "../db/connect.ts";
 import { applyMigrations, readMigrations } from "../db/migrate.ts";
 import { type EmbeddedServer, startEmbeddedPostgres } from "./embedded_postgres.ts";
 import { installPgmq, type PgmqSource } from "./pgmq.ts";
+import { devDataDir } from "./server_files.ts";
 
-export const DEV_PORT = 54329;
-export const DEV_URL = `postgres://postgres:postgres@127.0.0.1:${DEV_PORT}/postgres`;
-const DEV_DATA_DIR = new URL("../../.edgeflow/pg/", import.meta.url).pathname;
+import { DEV_PORT } from "./dev_url.ts";
+
+export { DEV_URL } from "./dev_url.ts";
+const CLONE_DIR = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
 export interface DevDatabase {
   url: string;
@@ -20,6 +22,8 @@ export interface DevDatabase {
   pgmq: PgmqSource;
   /** Versions of migrations applied by this call (empty when up to date). */
   applied: string[];
+  /** The embedded server's data folder (undefined for DATABASE_URL). */
+  dataDir?: string;
 }
 
 /**
@@ -31,12 +35,8 @@ export async function openDevDatabase(): Promise<DevDatabase> {
   const given = Deno.env.get("DATABASE_URL");
   let server: EmbeddedServer | undefined;
   if (!given) {
-    const parent = new URL("../../.edgeflow/", import.meta.url).pathname;
-    await Deno.mkdir(parent, { recursive: true });
-    // Under root the server runs as OS user postgres, which must be able to write here.
-    await Deno.chmod(parent, 0o777);
     server = await startEmbeddedPostgres({
-      dataDir: DEV_DATA_DIR,
+      dataDir: await devDataDir(CLONE_DIR),
       port: DEV_PORT,
       persistent: true,
     });
@@ -46,7 +46,13 @@ export async function openDevDatabase(): Promise<DevDatabase> {
   try {
     const pgmq = await installPgmq(sql);
     const applied = await applyMigrations(sql, await readMigrations());
-    return { url, pgmq, applied, stop: async () => await server?.stop() };
+    return {
+      url,
+      pgmq,
+      applied,
+      dataDir: server?.dataDir,
+      stop: async () => await server?.stop(),
+    };
   } catch (error) {
     await server?.stop();
     throw error;

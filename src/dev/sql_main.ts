@@ -3,7 +3,7 @@
  * dev database (`deno task db`) and prints the result rows of the last statement.
  */
 import { connect } from "../db/connect.ts";
-import { DEV_URL } from "./dev_database.ts";
+import { DEV_URL } from "./dev_url.ts";
 
 const text = Deno.args.join(" ").trim();
 if (!text) {

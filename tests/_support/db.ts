@@ -55,7 +55,10 @@ export function templateName(): Promise<string> {
 }
 
 async function contentHash(): Promise<string> {
-  const parts = [await Deno.readTextFile(PGMQ_COMPAT_SQL)];
+  const parts = [
+    await Deno.readTextFile(PGMQ_COMPAT_SQL),
+    Deno.env.get("EDGEFLOW_REQUIRE_REAL_PGMQ") ?? "",
+  ];
   for (const migration of await readMigrations()) parts.push(migration.version, migration.sql);
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.join("\0")));
   return Array.from(new Uint8Array(digest).slice(0, 6), (b) => b.toString(16).padStart(2, "0"))
@@ -75,7 +78,13 @@ async function buildTemplate(): Promise<string> {
       await admin.unsafe(`create database ${name}_build template template0`);
       const build = connect(withDatabase(await adminUrl(), `${name}_build`), { max: 1 });
       try {
-        await installPgmq(build);
+        const source = await installPgmq(build);
+        if (source === "compat" && Deno.env.get("EDGEFLOW_REQUIRE_REAL_PGMQ")) {
+          throw new Error(
+            "EDGEFLOW_REQUIRE_REAL_PGMQ is set, but the test server has no pgmq extension: " +
+              "install pgmq 1.5.1 into it (../shared/pgmq/README.md) or unset the variable",
+          );
+        }
         await applyMigrations(build, await readMigrations());
       } finally {
         await build.end();

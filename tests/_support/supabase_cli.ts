@@ -1,32 +1,24 @@
 /**
- * Finds the Supabase CLI (npm package supabase@2.117.0, which `.ci/run`
- * installs into .edgeflow/tools): $SUPABASE_CLI, then .edgeflow/tools, then PATH.
+ * The real Supabase CLI, pinned: npm package supabase@2.117.0 (a Node bundle
+ * that Deno runs; `deno task setup` installs it with the other npm packages).
+ * $SUPABASE_CLI, when set, names another CLI binary to use instead.
  */
-export function findSupabaseCli(): string | undefined {
-  const candidates = [
-    Deno.env.get("SUPABASE_CLI"),
-    new URL("../../.edgeflow/tools/node_modules/.bin/supabase", import.meta.url).pathname,
-    ...(Deno.env.get("PATH") ?? "").split(":").map((dir) => `${dir}/supabase`),
-  ];
-  for (const path of candidates) {
-    if (!path) continue;
-    try {
-      if (Deno.statSync(path).isFile) return path;
-    } catch {
-      // not there; try the next
-    }
-  }
-  return undefined;
-}
+export const SUPABASE_CLI_PACKAGE = "npm:supabase@2.117.0";
 
 export interface CliResult {
   code: number;
   output: string;
 }
 
-export async function runSupabase(cli: string, args: string[], cwd: string): Promise<CliResult> {
-  const result = await new Deno.Command(cli, {
-    args,
+function command(args: string[]): [string, string[]] {
+  const binary = Deno.env.get("SUPABASE_CLI");
+  return binary ? [binary, args] : [Deno.execPath(), ["run", "-A", SUPABASE_CLI_PACKAGE, ...args]];
+}
+
+export async function runSupabase(args: string[], cwd: string): Promise<CliResult> {
+  const [program, programArgs] = command(args);
+  const result = await new Deno.Command(program, {
+    args: programArgs,
     cwd,
     stdin: "null",
     stdout: "piped",

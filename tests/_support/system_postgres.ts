@@ -1,13 +1,13 @@
 /**
  * Starts a throwaway cluster of a system-installed PostgreSQL (Debian's
- * postgresql-NN package), to check the core on other major versions.
+ * postgresql-NN package), to check the core on other major versions. The
+ * real pgmq from ../shared is installed into its extension folder when this
+ * process may write there (root on CI).
  */
-import { freePort } from "../../src/dev/embedded_postgres.ts";
+import { type PostgresServer, startPostgres } from "../../src/dev/postgres_server.ts";
+import { hasSharedPgmq, installPgmqFiles, throwawayDataDir } from "../../src/dev/server_files.ts";
 
-export interface SystemServer {
-  url: string;
-  stop(): Promise<void>;
-}
+export type SystemServer = PostgresServer;
 
 export function systemPostgresBin(major: number): string | undefined {
   const bin = `/usr/lib/postgresql/${major}/bin`;
@@ -16,20 +16,6 @@ export function systemPostgresBin(major: number): string | undefined {
     return bin;
   } catch {
     return undefined;
-  }
-}
-
-async function run(command: string, args: string[]): Promise<void> {
-  // The server refuses to run as root; run its tools as OS user postgres then.
-  const asRoot = Deno.uid() === 0;
-  const output = await new Deno.Command(asRoot ? "runuser" : command, {
-    args: asRoot ? ["-u", "postgres", "--", command, ...args] : args,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!output.success) {
-    const text = new TextDecoder().decode(output.stderr) + new TextDecoder().decode(output.stdout);
-    throw new Error(`${command} ${args.join(" ")} failed:\n${text}`);
   }
 }
 
@@ -43,31 +29,28 @@ export function hasPgCron(bin: string): boolean {
   }
 }
 
+/** Installs the real pgmq into a Debian server's extension folder; false when it cannot. */
+export async function installSystemPgmq(bin: string): Promise<boolean> {
+  if (!hasSharedPgmq()) return false;
+  const major = bin.match(/postgresql\/(\d+)\//)?.[1];
+  try {
+    await installPgmqFiles(`/usr/share/postgresql/${major}/extension`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function startSystemPostgres(
   bin: string,
   options: { pgCron?: boolean } = {},
 ): Promise<SystemServer> {
-  const dir = await Deno.makeTempDir({ prefix: "edgeflow-syspg-" });
-  await Deno.chmod(dir, 0o777);
-  const data = `${dir}/data`;
-  const port = freePort();
-  await run(`${bin}/initdb`, ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
-  await run(`${bin}/pg_ctl`, [
-    "-D",
-    data,
-    "-l",
-    `${dir}/log`,
-    "-w",
-    "-o",
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off` +
-    (options.pgCron ? " -c shared_preload_libraries=pg_cron -c cron.database_name=postgres" : ""),
-    "start",
-  ]);
-  return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
-    async stop() {
-      await run(`${bin}/pg_ctl`, ["-D", data, "-m", "immediate", "stop"]);
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+  await installSystemPgmq(bin);
+  return await startPostgres({
+    bin,
+    dataDir: await throwawayDataDir("syspg"),
+    settings: options.pgCron
+      ? { shared_preload_libraries: "pg_cron", "cron.database_name": "postgres" }
+      : {},
+  });
 }
