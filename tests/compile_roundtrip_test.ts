@@ -7,7 +7,7 @@ import { dbTest } from "./_support/db.ts";
 import { getRun, takeTasks } from "./_support/drive.ts";
 import { type AnyFlow, Flow } from "../src/dsl/mod.ts";
 import { compileFlow } from "../src/compile/compile_flow.ts";
-import { flowShape } from "../src/compile/flow_shape.ts";
+import { flowShape } from "../src/dsl/flow_shape.ts";
 import { ensureFlowCompiled } from "../src/db/definitions.ts";
 import { startFlow } from "../src/db/runs.ts";
 import { completeTask } from "../src/db/tasks.ts";

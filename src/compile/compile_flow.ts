@@ -2,7 +2,7 @@
 import type { AnyFlow } from "../dsl/flow.ts";
 import type { StepDefinition } from "../dsl/step_definition.ts";
 import { sqlInteger, sqlString, sqlTextArray } from "./sql_literal.ts";
-import { stepsInOrder } from "./steps_in_order.ts";
+import { stepsInOrder } from "../dsl/steps_in_order.ts";
 
 /**
  * One `SELECT pgflow.create_flow(...)`, then one `SELECT pgflow.add_step(...)` per step in

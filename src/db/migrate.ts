@@ -5,6 +5,7 @@
  */
 import type { Sql } from "./connect.ts";
 import { readText } from "./read_text.ts";
+import { parseManifest, sha256Hex } from "./manifest.ts";
 
 export interface Migration {
   /** The 14-digit timestamp that orders migrations. */
@@ -20,10 +21,12 @@ export const CORE_MIGRATIONS_DIR = new URL("../../migrations/", import.meta.url)
 
 /**
  * Reads `<dir>/*.sql`, rejecting any file whose name is not `<14-digit timestamp>_<name>.sql`.
- * Over http(s), where folders cannot be listed, the names come from `<dir>/manifest.json`.
+ * Over http(s), where folders cannot be listed, the names come from `<dir>/manifest.json`,
+ * and each file must match the SHA-256 the manifest gives.
  */
 export async function readMigrations(dir: URL = CORE_MIGRATIONS_DIR): Promise<Migration[]> {
-  const names = dir.protocol === "file:" ? await listSqlFiles(dir) : await readManifest(dir);
+  const hashes = dir.protocol === "file:" ? undefined : await readManifestHashes(dir);
+  const names = hashes ? [...hashes.keys()] : await listSqlFiles(dir);
   const migrations: Migration[] = [];
   for (const name of names) {
     const match = FILE_NAME.exec(name);
@@ -32,7 +35,11 @@ export async function readMigrations(dir: URL = CORE_MIGRATIONS_DIR): Promise<Mi
         `migration file ${name} in ${dir.pathname} must be named <14-digit timestamp>_<name>.sql`,
       );
     }
-    migrations.push({ version: match[1], name: match[2], sql: await readText(new URL(name, dir)) });
+    const sql = await readText(new URL(name, dir));
+    if (hashes && await sha256Hex(sql) !== hashes.get(name)) {
+      throw new Error(`${new URL(name, dir).href} does not match its SHA-256 in manifest.json`);
+    }
+    migrations.push({ version: match[1], name: match[2], sql });
   }
   migrations.sort((a, b) => a.version.localeCompare(b.version));
   for (let i = 1; i < migrations.length; i++) {
@@ -56,12 +63,10 @@ export async function listSqlFiles(dir: string | URL): Promise<string[]> {
   return names.sort();
 }
 
-async function readManifest(dir: URL): Promise<string[]> {
-  const names: unknown = JSON.parse(await readText(new URL("manifest.json", dir)));
-  if (!Array.isArray(names) || !names.every((name) => typeof name === "string")) {
-    throw new Error(`${new URL("manifest.json", dir).href} must be a JSON array of file names`);
-  }
-  return names;
+async function readManifestHashes(dir: URL): Promise<Map<string, string>> {
+  const url = new URL("manifest.json", dir);
+  const manifest = parseManifest(await readText(url), url.href);
+  return new Map(manifest.migrations.map((entry) => [entry.file, entry.sha256]));
 }
 
 /** Applies the migrations not yet recorded; returns the versions it applied. */

@@ -2,6 +2,7 @@
  * Typed calls on pgmq queues: creating, reading (phase 1 of a worker's poll), and settling
  * messages by hand (visibility, archive). Tasks of flows go through src/db/tasks.ts.
  */
+import { QUEUE_CHANNEL_PREFIX } from "../limits.ts";
 import type postgres from "postgres";
 import type { Sql } from "./connect.ts";
 import type { Json, QueueMessage, TaskMessage } from "./types.ts";
@@ -84,7 +85,7 @@ export async function releaseMessages(
 ): Promise<void> {
   if (msgIds.length === 0) return;
   await sql`
-    select count(*), pg_notify(${"pgflow:queue:" + queueName}, '')
+    select count(*), pg_notify(${QUEUE_CHANNEL_PREFIX + queueName}, '')
     from pgflow.set_vt_batch(${queueName}, ${msgIds}::bigint[], ${msgIds.map(() => 0)}::int[])`;
 }
 

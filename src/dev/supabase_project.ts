@@ -4,8 +4,7 @@
  * flow's compiled migration, and the sync that writes it.
  */
 import { join } from "node:path";
-import { CORE_MIGRATIONS_DIR, listSqlFiles, readMigrations } from "../db/migrate.ts";
-import { readText } from "../db/read_text.ts";
+import { listSqlFiles, readMigrations } from "../db/migrate.ts";
 import { compileFlow } from "../compile/compile_flow.ts";
 import { loadFlow } from "../compile/load_flow.ts";
 
@@ -41,10 +40,6 @@ export async function migrationDrift(): Promise<string[]> {
   const expected = await expectedMigrations();
   const dir = join(SUPABASE_DIR, "migrations");
   const drift: string[] = [];
-  const manifest = new URL("manifest.json", CORE_MIGRATIONS_DIR);
-  if (await readText(manifest).catch(() => "") !== await expectedManifest()) {
-    drift.push("migrations/manifest.json does not list the core migrations");
-  }
   const present = new Set<string>();
   for (const name of await listSqlFiles(dir)) {
     present.add(name);
@@ -61,15 +56,8 @@ export async function migrationDrift(): Promise<string[]> {
   return drift;
 }
 
-/** What migrations/manifest.json must list: the core's file names, in order. */
-export async function expectedManifest(): Promise<string> {
-  const names = (await readMigrations()).map((m) => `${m.version}_${m.name}.sql`);
-  return JSON.stringify(names, null, 2) + "\n";
-}
-
-/** Rewrites supabase/migrations to hold exactly the expected files, and the core's manifest. */
+/** Rewrites supabase/migrations to hold exactly the expected files. */
 export async function syncMigrations(): Promise<void> {
-  await Deno.writeTextFile(new URL("manifest.json", CORE_MIGRATIONS_DIR), await expectedManifest());
   const dir = join(SUPABASE_DIR, "migrations");
   await Deno.mkdir(dir, { recursive: true });
   const expected = await expectedMigrations();

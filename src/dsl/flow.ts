@@ -77,7 +77,7 @@ export class Flow<TInput = Json, TSteps extends StepMap = NoSteps> implements An
     if (typeof config !== "object" || config === null) {
       throw new FlowDefinitionError(name, undefined, "the flow config must be an object");
     }
-    const problem = slugProblem(slug);
+    const problem = slugProblem(slug, "flow");
     if (problem) throw new FlowDefinitionError(name, undefined, problem);
     rejectUnknownKeys(name, undefined, config, FLOW_KEYS);
     this.#slug = name;

@@ -12,6 +12,6 @@ export { FlowDefinitionError } from "./errors.ts";
 export type { FlowInput, FlowOutput, StepInput, StepOutput } from "./infer.ts";
 export type { IsJson, Json, NonJson } from "./json.ts";
 export { FLOW_DEFAULTS, type FlowOptions, type StepOptions } from "./options.ts";
-export { isValidSlug, MAX_SLUG_LENGTH, RESERVED_SLUG } from "./slug.ts";
+export { isValidSlug, MAX_FLOW_SLUG_LENGTH, MAX_STEP_SLUG_LENGTH, RESERVED_SLUG } from "./slug.ts";
 export type { DeclaredWith, StepDefinition, StepHandler, StepType } from "./step_definition.ts";
 export type { StepMap, StepTypes } from "./types.ts";

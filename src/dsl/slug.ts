@@ -1,20 +1,27 @@
-/** Slug rules, kept identical to the SQL core's `pgflow.is_valid_slug`. */
+/** Slug rules, the same as the SQL core's (both read src/limits.ts). */
+import {
+  MAX_FLOW_SLUG_LENGTH,
+  MAX_STEP_SLUG_LENGTH,
+  RESERVED_SLUG,
+  SLUG_PATTERN,
+} from "../limits.ts";
 
-export const MAX_SLUG_LENGTH = 128;
+export { MAX_FLOW_SLUG_LENGTH, MAX_STEP_SLUG_LENGTH, RESERVED_SLUG };
 
-/** The key under which a step's input carries the flow input; no step may use it. */
-export const RESERVED_SLUG = "run";
+const SLUG = new RegExp(SLUG_PATTERN);
 
-const SLUG_PATTERN = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-
-/** Why `slug` is not a valid flow or step slug, or `undefined` when it is. */
-export function slugProblem(slug: unknown): string | undefined {
+/**
+ * Why `slug` is not a valid step slug (or flow slug, with `kind` "flow": it also names
+ * the flow's pgmq queue, so it is shorter), or `undefined` when it is.
+ */
+export function slugProblem(slug: unknown, kind: "flow" | "step" = "step"): string | undefined {
   if (typeof slug !== "string") return `slug must be a string, got ${describe(slug)}`;
   if (slug.length === 0) return "slug must not be empty";
-  if (slug.length > MAX_SLUG_LENGTH) {
-    return `slug must be at most ${MAX_SLUG_LENGTH} characters, got ${slug.length}`;
+  const max = kind === "flow" ? MAX_FLOW_SLUG_LENGTH : MAX_STEP_SLUG_LENGTH;
+  if (slug.length > max) {
+    return `${kind} slug must be at most ${max} characters, got ${slug.length}`;
   }
-  if (!SLUG_PATTERN.test(slug)) {
+  if (!SLUG.test(slug)) {
     return `slug ${
       JSON.stringify(slug)
     } must start with a letter or underscore and contain only letters, digits and underscores`;

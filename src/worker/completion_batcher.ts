@@ -40,9 +40,6 @@ export class CompletionBatcher {
   readonly #maxBatch: number;
   #inFlight = 0;
   #queue: Pending[] = [];
-  /** Statements sent and completions reported (diagnostics). */
-  statements = 0;
-  completions = 0;
 
   readonly #claimer: Claimer | undefined;
 
@@ -76,7 +73,6 @@ export class CompletionBatcher {
   }
 
   async #send(batch: Pending[]): Promise<void> {
-    this.statements++;
     if (batch.length === 1 && this.#claimer && await this.#sendAndClaim(batch[0], this.#claimer)) {
       return;
     }
@@ -84,7 +80,6 @@ export class CompletionBatcher {
       const results = await withReportRetries(() =>
         completeTasks(this.#sql, batch.map((pending) => pending.completion))
       );
-      this.completions += batch.length;
       batch.forEach((pending, index) => pending.resolve(results[index]));
     } catch (error) {
       if (batch.length === 1) {
@@ -123,7 +118,6 @@ export class CompletionBatcher {
       claimer.give([], taken);
       return false;
     }
-    this.completions++;
     claimer.give(outcome.claimed, taken);
     pending.resolve(outcome.result);
     return true;

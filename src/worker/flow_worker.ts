@@ -3,7 +3,7 @@
  * tasks (phase 2, `pgflow.start_tasks`), runs each step's handler with its input and context,
  * and reports the outcome with `complete_task` / `fail_task`.
  */
-import { flowShape } from "../compile/flow_shape.ts";
+import { flowShape } from "../dsl/flow_shape.ts";
 import type { Sql } from "../db/connect.ts";
 import { ensureFlowCompiled } from "../db/definitions.ts";
 import { failTask, readAndStartTasks, startTasks } from "../db/tasks.ts";

@@ -41,11 +41,6 @@ export class Lifecycle {
     return states.includes(this.#state);
   }
 
-  /** `true` when the worker may go to `to` from where it is now. */
-  canGo(to: WorkerState): boolean {
-    return ALLOWED[this.#state].includes(to);
-  }
-
   /** Moves to `to`; throws WorkerStateError when that transition is not allowed. */
   go(to: WorkerState): void {
     const from = this.#state;

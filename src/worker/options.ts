@@ -2,6 +2,7 @@
  * The options of `createWorker`, their defaults, and their validation. Every problem is
  * reported as a WorkerOptionError that names the option, before anything touches the database.
  */
+import { MAX_FLOW_SLUG_LENGTH, SLUG_PATTERN } from "../limits.ts";
 import type { Sql } from "../db/connect.ts";
 import { WorkerOptionError } from "./errors.ts";
 import { LOG_LEVELS, type LogLevel, type LogSink } from "./logger.ts";
@@ -180,11 +181,14 @@ export function resolveQueueWorkerOptions(options: unknown): WorkerConfig {
   const given = checkObject(options);
   rejectUnknown(given, QUEUE_KEYS, FLOW_KEYS, "queue");
   const queueName = given.queueName;
-  if (typeof queueName !== "string" || !/^[a-zA-Z_][a-zA-Z0-9_]{0,47}$/.test(queueName)) {
+  if (
+    typeof queueName !== "string" || !new RegExp(SLUG_PATTERN).test(queueName) ||
+    queueName.length > MAX_FLOW_SLUG_LENGTH
+  ) {
     throw new WorkerOptionError(
       "queueName",
-      `must be a pgmq queue name (letters, digits and _, at most 48 characters, not starting ` +
-        `with a digit), got ${describe(queueName)}`,
+      `must be a pgmq queue name (letters, digits and _, at most ${MAX_FLOW_SLUG_LENGTH} ` +
+        `characters, not starting with a digit), got ${describe(queueName)}`,
     );
   }
   return {

@@ -5,11 +5,12 @@
  * costs latency (the long poll still finds the message), never work.
  */
 import type { Sql } from "../db/connect.ts";
+import { QUEUE_CHANNEL_PREFIX } from "../limits.ts";
 import { errorText } from "./failure_message.ts";
 import type { Logger } from "./logger.ts";
 
 export function wakeupChannel(queueName: string): string {
-  return `pgflow:queue:${queueName}`;
+  return QUEUE_CHANNEL_PREFIX + queueName;
 }
 
 /**

@@ -1,5 +1,5 @@
-import type { AnyFlow } from "../dsl/flow.ts";
-import type { StepDefinition } from "../dsl/step_definition.ts";
+import type { AnyFlow } from "./flow.ts";
+import type { StepDefinition } from "./step_definition.ts";
 
 /** A flow's steps in definition order (a topological order: dependencies come first). */
 export function stepsInOrder(flow: AnyFlow): StepDefinition[] {

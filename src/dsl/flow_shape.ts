@@ -2,8 +2,8 @@
  * The canonical JSON description of a flow's structure. The SQL core builds the same object
  * from the stored definition; equal shapes mean the database runs what the code defines.
  */
-import type { AnyFlow } from "../dsl/flow.ts";
-import type { StepType } from "../dsl/step_definition.ts";
+import type { AnyFlow } from "./flow.ts";
+import type { StepType } from "./step_definition.ts";
 import { stepsInOrder } from "./steps_in_order.ts";
 
 export interface FlowShape {

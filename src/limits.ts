@@ -1,0 +1,24 @@
+/**
+ * Limits and names shared by the SQL engine and TypeScript: the one place they
+ * are written. The SQL source (sql/) names them as `{{NAME}}` placeholders that
+ * `deno task sql:build` fills in, so the engine, the DSL and the worker agree.
+ */
+
+/** A flow's slug names its pgmq queue; pgmq 1.5 allows queue names of at most 47 characters. */
+export const MAX_FLOW_SLUG_LENGTH = 47;
+/** Step slugs are keys in handler inputs and run outputs; a sane upper bound. */
+export const MAX_STEP_SLUG_LENGTH = 128;
+/** What a slug looks like (flows and steps): an SQL-friendly identifier. */
+export const SLUG_PATTERN = "^[a-zA-Z_][a-zA-Z0-9_]*$";
+/** The slug no step may take: handler inputs carry the flow input under `run`. */
+export const RESERVED_SLUG = "run";
+
+/** The channel the engine notifies when it queues visible messages for a queue (flow). */
+export const QUEUE_CHANNEL_PREFIX = "pgflow:queue:";
+
+/**
+ * Seconds added to a step's timeout for the message's visibility: the worker aborts the
+ * handler at the timeout and reports; the margin lets that report arrive before the
+ * message reappears for another worker.
+ */
+export const TIMEOUT_MARGIN_SECONDS = 2;
