@@ -2,7 +2,8 @@
 --
 -- Written from pgmq's public documentation (API of pgmq 1.5: schema, table
 -- layout, function names, argument names and types, result columns and
--- semantics); it is not pgmq's source. Dev and test only: never part of
+-- semantics) and checked against the released pgmq 1.5.1 by
+-- tests/pgmq_differential_test.ts; it is not pgmq's source. Dev and test only: never part of
 -- supabase/migrations. Production uses `CREATE EXTENSION pgmq`.
 --
 -- Layout, as in pgmq:
@@ -10,8 +11,10 @@
 --   pgmq.q_<name>             messages waiting or in flight
 --   pgmq.a_<name>             archived messages (archived_at added)
 -- Table names are lower('q_' || queue_name), as in pgmq; pgmq.meta keeps the
--- name as given. Queue names must be identifiers ([A-Za-z_][A-Za-z0-9_]*) of
--- at most 47 characters (pgmq's documented maximum).
+-- name as given, one row per spelling (its unique key is case-sensitive).
+-- Queue names are what pgmq 1.5.1 accepts: any text without $, ;, -- or a
+-- single quote (tables are quoted identifiers), at most 47 characters when a
+-- queue is created.
 --
 -- Safe to run on an empty database (and again: everything is IF NOT EXISTS or
 -- CREATE OR REPLACE). Needs only what a database owner has.
@@ -20,6 +23,9 @@ CREATE SCHEMA IF NOT EXISTS pgmq;
 
 COMMENT ON SCHEMA pgmq IS
   'edgeflow pgmq-compatible SQL (src/dev/pgmq_compat.sql), not the pgmq extension';
+
+-- As pgmq: monitoring roles may read every queue.
+GRANT USAGE ON SCHEMA pgmq TO pg_monitor;
 
 CREATE TABLE IF NOT EXISTS pgmq.meta (
   queue_name varchar NOT NULL UNIQUE,
@@ -62,58 +68,71 @@ BEGIN
 END
 $types$;
 
+GRANT SELECT ON ALL TABLES IN SCHEMA pgmq TO pg_monitor;
+GRANT SELECT ON ALL SEQUENCES IN SCHEMA pgmq TO pg_monitor;
+ALTER DEFAULT PRIVILEGES IN SCHEMA pgmq GRANT SELECT ON TABLES TO pg_monitor;
+ALTER DEFAULT PRIVILEGES IN SCHEMA pgmq GRANT SELECT ON SEQUENCES TO pg_monitor;
+
 ------------------------------------------------------------------------------
 -- Names
 ------------------------------------------------------------------------------
 
--- Raises unless queue_name can name a queue.
+-- Raises unless a queue may be created under queue_name: pgmq allows at most
+-- 47 characters (q_<name>_msg_id_seq must fit in an identifier).
 CREATE OR REPLACE FUNCTION pgmq.validate_queue_name(queue_name text)
 RETURNS void
 LANGUAGE plpgsql
-IMMUTABLE
+AS $$
+BEGIN
+  IF length(queue_name) > 47 THEN
+    RAISE EXCEPTION 'pgmq queue name % is too long: % characters, the maximum is 47',
+      quote_literal(queue_name), length(queue_name);
+  END IF;
+END;
+$$;
+
+-- The table (in schema pgmq) for a queue: prefix 'q' (messages) or 'a'
+-- (archive). NULL for a NULL name, as in pgmq. The characters refused are
+-- pgmq's; every other name is safe because tables are always quoted (%I).
+CREATE OR REPLACE FUNCTION pgmq.format_table_name(queue_name text, prefix text)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+BEGIN
+  IF queue_name ~ '\$|;|--|''' THEN
+    RAISE EXCEPTION 'invalid pgmq queue name %: it must not contain $, ;, -- or a single quote',
+      quote_literal(queue_name);
+  END IF;
+  RETURN lower(prefix || '_' || queue_name);
+END;
+$$;
+
+-- format_table_name for a name that must be given: raises null_value_not_allowed
+-- (pgmq fails with the same SQLSTATE when it quotes the NULL name).
+CREATE OR REPLACE FUNCTION pgmq._table_name(queue_name text, prefix text)
+RETURNS text
+LANGUAGE plpgsql
 AS $$
 BEGIN
   IF queue_name IS NULL THEN
     RAISE EXCEPTION 'pgmq queue name must not be NULL'
       USING errcode = 'null_value_not_allowed';
   END IF;
-  IF queue_name !~ '^[A-Za-z_][A-Za-z0-9_]*$' THEN
-    RAISE EXCEPTION 'invalid pgmq queue name %: use letters, digits and underscores, starting with a letter or underscore',
-      quote_literal(queue_name)
-      USING errcode = 'invalid_name';
-  END IF;
-  IF length(queue_name) > 47 THEN
-    RAISE EXCEPTION 'pgmq queue name % is too long: % characters, the maximum is 47',
-      quote_literal(queue_name), length(queue_name)
-      USING errcode = 'name_too_long';
-  END IF;
+  RETURN pgmq.format_table_name(queue_name, prefix);
 END;
 $$;
 
--- The table (in schema pgmq) for a queue: prefix 'q' (messages) or 'a' (archive).
-CREATE OR REPLACE FUNCTION pgmq.format_table_name(queue_name text, prefix text)
-RETURNS text
-LANGUAGE plpgsql
-IMMUTABLE
-AS $$
-BEGIN
-  PERFORM pgmq.validate_queue_name(queue_name);
-  RETURN lower(prefix || '_' || queue_name);
-END;
-$$;
-
--- Like format_table_name, but raises undefined_table (42P01) naming the queue
--- when the queue does not exist.
+-- Like _table_name, but raises undefined_table (42P01, pgmq's SQLSTATE for a
+-- missing queue) naming the queue when the table does not exist.
 CREATE OR REPLACE FUNCTION pgmq._existing_table(queue_name text, prefix text)
 RETURNS text
 LANGUAGE plpgsql
-STABLE
 AS $$
 DECLARE
-  v_table text := pgmq.format_table_name(queue_name, prefix);
+  v_table text := pgmq._table_name(queue_name, prefix);
 BEGIN
   IF to_regclass(format('pgmq.%I', v_table)) IS NULL THEN
-    RAISE EXCEPTION 'pgmq queue "%" does not exist', queue_name
+    RAISE EXCEPTION 'pgmq queue "%" does not exist (no table pgmq.%)', queue_name, v_table
       USING errcode = 'undefined_table',
             hint = 'Create it with pgmq.create(queue_name).';
   END IF;
@@ -125,19 +144,24 @@ $$;
 -- Queue management
 ------------------------------------------------------------------------------
 
+-- Creates a queue's tables, indexes and pgmq.meta row, each only when missing.
+-- As in pgmq, only the message table of an unlogged queue is unlogged (the
+-- archive stays logged), the archive index is named after the queue as given,
+-- and a meta row is added for every new spelling of the name.
 CREATE OR REPLACE FUNCTION pgmq._create_queue(queue_name text, unlogged boolean)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
-  v_q text := pgmq.format_table_name(queue_name, 'q');
-  v_a text := pgmq.format_table_name(queue_name, 'a');
+  v_q text := pgmq._table_name(queue_name, 'q');
+  v_a text := pgmq._table_name(queue_name, 'a');
   v_kind text := CASE WHEN unlogged THEN 'UNLOGGED ' ELSE '' END;
 BEGIN
+  PERFORM pgmq.validate_queue_name(queue_name);
   -- Fast path: creating an existing queue is a no-op.
   IF to_regclass(format('pgmq.%I', v_q)) IS NOT NULL
      AND to_regclass(format('pgmq.%I', v_a)) IS NOT NULL
-     AND EXISTS (SELECT 1 FROM pgmq.meta m WHERE lower(m.queue_name) = lower(_create_queue.queue_name))
+     AND EXISTS (SELECT 1 FROM pgmq.meta m WHERE m.queue_name = _create_queue.queue_name)
   THEN
     RETURN;
   END IF;
@@ -155,7 +179,7 @@ BEGIN
        headers jsonb
      )', v_kind, v_q);
   EXECUTE format(
-    'CREATE %sTABLE IF NOT EXISTS pgmq.%I (
+    'CREATE TABLE IF NOT EXISTS pgmq.%I (
        msg_id bigint PRIMARY KEY,
        read_ct integer NOT NULL DEFAULT 0,
        enqueued_at timestamptz NOT NULL DEFAULT now(),
@@ -163,15 +187,14 @@ BEGIN
        vt timestamptz NOT NULL,
        message jsonb,
        headers jsonb
-     )', v_kind, v_a);
+     )', v_a);
   EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON pgmq.%I (vt ASC)', v_q || '_vt_idx', v_q);
   EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON pgmq.%I (archived_at)',
-    'archived_at_idx_' || lower(queue_name), v_a);
+    'archived_at_idx_' || queue_name, v_a);
 
-  IF NOT EXISTS (SELECT 1 FROM pgmq.meta m WHERE lower(m.queue_name) = lower(_create_queue.queue_name)) THEN
-    INSERT INTO pgmq.meta (queue_name, is_partitioned, is_unlogged)
-    VALUES (_create_queue.queue_name, false, unlogged);
-  END IF;
+  INSERT INTO pgmq.meta (queue_name, is_partitioned, is_unlogged)
+  VALUES (_create_queue.queue_name, false, unlogged)
+  ON CONFLICT DO NOTHING;
 END;
 $$;
 
@@ -201,31 +224,70 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-  RAISE EXCEPTION 'pgmq.create_partitioned(%): partitioned queues are not supported by edgeflow''s pgmq-compatible SQL',
-    quote_literal(queue_name)
-    USING errcode = 'feature_not_supported';
+  PERFORM pgmq.format_table_name(queue_name, 'q');
+  PERFORM pgmq.validate_queue_name(queue_name);
+  RAISE EXCEPTION 'pgmq.create_partitioned(%): partitioned queues need pg_partman, which edgeflow''s pgmq-compatible SQL does not support',
+    quote_literal(queue_name);
 END;
 $$;
 
--- Drops a queue and its archive. A queue that does not exist gives a NOTICE
--- and false (pgmq's behaviour since 1.5.1).
+-- pgmq turns an archive into a pg_partman-partitioned table; here that cannot
+-- be done. As in pgmq, a missing or already partitioned archive is a NOTICE.
+CREATE OR REPLACE FUNCTION pgmq.convert_archive_partitioned(
+  table_name text,
+  partition_interval text DEFAULT '10000',
+  retention_interval text DEFAULT '100000',
+  leading_partition integer DEFAULT 10
+)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+  v_a text := pgmq.format_table_name(table_name, 'a');
+  v_kind "char";
+BEGIN
+  SELECT c.relkind INTO v_kind FROM pg_class c
+  WHERE c.relnamespace = 'pgmq'::regnamespace AND c.relname = v_a;
+  IF v_kind = 'p' THEN
+    RAISE NOTICE 'pgmq table % is already partitioned', v_a;
+    RETURN;
+  ELSIF v_kind IS DISTINCT FROM 'r' THEN
+    RAISE NOTICE 'pgmq table % does not exist', v_a;
+    RETURN;
+  END IF;
+  RAISE EXCEPTION 'pgmq.convert_archive_partitioned(%): partitioned archives need pg_partman, which edgeflow''s pgmq-compatible SQL does not support',
+    quote_literal(table_name);
+END;
+$$;
+
+-- Drops a queue and its archive and returns true. A queue without tables
+-- raises undefined_table, as pgmq 1.5.1 does. Only the pgmq.meta row spelled
+-- exactly as queue_name is removed (pgmq's unique key is case-sensitive).
 CREATE OR REPLACE FUNCTION pgmq.drop_queue(queue_name text)
 RETURNS boolean
 LANGUAGE plpgsql
 AS $$
 DECLARE
-  v_q text := pgmq.format_table_name(queue_name, 'q');
-  v_a text := pgmq.format_table_name(queue_name, 'a');
+  v_q text;
+  v_a text;
 BEGIN
   LOCK TABLE pgmq.meta IN SHARE ROW EXCLUSIVE MODE;
-  IF to_regclass(format('pgmq.%I', v_q)) IS NULL
-     AND NOT EXISTS (SELECT 1 FROM pgmq.meta m WHERE lower(m.queue_name) = lower(drop_queue.queue_name))
-  THEN
-    RAISE NOTICE 'pgmq queue "%" does not exist', queue_name;
-    RETURN false;
-  END IF;
-  EXECUTE format('DROP TABLE IF EXISTS pgmq.%I, pgmq.%I', v_q, v_a);
-  DELETE FROM pgmq.meta m WHERE lower(m.queue_name) = lower(drop_queue.queue_name);
+  v_q := pgmq._existing_table(queue_name, 'q');
+  v_a := pgmq._existing_table(queue_name, 'a');
+  EXECUTE format('DROP TABLE pgmq.%I, pgmq.%I', v_q, v_a);
+  DELETE FROM pgmq.meta m WHERE m.queue_name = drop_queue.queue_name;
+  RETURN true;
+END;
+$$;
+
+-- Deprecated in pgmq (a WARNING says so); the flag is ignored.
+CREATE OR REPLACE FUNCTION pgmq.drop_queue(queue_name text, partitioned boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+  RAISE WARNING 'pgmq.drop_queue(queue_name, partitioned) is deprecated (removed in pgmq 2.0): use pgmq.drop_queue(queue_name)';
+  PERFORM pgmq.drop_queue(queue_name);
   RETURN true;
 END;
 $$;
@@ -241,13 +303,13 @@ BEGIN
 END;
 $$;
 
+-- Every row of pgmq.meta, in no particular order (as pgmq).
 CREATE OR REPLACE FUNCTION pgmq.list_queues()
 RETURNS SETOF pgmq.queue_record
 LANGUAGE sql
 AS $$
   SELECT m.queue_name, m.is_partitioned, m.is_unlogged, m.created_at
   FROM pgmq.meta m
-  ORDER BY m.queue_name
 $$;
 
 ------------------------------------------------------------------------------
@@ -298,8 +360,10 @@ LANGUAGE sql
 AS $$ SELECT * FROM pgmq.send(queue_name, msg, NULL::jsonb, clock_timestamp()) $$;
 
 -- The one implementation of send_batch. Returns the new ids in the order of
--- msgs (ids ascend in array order). headers, when given, pairs with msgs by
--- position and must have the same length.
+-- msgs (ids ascend in array order). headers pairs with msgs by position. As in
+-- pgmq, the shorter array is padded with NULLs: messages past the end of
+-- headers get none, and headers past the end of msgs are sent with a NULL
+-- message.
 CREATE OR REPLACE FUNCTION pgmq.send_batch(queue_name text, msgs jsonb[], headers jsonb[], delay timestamptz)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
@@ -307,11 +371,6 @@ AS $$
 DECLARE
   v_table text := pgmq._existing_table(queue_name, 'q');
 BEGIN
-  IF headers IS NOT NULL AND cardinality(headers) IS DISTINCT FROM cardinality(msgs) THEN
-    RAISE EXCEPTION 'pgmq.send_batch(%): headers has % elements but msgs has %',
-      quote_literal(queue_name), cardinality(headers), coalesce(cardinality(msgs), 0)
-      USING errcode = 'invalid_parameter_value';
-  END IF;
   RETURN QUERY EXECUTE format(
     'WITH inserted AS (
        INSERT INTO pgmq.%I (vt, message, headers)
@@ -392,9 +451,12 @@ END;
 $$;
 
 -- read(), repeated every poll_interval_ms until it returns messages or
--- max_poll_seconds have passed. Each attempt takes a fresh snapshot, so a
+-- max_poll_seconds have passed. As in pgmq, the deadline is checked before
+-- each attempt, so max_poll_seconds <= 0 returns no rows without reading (and
+-- without checking the queue). Each attempt takes a fresh snapshot, so a
 -- message committed by another transaction while polling is picked up by the
--- next attempt.
+-- next attempt. pgmq would poll forever for a NULL max_poll_seconds and spin
+-- for a NULL poll_interval_ms; here both are refused.
 CREATE OR REPLACE FUNCTION pgmq.read_with_poll(
   queue_name text,
   vt integer,
@@ -407,22 +469,24 @@ RETURNS SETOF pgmq.message_record
 LANGUAGE plpgsql
 AS $$
 DECLARE
-  v_deadline timestamptz :=
-    clock_timestamp() + make_interval(secs => greatest(coalesce(max_poll_seconds, 0), 0));
-  v_interval double precision := greatest(coalesce(poll_interval_ms, 100), 1) / 1000.0;
-  v_left double precision;
+  v_deadline timestamptz;
 BEGIN
-  PERFORM pgmq._existing_table(queue_name, 'q');
+  PERFORM pgmq._table_name(queue_name, 'q');
+  IF max_poll_seconds IS NULL OR poll_interval_ms IS NULL THEN
+    RAISE EXCEPTION 'pgmq.read_with_poll(%): max_poll_seconds and poll_interval_ms must not be NULL',
+      quote_literal(queue_name)
+      USING errcode = 'null_value_not_allowed';
+  END IF;
+  v_deadline := clock_timestamp() + make_interval(secs => max_poll_seconds);
   LOOP
+    EXIT WHEN clock_timestamp() >= v_deadline;
     RETURN QUERY
       SELECT * FROM pgmq.read(read_with_poll.queue_name, read_with_poll.vt, read_with_poll.qty,
                               read_with_poll.conditional);
     IF FOUND THEN
       RETURN;
     END IF;
-    v_left := extract(epoch FROM v_deadline - clock_timestamp());
-    EXIT WHEN v_left <= 0;
-    PERFORM pg_sleep(least(v_interval, v_left));
+    PERFORM pg_sleep(greatest(poll_interval_ms, 1) / 1000.0);
   END LOOP;
 END;
 $$;
@@ -527,7 +591,9 @@ RETURNS boolean
 LANGUAGE sql
 AS $$ SELECT EXISTS (SELECT 1 FROM pgmq.delete(queue_name, ARRAY[msg_id])) $$;
 
--- Deletes every message in the queue (not the archive); returns how many.
+-- Empties the queue (not the archive) and returns how many messages it held.
+-- TRUNCATE, as in pgmq: it needs the TRUNCATE privilege and an exclusive lock,
+-- and keeps the id sequence (total_messages) where it is.
 CREATE OR REPLACE FUNCTION pgmq.purge_queue(queue_name text)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -536,8 +602,8 @@ DECLARE
   v_table text := pgmq._existing_table(queue_name, 'q');
   v_count bigint;
 BEGIN
-  EXECUTE format('DELETE FROM pgmq.%I', v_table);
-  GET DIAGNOSTICS v_count = ROW_COUNT;
+  EXECUTE format('SELECT count(*) FROM pgmq.%I', v_table) INTO v_count;
+  EXECUTE format('TRUNCATE TABLE pgmq.%I', v_table);
   RETURN v_count;
 END;
 $$;
@@ -549,14 +615,15 @@ $$;
 -- queue_length: messages in the queue; queue_visible_length: those readable
 -- now; newest/oldest_msg_age_sec: seconds since the newest/oldest enqueued_at
 -- (NULL when empty); total_messages: messages ever sent (the id sequence's
--- position, so it counts archived, deleted and rolled-back sends too).
+-- position, so it counts archived, deleted and rolled-back sends too). "Now"
+-- is the transaction's start, now(), as in pgmq; scrape_time is that time.
 CREATE OR REPLACE FUNCTION pgmq.metrics(queue_name text)
 RETURNS pgmq.metrics_result
 LANGUAGE plpgsql
 AS $$
 DECLARE
   v_table text := pgmq._existing_table(queue_name, 'q');
-  v_now timestamptz := clock_timestamp();
+  v_now timestamptz := now();
   v_seq text;
   v_result pgmq.metrics_result;
 BEGIN
@@ -578,6 +645,8 @@ BEGIN
 END;
 $$;
 
+-- metrics() of every row of pgmq.meta, in no particular order. As in pgmq, a
+-- meta row whose tables are gone raises undefined_table.
 CREATE OR REPLACE FUNCTION pgmq.metrics_all()
 RETURNS SETOF pgmq.metrics_result
 LANGUAGE plpgsql
@@ -585,9 +654,7 @@ AS $$
 DECLARE
   v_name text;
 BEGIN
-  FOR v_name IN SELECT m.queue_name FROM pgmq.meta m ORDER BY m.queue_name LOOP
-    -- Skip a queue dropped by another transaction since this loop began.
-    CONTINUE WHEN to_regclass(format('pgmq.%I', pgmq.format_table_name(v_name, 'q'))) IS NULL;
+  FOR v_name IN SELECT m.queue_name FROM pgmq.meta m LOOP
     RETURN NEXT pgmq.metrics(v_name);
   END LOOP;
 END;
