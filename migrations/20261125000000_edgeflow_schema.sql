@@ -32,7 +32,7 @@ create function pgflow.is_valid_slug(slug text)
 returns boolean
 language sql
 immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select slug is not null
     and slug <> ''

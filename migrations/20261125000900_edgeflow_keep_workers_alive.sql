@@ -13,7 +13,7 @@
 create function pgflow.track_worker_function(function_name text)
 returns pgflow.worker_functions
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -35,7 +35,7 @@ create function pgflow._vault_secret(p_name text)
 returns text
 language plpgsql
 stable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_secret text;
@@ -55,7 +55,7 @@ create function pgflow.is_local()
 returns boolean
 language sql
 stable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(
     pgflow._vault_secret('edgeflow_functions_url') ~ '^https?://(localhost|127\.0\.0\.1|host\.docker\.internal|kong)(:|/|$)',
@@ -69,7 +69,7 @@ $$;
 create function pgflow.ensure_workers(heartbeat_timeout interval default '15 seconds')
 returns table (function_name text, request_id bigint)
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare

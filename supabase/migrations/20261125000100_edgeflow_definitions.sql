@@ -5,7 +5,7 @@
 create function pgflow._raise_invalid(message text)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   raise exception '%', message using errcode = 'invalid_parameter_value';
@@ -16,7 +16,7 @@ create function pgflow._check_option(what text, name text, value int, minimum in
 returns void
 language plpgsql
 immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if value is not null and value < minimum then
@@ -34,7 +34,7 @@ create function pgflow.create_flow(
 )
 returns pgflow.flows
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -96,7 +96,7 @@ create function pgflow.add_step(
 )
 returns pgflow.steps
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare

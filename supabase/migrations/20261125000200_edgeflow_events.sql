@@ -7,7 +7,7 @@
 create function pgflow._emit(run_id uuid, event text, payload jsonb)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_topic text := 'pgflow:run:' || run_id::text;
@@ -35,7 +35,7 @@ $$;
 create function pgflow._emit_step(run_id uuid, step_slug text, status text, payload jsonb)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform pgflow._emit(
@@ -49,7 +49,7 @@ $$;
 create function pgflow._emit_run(run_id uuid, status text, payload jsonb)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform pgflow._emit(
@@ -66,7 +66,7 @@ create function pgflow.calculate_retry_delay(base_delay numeric, attempts_count 
 returns int
 language plpgsql
 immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if base_delay is null or base_delay < 0 then
@@ -87,7 +87,7 @@ $$;
 create function pgflow.set_vt_batch(queue_name text, msg_ids bigint[], vt_offsets int[])
 returns setof pgmq.message_record
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if cardinality(msg_ids) is distinct from cardinality(vt_offsets) then
@@ -123,7 +123,7 @@ create function pgflow._step_output(run_id uuid, step_slug text, step_type text)
 returns jsonb
 language plpgsql
 stable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare

@@ -12,7 +12,7 @@ create function pgflow._get_flow_shape(p_flow_slug text)
 returns jsonb
 language sql
 stable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select jsonb_build_object(
     'options', jsonb_build_object(
@@ -39,7 +39,7 @@ create function pgflow._validate_flow_shape(p_flow_slug text, p_shape jsonb)
 returns void
 language plpgsql
 immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_what text := format('ensure_flow_compiled(%L)', p_flow_slug);
@@ -75,7 +75,7 @@ create function pgflow._compare_flow_shapes(p_local jsonb, p_db jsonb)
 returns text[]
 language plpgsql
 immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_diffs text[] := '{}';
@@ -138,7 +138,7 @@ $$;
 create function pgflow._create_flow_from_shape(p_flow_slug text, p_shape jsonb)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_step jsonb;
@@ -168,7 +168,7 @@ $$;
 create function pgflow.delete_flow_and_data(p_flow_slug text)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform 1 from pgflow.flows where flow_slug = p_flow_slug for update;
@@ -199,7 +199,7 @@ create function pgflow.ensure_flow_compiled(
 )
 returns jsonb
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
