@@ -40,7 +40,7 @@ as $$
 declare
   v_secret text;
 begin
-  if to_regclass('vault.decrypted_secrets') is null then
+  if pgflow._trusted_relation('vault.decrypted_secrets') is null then
     return null;
   end if;
   execute 'select decrypted_secret from vault.decrypted_secrets where name = $1 limit 1'
@@ -75,7 +75,7 @@ as $$
 declare
   v_url text := pgflow._vault_secret('edgeflow_functions_url');
   v_key text := pgflow._vault_secret('edgeflow_service_role_key');
-  v_has_net boolean := to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null;
+  v_has_net boolean := pgflow._trusted_function('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null;
   v_function text;
   v_request bigint;
 begin
@@ -121,7 +121,7 @@ $$;
 do $$
 begin
   if to_regnamespace('cron') is not null
-     and to_regprocedure('cron.schedule(text,text,text)') is not null then
+     and pgflow._trusted_function('cron.schedule(text,text,text)') is not null then
     begin
       perform cron.schedule('edgeflow_ensure_workers', '5 seconds', 'select pgflow.ensure_workers()');
     exception when others then
