@@ -82,6 +82,13 @@ $$;
 -- is retried with backoff, or fails the run when attempts are used up. Limited
 -- to a flow and to some messages when given; returns the messages of the tasks
 -- it failed. Used by start_tasks (messages that came back) and requeue_stalled_tasks.
+--
+-- The deadline is compared with clock_timestamp(), the clock pgmq.read uses,
+-- not now() (the transaction's start): start_tasks set the message's vt to
+-- clock_timestamp() + timeout + 2 after started_at (= its now()), so a message
+-- read when its vt had passed always has started_at + timeout + 2 <= the read's
+-- clock <= this clock, even when the reading transaction began before the
+-- deadline (complete_task_and_claim, a long read_with_poll).
 create function pgflow._fail_stalled_tasks(p_flow_slug text, p_msg_ids bigint[])
 returns bigint[]
 language plpgsql
@@ -100,7 +107,7 @@ begin
     where t.status = 'started'
       and (p_flow_slug is null or t.flow_slug = p_flow_slug)
       and (p_msg_ids is null or t.message_id = any(p_msg_ids))
-      and t.started_at < now() - make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout) + 2)
+      and t.started_at + make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout) + 2) <= clock_timestamp()
     order by t.started_at
   loop
     perform pgflow.fail_task(v_task.run_id, v_task.step_slug, v_task.task_index,
