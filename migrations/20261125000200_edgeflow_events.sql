@@ -123,7 +123,8 @@ end;
 $$;
 
 -- Exponential backoff: base_delay * 2^attempts_count seconds, capped at the
--- largest visibility timeout pgmq accepts (int seconds).
+-- largest visibility timeout pgmq accepts (int seconds). Both factors are
+-- capped before multiplying, so no input overflows numeric or int.
 create function pgflow.calculate_retry_delay(base_delay numeric, attempts_count int)
 returns int
 language plpgsql
@@ -140,7 +141,7 @@ begin
       coalesce(attempts_count::text, 'NULL')
       using errcode = 'invalid_parameter_value';
   end if;
-  return least(floor(base_delay * power(2::numeric, least(attempts_count, 64))), 2147483647)::int;
+  return least(floor(least(base_delay, 2147483647) * power(2::numeric, least(attempts_count, 64))), 2147483647)::int;
 end;
 $$;
 
