@@ -1,31 +1,93 @@
 -- edgeflow SQL core, part 3: realtime events and small helpers used by the state machine.
 
+-- Code edgeflow calls outside its own schema (Supabase's realtime.send,
+-- pg_net, Vault) runs with the rights of whoever changes state: the worker
+-- (the database owner) or a SECURITY DEFINER function. On a server without
+-- those components, a role with CREATE on the database could plant them, so
+-- such an object is used only when it and its schema belong to a trusted role:
+-- a superuser (Supabase's supabase_admin owns realtime, net and vault), or the
+-- owner of schema pgflow (whoever installed edgeflow).
+create function pgflow._is_trusted_role(p_role oid)
+returns boolean
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return p_role = (select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'pgflow')
+    or coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.oid = p_role), false);
+end;
+$$;
+
+-- The function with this signature, or NULL when it is missing or it or its
+-- schema is owned by an untrusted role.
+create function pgflow._trusted_function(p_signature text)
+returns regprocedure
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_function regprocedure := pg_catalog.to_regprocedure(p_signature);
+begin
+  if v_function is null then
+    return null;
+  end if;
+  perform 1 from pg_catalog.pg_proc p
+  join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+  where p.oid = v_function
+    and pgflow._is_trusted_role(p.proowner) and pgflow._is_trusted_role(n.nspowner);
+  return case when found then v_function end;
+end;
+$$;
+
+-- The same for a table or view.
+create function pgflow._trusted_relation(p_name text)
+returns regclass
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_relation regclass := pg_catalog.to_regclass(p_name);
+begin
+  if v_relation is null then
+    return null;
+  end if;
+  perform 1 from pg_catalog.pg_class c
+  join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+  where c.oid = v_relation
+    and pgflow._is_trusted_role(c.relowner) and pgflow._is_trusted_role(n.nspowner);
+  return case when found then v_relation end;
+end;
+$$;
+
 -- Every state change of a run is broadcast on topic pgflow:run:<run_id>.
--- Supabase's realtime.send is used where it exists (looked up per call, so
--- installing Realtime later needs no migration); elsewhere pg_notify on a
--- channel named like the topic. Events of one transaction arrive in order.
+-- Supabase's realtime.send (owned by a trusted role) is used where it exists,
+-- looked up per call so installing Realtime later needs no migration; its
+-- authorization decides who receives the full payload. Elsewhere pg_notify
+-- on a channel named like the topic, which any role may LISTEN to: those
+-- notifications carry ids, slugs, statuses and timestamps only, never inputs,
+-- outputs or error messages (read them with get_run_with_states).
+-- Events of one transaction arrive in order.
 create function pgflow._emit(run_id uuid, event text, payload jsonb)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_topic text := 'pgflow:run:' || run_id::text;
   v_body jsonb := payload || jsonb_build_object('event', event);
-  v_text text;
 begin
-  if to_regprocedure('realtime.send(jsonb,text,text,boolean)') is not null then
+  if pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null then
     execute 'select realtime.send($1, $2, $3, false)' using v_body, event, v_topic;
     return;
   end if;
-  v_text := v_body::text;
-  -- NOTIFY payloads are limited to 8000 bytes: large inputs/outputs are left out
-  -- and the listener can read them with get_run_with_states.
-  if octet_length(v_text) > 7900 then
-    v_text := ((v_body - 'input' - 'output' - 'error_message')
-      || jsonb_build_object('truncated', true))::text;
-  end if;
-  perform pg_notify(v_topic, v_text);
+  perform pg_notify(v_topic, (
+    select jsonb_object_agg(e.key, e.value)
+    from jsonb_each(v_body) e
+    where e.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
+                    'failed_step', 'started_at', 'completed_at', 'failed_at'))::text);
 end;
 $$;
 
@@ -35,7 +97,7 @@ $$;
 create function pgflow._emit_step(run_id uuid, step_slug text, status text, payload jsonb)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform pgflow._emit(
@@ -49,7 +111,7 @@ $$;
 create function pgflow._emit_run(run_id uuid, status text, payload jsonb)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform pgflow._emit(
@@ -61,12 +123,13 @@ end;
 $$;
 
 -- Exponential backoff: base_delay * 2^attempts_count seconds, capped at the
--- largest visibility timeout pgmq accepts (int seconds).
+-- largest visibility timeout pgmq accepts (int seconds). Both factors are
+-- capped before multiplying, so no input overflows numeric or int.
 create function pgflow.calculate_retry_delay(base_delay numeric, attempts_count int)
 returns int
 language plpgsql
 immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if base_delay is null or base_delay < 0 then
@@ -78,7 +141,7 @@ begin
       coalesce(attempts_count::text, 'NULL')
       using errcode = 'invalid_parameter_value';
   end if;
-  return least(floor(base_delay * power(2::numeric, least(attempts_count, 64))), 2147483647)::int;
+  return least(floor(least(base_delay, 2147483647) * power(2::numeric, least(attempts_count, 64))), 2147483647)::int;
 end;
 $$;
 
@@ -87,7 +150,7 @@ $$;
 create function pgflow.set_vt_batch(queue_name text, msg_ids bigint[], vt_offsets int[])
 returns setof pgmq.message_record
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if cardinality(msg_ids) is distinct from cardinality(vt_offsets) then
@@ -123,7 +186,7 @@ create function pgflow._step_output(run_id uuid, step_slug text, step_type text)
 returns jsonb
 language plpgsql
 stable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare

@@ -7,7 +7,7 @@
 create function pgflow._finish_step(run_id uuid, step_slug text, step_type text, output jsonb)
 returns int
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -57,7 +57,7 @@ $$;
 create function pgflow.cascade_complete_taskless_steps(run_id uuid)
 returns int
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -90,7 +90,7 @@ $$;
 create function pgflow.start_ready_steps(run_id uuid)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -144,7 +144,7 @@ $$;
 create function pgflow.maybe_complete_run(run_id uuid)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -179,7 +179,7 @@ create function pgflow._count_down_step(
   run_id uuid, step_slug text, step_type text, n int, single_output jsonb)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -216,7 +216,7 @@ $$;
 create function pgflow._fail_run(run_id uuid, step_slug text, error_message text)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare

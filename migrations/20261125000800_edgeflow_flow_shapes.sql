@@ -12,7 +12,7 @@ create function pgflow._get_flow_shape(p_flow_slug text)
 returns jsonb
 language sql
 stable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select jsonb_build_object(
     'options', jsonb_build_object(
@@ -34,12 +34,39 @@ as $$
   where f.flow_slug = p_flow_slug;
 $$;
 
+-- Checks one option of a shape (camelCase key, e.g. "startDelay"): absent or
+-- null, or an integer within pgflow._option_bounds; raises naming it.
+create function pgflow._check_shape_option(what text, label text, key text, value jsonb)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_option text := lower(regexp_replace(key, '([A-Z])', '_\1', 'g'));
+  v_number numeric;
+  v_bounds record;
+begin
+  if value is null or jsonb_typeof(value) = 'null' then
+    return;
+  end if;
+  if jsonb_typeof(value) = 'number' then
+    v_number := (value #>> '{}')::numeric;
+  end if;
+  if v_number is null or v_number <> trunc(v_number) or not pgflow._option_in_range(v_option, v_number) then
+    v_bounds := pgflow._option_bounds(v_option);
+    perform pgflow._raise_invalid(format('%s: shape %s must be an integer between %s and %s, got %s',
+      what, label, v_bounds.minimum, v_bounds.maximum, value));
+  end if;
+end;
+$$;
+
 -- Checks that a shape has the structure above; raises naming what is wrong.
 create function pgflow._validate_flow_shape(p_flow_slug text, p_shape jsonb)
 returns void
 language plpgsql
 immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_what text := format('ensure_flow_compiled(%L)', p_flow_slug);
@@ -57,6 +84,9 @@ begin
       perform pgflow._raise_invalid(format('%s: shape options.%s must be a number', v_what, v_key));
     end if;
   end loop;
+  foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
+    perform pgflow._check_shape_option(v_what, 'options.' || v_key, v_key, p_shape -> 'options' -> v_key);
+  end loop;
   for v_step in select value from jsonb_array_elements(p_shape -> 'steps') loop
     if jsonb_typeof(v_step -> 'slug') is distinct from 'string'
        or (v_step ->> 'stepType') is null or (v_step ->> 'stepType') not in ('single', 'map')
@@ -66,6 +96,10 @@ begin
         '%s: each shape step needs "slug" (string), "stepType" (single|map), "dependencies" (array) and "options" (object); got %s',
         v_what, v_step));
     end if;
+    foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout', 'startDelay'] loop
+      perform pgflow._check_shape_option(v_what,
+        format('step %L option %s', v_step ->> 'slug', v_key), v_key, v_step -> 'options' -> v_key);
+    end loop;
   end loop;
 end;
 $$;
@@ -75,7 +109,7 @@ create function pgflow._compare_flow_shapes(p_local jsonb, p_db jsonb)
 returns text[]
 language plpgsql
 immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_diffs text[] := '{}';
@@ -138,7 +172,7 @@ $$;
 create function pgflow._create_flow_from_shape(p_flow_slug text, p_shape jsonb)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_step jsonb;
@@ -168,7 +202,7 @@ $$;
 create function pgflow.delete_flow_and_data(p_flow_slug text)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform 1 from pgflow.flows where flow_slug = p_flow_slug for update;
@@ -199,7 +233,7 @@ create function pgflow.ensure_flow_compiled(
 )
 returns jsonb
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -230,6 +264,7 @@ $$;
 
 revoke all on function pgflow._get_flow_shape(text) from public;
 revoke all on function pgflow._validate_flow_shape(text, jsonb) from public;
+revoke all on function pgflow._check_shape_option(text, text, text, jsonb) from public;
 revoke all on function pgflow._compare_flow_shapes(jsonb, jsonb) from public;
 revoke all on function pgflow._create_flow_from_shape(text, jsonb) from public;
 revoke all on function pgflow.delete_flow_and_data(text) from public;

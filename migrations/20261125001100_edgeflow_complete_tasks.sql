@@ -15,7 +15,7 @@ create function pgflow.complete_tasks(
 )
 returns table (ord int, status text, error_message text)
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare

@@ -65,9 +65,18 @@ dbTest("create_flow rejects bad arguments with a clear error", async ({ sql }) =
     [() => createFlow(sql, { flowSlug: "run" }), /create_flow\('run'\): .*not be "run"/],
     [() => createFlow(sql, { flowSlug: "" }), /flow_slug must match/],
     [() => createFlow(sql, { flowSlug: "a".repeat(48) }), /at most 47/],
-    [() => createFlow(sql, { flowSlug: "f", maxAttempts: 0 }), /max_attempts must be >= 1, got 0/],
-    [() => createFlow(sql, { flowSlug: "f", baseDelay: -1 }), /base_delay must be >= 0, got -1/],
-    [() => createFlow(sql, { flowSlug: "f", timeout: 0 }), /timeout must be >= 1, got 0/],
+    [
+      () => createFlow(sql, { flowSlug: "f", maxAttempts: 0 }),
+      /max_attempts must be between 1 and 1000, got 0/,
+    ],
+    [
+      () => createFlow(sql, { flowSlug: "f", baseDelay: -1 }),
+      /base_delay must be between 0 and 86400, got -1/,
+    ],
+    [
+      () => createFlow(sql, { flowSlug: "f", timeout: 0 }),
+      /timeout must be between 1 and 86400, got 0/,
+    ],
     [
       () => createFlow(sql, { flowSlug: "exists", timeout: 10 }),
       /the flow exists with max_attempts=3, base_delay=5, timeout=60; asked for .*timeout=10/,
@@ -112,10 +121,10 @@ dbTest("add_step rejects bad arguments with a clear error", async ({ sql }) => {
       () => step({ stepType: "fanout" as "map" }),
       /step_type must be 'single' or 'map', got 'fanout'/,
     ],
-    [() => step({ maxAttempts: 0 }), /max_attempts must be >= 1, got 0/],
-    [() => step({ baseDelay: -2 }), /base_delay must be >= 0, got -2/],
-    [() => step({ timeout: -1 }), /timeout must be >= 1, got -1/],
-    [() => step({ startDelay: -5 }), /start_delay must be >= 0, got -5/],
+    [() => step({ maxAttempts: 0 }), /max_attempts must be between 1 and 1000, got 0/],
+    [() => step({ baseDelay: -2 }), /base_delay must be between 0 and 86400, got -2/],
+    [() => step({ timeout: -1 }), /timeout must be between 1 and 86400, got -1/],
+    [() => step({ startDelay: -5 }), /start_delay must be between 0 and 604800, got -5/],
     [
       () => step({ stepSlug: "a", depsSlugs: ["b"] }),
       /the step exists with a different definition/,

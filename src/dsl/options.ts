@@ -4,16 +4,16 @@ import { describe } from "./slug.ts";
 
 /** Flow-wide defaults; each step may override them. */
 export interface FlowOptions {
-  /** Attempts per task, the first one included. Integer >= 1; default 3. */
+  /** Attempts per task, the first one included. Integer 1..1000; default 3. */
   maxAttempts?: number;
-  /** Seconds; a retry waits `baseDelay * 2^attempts` (0: retry at once). Integer >= 0; default 5. */
+  /** Seconds; a retry waits `baseDelay * 2^attempts` (0: retry at once). Integer 0..86400; default 5. */
   baseDelay?: number;
-  /** Seconds a task may run before it is aborted and retried. Integer >= 1; default 60. */
+  /** Seconds a task may run before it is aborted and retried. Integer 1..86400; default 60. */
   timeout?: number;
 }
 
 export interface StepOptions extends FlowOptions {
-  /** Seconds to wait after the step becomes ready before its tasks are visible. Integer >= 0. */
+  /** Seconds to wait after the step becomes ready before its tasks are visible. Integer 0..604800. */
   startDelay?: number;
 }
 
@@ -24,18 +24,33 @@ export const FLOW_DEFAULTS: Readonly<Required<FlowOptions>> = Object.freeze({
   timeout: 60,
 });
 
-const FLOW_OPTION_MINIMUMS = { maxAttempts: 1, baseDelay: 0, timeout: 1 } as const;
-const STEP_OPTION_MINIMUMS = { ...FLOW_OPTION_MINIMUMS, startDelay: 0 } as const;
+/**
+ * The range of each option (inclusive), in seconds where it is a duration. The
+ * SQL core enforces the same numbers (pgflow._option_bounds; a test checks they
+ * agree); they keep the engine's arithmetic in range: timeout + 2 s is a pgmq
+ * visibility timeout and timeout * 1000 ms a JS timer, retry delays are capped.
+ */
+export const OPTION_BOUNDS = Object.freeze({
+  maxAttempts: Object.freeze({ min: 1, max: 1000 }),
+  baseDelay: Object.freeze({ min: 0, max: 86_400 }),
+  timeout: Object.freeze({ min: 1, max: 86_400 }),
+  startDelay: Object.freeze({ min: 0, max: 604_800 }),
+});
 
-/** Options are stored in Postgres `int` columns. */
-const MAX_INT = 2_147_483_647;
+type Bounds = Readonly<{ min: number; max: number }>;
+
+const FLOW_OPTION_BOUNDS = {
+  maxAttempts: OPTION_BOUNDS.maxAttempts,
+  baseDelay: OPTION_BOUNDS.baseDelay,
+  timeout: OPTION_BOUNDS.timeout,
+} as const;
 
 /** Validated flow options with the defaults filled in. */
 export function resolveFlowOptions(
   flowSlug: string,
   options: FlowOptions,
 ): Readonly<Required<FlowOptions>> {
-  const given = pickOptions(flowSlug, undefined, options, FLOW_OPTION_MINIMUMS);
+  const given = pickOptions(flowSlug, undefined, options, FLOW_OPTION_BOUNDS);
   return Object.freeze({ ...FLOW_DEFAULTS, ...given });
 }
 
@@ -45,25 +60,25 @@ export function resolveStepOptions(
   stepSlug: string,
   options: StepOptions,
 ): Readonly<StepOptions> {
-  return Object.freeze(pickOptions(flowSlug, stepSlug, options, STEP_OPTION_MINIMUMS));
+  return Object.freeze(pickOptions(flowSlug, stepSlug, options, OPTION_BOUNDS));
 }
 
 function pickOptions<K extends string>(
   flowSlug: string,
   stepSlug: string | undefined,
   options: Partial<Record<K, unknown>>,
-  minimums: Readonly<Record<K, number>>,
+  bounds: Readonly<Record<K, Bounds>>,
 ): Partial<Record<K, number>> {
   const picked: Partial<Record<K, number>> = {};
-  for (const key of Object.keys(minimums) as K[]) {
+  for (const key of Object.keys(bounds) as K[]) {
     const value = options[key];
     if (value === undefined) continue;
-    const min = minimums[key];
-    if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > MAX_INT) {
+    const { min, max } = bounds[key];
+    if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
       throw new FlowDefinitionError(
         flowSlug,
         stepSlug,
-        `option ${key} must be an integer between ${min} and ${MAX_INT}, got ${describe(value)}`,
+        `option ${key} must be an integer between ${min} and ${max}, got ${describe(value)}`,
       );
     }
     picked[key] = value;

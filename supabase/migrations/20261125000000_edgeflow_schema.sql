@@ -32,13 +32,48 @@ create function pgflow.is_valid_slug(slug text)
 returns boolean
 language sql
 immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select slug is not null
     and slug <> ''
     and length(slug) <= 128
     and slug ~ '^[a-zA-Z_][a-zA-Z0-9_]*$'
     and slug <> 'run';
+$$;
+
+-- The range of each flow/step option, in one place (src/dsl/options.ts states
+-- the same numbers; tests/option_bounds_test.ts checks they agree). Bounded so
+-- that the engine's arithmetic never overflows: timeout + 2 s is an int vt and a
+-- JS timer of timeout * 1000 ms; retry delays are capped by calculate_retry_delay.
+create function pgflow._option_bounds(option text, out minimum int, out maximum int)
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  case option
+    when 'max_attempts' then minimum := 1; maximum := 1000;
+    when 'base_delay' then minimum := 0; maximum := 86400;
+    when 'timeout' then minimum := 1; maximum := 86400;
+    when 'start_delay' then minimum := 0; maximum := 604800;
+    else raise exception '_option_bounds: unknown option %', coalesce(quote_literal(option), 'NULL');
+  end case;
+end;
+$$;
+
+-- NULL (inherit) or within the option's bounds.
+create function pgflow._option_in_range(option text, value numeric)
+returns boolean
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_bounds record;
+begin
+  v_bounds := pgflow._option_bounds(option);
+  return value is null or (value >= v_bounds.minimum and value <= v_bounds.maximum);
+end;
 $$;
 
 ------------------------------------------------------------------------------
@@ -52,9 +87,9 @@ create table pgflow.flows (
   opt_timeout int not null default 60,
   created_at timestamptz not null default now(),
   constraint flows_slug_is_valid check (pgflow.is_valid_slug(flow_slug)),
-  constraint flows_max_attempts_min check (opt_max_attempts >= 1),
-  constraint flows_base_delay_min check (opt_base_delay >= 0),
-  constraint flows_timeout_min check (opt_timeout >= 1)
+  constraint flows_max_attempts_range check (pgflow._option_in_range('max_attempts', opt_max_attempts)),
+  constraint flows_base_delay_range check (pgflow._option_in_range('base_delay', opt_base_delay)),
+  constraint flows_timeout_range check (pgflow._option_in_range('timeout', opt_timeout))
 );
 
 create table pgflow.steps (
@@ -74,10 +109,10 @@ create table pgflow.steps (
   constraint steps_type_is_known check (step_type in ('single', 'map')),
   constraint steps_map_has_one_source check (step_type = 'single' or deps_count <= 1),
   constraint steps_deps_count_min check (deps_count >= 0),
-  constraint steps_max_attempts_min check (opt_max_attempts >= 1),
-  constraint steps_base_delay_min check (opt_base_delay >= 0),
-  constraint steps_timeout_min check (opt_timeout >= 1),
-  constraint steps_start_delay_min check (opt_start_delay >= 0)
+  constraint steps_max_attempts_range check (pgflow._option_in_range('max_attempts', opt_max_attempts)),
+  constraint steps_base_delay_range check (pgflow._option_in_range('base_delay', opt_base_delay)),
+  constraint steps_timeout_range check (pgflow._option_in_range('timeout', opt_timeout)),
+  constraint steps_start_delay_range check (pgflow._option_in_range('start_delay', opt_start_delay))
 );
 
 create table pgflow.deps (

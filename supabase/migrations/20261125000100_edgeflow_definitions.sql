@@ -5,23 +5,27 @@
 create function pgflow._raise_invalid(message text)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   raise exception '%', message using errcode = 'invalid_parameter_value';
 end;
 $$;
 
-create function pgflow._check_option(what text, name text, value int, minimum int)
+-- Raises naming the option, its value and its bounds (pgflow._option_bounds).
+create function pgflow._check_option(what text, name text, value numeric)
 returns void
 language plpgsql
 immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
+declare
+  v_bounds record;
 begin
-  if value is not null and value < minimum then
-    perform pgflow._raise_invalid(
-      format('%s: %s must be >= %s, got %s', what, name, minimum, value));
+  if not pgflow._option_in_range(name, value) then
+    v_bounds := pgflow._option_bounds(name);
+    perform pgflow._raise_invalid(format('%s: %s must be between %s and %s, got %s',
+      what, name, v_bounds.minimum, v_bounds.maximum, value));
   end if;
 end;
 $$;
@@ -34,7 +38,7 @@ create function pgflow.create_flow(
 )
 returns pgflow.flows
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -57,9 +61,9 @@ begin
       '%s: max_attempts, base_delay and timeout must not be NULL (omit them for the defaults 3, 5, 60)',
       v_what));
   end if;
-  perform pgflow._check_option(v_what, 'max_attempts', create_flow.max_attempts, 1);
-  perform pgflow._check_option(v_what, 'base_delay', create_flow.base_delay, 0);
-  perform pgflow._check_option(v_what, 'timeout', create_flow.timeout, 1);
+  perform pgflow._check_option(v_what, 'max_attempts', create_flow.max_attempts);
+  perform pgflow._check_option(v_what, 'base_delay', create_flow.base_delay);
+  perform pgflow._check_option(v_what, 'timeout', create_flow.timeout);
 
   insert into pgflow.flows (flow_slug, opt_max_attempts, opt_base_delay, opt_timeout)
   values (create_flow.flow_slug, create_flow.max_attempts, create_flow.base_delay, create_flow.timeout)
@@ -96,7 +100,7 @@ create function pgflow.add_step(
 )
 returns pgflow.steps
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -138,10 +142,10 @@ begin
       '%s: a map step takes at most one dependency (the array it maps over), got %s',
       v_what, cardinality(v_deps)));
   end if;
-  perform pgflow._check_option(v_what, 'max_attempts', add_step.max_attempts, 1);
-  perform pgflow._check_option(v_what, 'base_delay', add_step.base_delay, 0);
-  perform pgflow._check_option(v_what, 'timeout', add_step.timeout, 1);
-  perform pgflow._check_option(v_what, 'start_delay', add_step.start_delay, 0);
+  perform pgflow._check_option(v_what, 'max_attempts', add_step.max_attempts);
+  perform pgflow._check_option(v_what, 'base_delay', add_step.base_delay);
+  perform pgflow._check_option(v_what, 'timeout', add_step.timeout);
+  perform pgflow._check_option(v_what, 'start_delay', add_step.start_delay);
 
   select * into v_existing from pgflow.steps
   where flow_slug = add_step.flow_slug and step_slug = add_step.step_slug;

@@ -3,7 +3,7 @@
 create function pgflow._no_such(what text)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   raise exception '%', what using errcode = 'no_data_found';
@@ -13,7 +13,7 @@ $$;
 create function pgflow.start_flow(flow_slug text, input jsonb, run_id uuid default null)
 returns setof pgflow.runs
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -82,10 +82,17 @@ $$;
 -- is retried with backoff, or fails the run when attempts are used up. Limited
 -- to a flow and to some messages when given; returns the messages of the tasks
 -- it failed. Used by start_tasks (messages that came back) and requeue_stalled_tasks.
+--
+-- The deadline is compared with clock_timestamp(), the clock pgmq.read uses,
+-- not now() (the transaction's start): start_tasks set the message's vt to
+-- clock_timestamp() + timeout + 2 after started_at (= its now()), so a message
+-- read when its vt had passed always has started_at + timeout + 2 <= the read's
+-- clock <= this clock, even when the reading transaction began before the
+-- deadline (complete_task_and_claim, a long read_with_poll).
 create function pgflow._fail_stalled_tasks(p_flow_slug text, p_msg_ids bigint[])
 returns bigint[]
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_task record;
@@ -100,7 +107,7 @@ begin
     where t.status = 'started'
       and (p_flow_slug is null or t.flow_slug = p_flow_slug)
       and (p_msg_ids is null or t.message_id = any(p_msg_ids))
-      and t.started_at < now() - make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout) + 2)
+      and t.started_at + make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout) + 2) <= clock_timestamp()
     order by t.started_at
   loop
     perform pgflow.fail_task(v_task.run_id, v_task.step_slug, v_task.task_index,
@@ -119,7 +126,7 @@ $$;
 create function pgflow.start_tasks(flow_slug text, msg_ids bigint[], worker_id uuid)
 returns setof pgflow.step_task_record
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -240,7 +247,7 @@ $$;
 create function pgflow._lock_task(caller text, run_id uuid, step_slug text, task_index int)
 returns pgflow.step_tasks
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -277,7 +284,7 @@ $$;
 create function pgflow.complete_task(run_id uuid, step_slug text, task_index int, output jsonb)
 returns setof pgflow.step_tasks
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -336,7 +343,7 @@ $$;
 create function pgflow.fail_task(run_id uuid, step_slug text, task_index int, error_message text)
 returns setof pgflow.step_tasks
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare

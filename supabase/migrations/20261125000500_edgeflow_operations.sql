@@ -5,7 +5,7 @@ returns jsonb
 language plpgsql
 stable
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -33,7 +33,7 @@ create function pgflow.start_flow_with_states(flow_slug text, input jsonb, run_i
 returns jsonb
 language plpgsql
 security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_run_id uuid;
@@ -56,7 +56,7 @@ alter function pgflow.start_flow(text, jsonb, uuid) security definer;
 create function pgflow.requeue_stalled_tasks(flow_slug text default null)
 returns int
 language sql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select cardinality(pgflow._fail_stalled_tasks(requeue_stalled_tasks.flow_slug, null));
 $$;
@@ -66,7 +66,7 @@ $$;
 create function pgflow.prune_data_older_than(retention_interval interval)
 returns jsonb
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_cutoff timestamptz;
@@ -121,7 +121,7 @@ $$;
 create function pgflow.mark_worker_stopped(worker_id uuid)
 returns void
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 begin

@@ -4,7 +4,7 @@
 create function pgflow.register_worker(worker_id uuid, queue_name text, function_name text)
 returns pgflow.workers
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -34,7 +34,7 @@ $$;
 create function pgflow.worker_heartbeat(worker_id uuid)
 returns boolean
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -56,7 +56,7 @@ $$;
 create function pgflow.deprecate_workers(function_name text default null)
 returns int
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare

@@ -13,7 +13,7 @@
 create function pgflow.track_worker_function(function_name text)
 returns pgflow.worker_functions
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -35,12 +35,12 @@ create function pgflow._vault_secret(p_name text)
 returns text
 language plpgsql
 stable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_secret text;
 begin
-  if to_regclass('vault.decrypted_secrets') is null then
+  if pgflow._trusted_relation('vault.decrypted_secrets') is null then
     return null;
   end if;
   execute 'select decrypted_secret from vault.decrypted_secrets where name = $1 limit 1'
@@ -55,7 +55,7 @@ create function pgflow.is_local()
 returns boolean
 language sql
 stable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(
     pgflow._vault_secret('edgeflow_functions_url') ~ '^https?://(localhost|127\.0\.0\.1|host\.docker\.internal|kong)(:|/|$)',
@@ -69,13 +69,13 @@ $$;
 create function pgflow.ensure_workers(heartbeat_timeout interval default '15 seconds')
 returns table (function_name text, request_id bigint)
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
   v_url text := pgflow._vault_secret('edgeflow_functions_url');
   v_key text := pgflow._vault_secret('edgeflow_service_role_key');
-  v_has_net boolean := to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null;
+  v_has_net boolean := pgflow._trusted_function('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null;
   v_function text;
   v_request bigint;
 begin
@@ -121,7 +121,7 @@ $$;
 do $$
 begin
   if to_regnamespace('cron') is not null
-     and to_regprocedure('cron.schedule(text,text,text)') is not null then
+     and pgflow._trusted_function('cron.schedule(text,text,text)') is not null then
     begin
       perform cron.schedule('edgeflow_ensure_workers', '5 seconds', 'select pgflow.ensure_workers()');
     exception when others then

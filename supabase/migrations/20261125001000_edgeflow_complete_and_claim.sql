@@ -17,7 +17,7 @@ create function pgflow.complete_task_and_claim(
 )
 returns jsonb
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare

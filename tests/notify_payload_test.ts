@@ -1,0 +1,87 @@
+/**
+ * Off Supabase, events go through pg_notify, and any role that can connect may
+ * LISTEN on any channel. A role with no grant at all listens on a run's topic:
+ * it learns ids and statuses, never the run's input, outputs or errors.
+ */
+import assert from "node:assert/strict";
+import { dbTest } from "./_support/db.ts";
+import { define, failOne, takeTasks } from "./_support/drive.ts";
+import { eventually } from "./_support/eventually.ts";
+import { connect } from "../src/db/connect.ts";
+import { startFlow } from "../src/db/runs.ts";
+import { completeTask } from "../src/db/tasks.ts";
+
+const ALLOWED_KEYS = new Set([
+  "event",
+  "event_type",
+  "run_id",
+  "flow_slug",
+  "step_slug",
+  "status",
+  "failed_step",
+  "started_at",
+  "completed_at",
+  "failed_at",
+]);
+
+dbTest(
+  "a role without grants that LISTENs on a run gets ids and statuses, no inputs, outputs or errors",
+  async ({ sql, url }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('leaky', max_attempts => 1);
+       select pgflow.add_step('leaky', 'a');
+       select pgflow.add_step('leaky', 'b', deps_slugs => array['a']);`,
+    );
+    const role = `eavesdropper_${Deno.pid}`;
+    await sql.unsafe(`create role ${role} login password 'eavesdrop'`);
+    const spyUrl = new URL(url);
+    spyUrl.username = role;
+    spyUrl.password = "eavesdrop";
+    const spy = connect(spyUrl.toString(), { max: 1 });
+    try {
+      const runId = "5b0c1d2e-3f40-4a51-8b62-7c83d94ea5fb";
+      const payloads: string[] = [];
+      await spy.listen(`pgflow:run:${runId}`, (payload) => payloads.push(payload));
+      await startFlow(sql, { flowSlug: "leaky", input: { card: "INPUT-SECRET" }, runId });
+      const [a] = await takeTasks(sql, "leaky");
+      await completeTask(sql, {
+        runId,
+        stepSlug: "a",
+        taskIndex: a.task_index,
+        output: "OUTPUT-SECRET",
+      });
+      const [b] = await takeTasks(sql, "leaky");
+      await failOne(sql, b, "ERROR-SECRET");
+      await eventually("run:failed", () => payloads.some((p) => p.includes('"run:failed"')));
+
+      const events = payloads.map((p) => JSON.parse(p) as Record<string, unknown>);
+      assert.deepEqual(events.map((e) => e.event), [
+        "run:started",
+        "step:a:started",
+        "step:a:completed",
+        "step:b:started",
+        "step:b:failed",
+        "run:failed",
+      ]);
+      for (const payload of payloads) {
+        assert.doesNotMatch(payload, /SECRET/, payload);
+        for (const key of Object.keys(JSON.parse(payload))) {
+          assert.ok(ALLOWED_KEYS.has(key), `notification carries ${key}: ${payload}`);
+        }
+      }
+      for (const event of events) assert.equal(event.run_id, runId);
+      assert.deepEqual(events.map((e) => e.status), [
+        "started",
+        "started",
+        "completed",
+        "started",
+        "failed",
+        "failed",
+      ]);
+    } finally {
+      await spy.end();
+      await sql.unsafe(`drop role ${role}`);
+    }
+  },
+);
