@@ -22,3 +22,17 @@ export const QUEUE_CHANNEL_PREFIX = "pgflow:queue:";
  * message reappears for another worker.
  */
 export const TIMEOUT_MARGIN_SECONDS = 2;
+
+/**
+ * The range of each flow and step option. Bounded so the engine's arithmetic never
+ * overflows: `timeout + margin` is an int visibility timeout and `timeout * 1000` a JS
+ * timer; retry delays are capped by `calculate_retry_delay`.
+ */
+export const MIN_MAX_ATTEMPTS = 1;
+export const MAX_MAX_ATTEMPTS = 1000;
+export const MIN_BASE_DELAY = 0;
+export const MAX_BASE_DELAY = 86_400;
+export const MIN_TIMEOUT = 1;
+export const MAX_TIMEOUT = 86_400;
+export const MIN_START_DELAY = 0;
+export const MAX_START_DELAY = 604_800;

@@ -25,12 +25,17 @@ function assertDefinitionError(fn: () => unknown, message: RegExp): void {
 }
 
 Deno.test("flow slug format", () => {
-  for (const slug of ["", "bad-slug", "1flow", "has space", "é", "x".repeat(129), "run"]) {
+  for (const slug of ["", "bad-slug", "1flow", "has space", "é", "run"]) {
     assertDefinitionError(() => new Flow({ slug }), /^Flow ".*": slug/);
   }
+  // A flow slug names its pgmq queue: at most 47 characters, as create_flow says.
+  assertDefinitionError(
+    () => new Flow({ slug: "x".repeat(48) }),
+    /^Flow "x{48}": flow slug must be at most 47 characters, got 48$/,
+  );
   assertDefinitionError(() => new Flow(untyped(flow).nope), /flow config must be an object/);
   assertDefinitionError(() => new Flow({ slug: 42 as Loose }), /^Flow "42": slug must be a string/);
-  for (const slug of ["a", "_", "A_1", "_private", "x".repeat(128), "Run", "runs"]) {
+  for (const slug of ["a", "_", "A_1", "_private", "x".repeat(47), "Run", "runs"]) {
     assert.equal(new Flow({ slug }).slug, slug);
   }
 });
@@ -42,7 +47,7 @@ Deno.test("step slug format names the flow and the step", () => {
     ["9lives", /^Flow "orders", step "9lives": slug "9lives" must start/],
     [
       "x".repeat(129),
-      /^Flow "orders", step "x{129}": slug must be at most 128 characters, got 129$/,
+      /^Flow "orders", step "x{129}": step slug must be at most 128 characters, got 129$/,
     ],
     [undefined, /^Flow "orders", step "undefined": slug must be a string, got undefined$/],
     [7, /^Flow "orders", step "7": slug must be a string, got 7$/],

@@ -10,7 +10,7 @@ import { startFlow } from "../src/db/runs.ts";
 dbTest("migrations apply to an empty database once; re-running is a no-op", async ({ sql }) => {
   assert.ok(["compat", "extension"].includes(await installPgmq(sql)));
   const migrations = await readMigrations();
-  assert.ok(migrations.length >= 5);
+  assert.ok(migrations.length >= 1);
   assert.deepEqual(await applyMigrations(sql, migrations), migrations.map((m) => m.version));
   assert.deepEqual(await applyMigrations(sql, migrations), []);
   const recorded =
@@ -19,6 +19,7 @@ dbTest("migrations apply to an empty database once; re-running is a no-op", asyn
   const [{ tables }] = await sql`
     select array_agg(tablename::text order by tablename) as tables from pg_tables where schemaname = 'pgflow'`;
   assert.deepEqual(tables, [
+    "clock",
     "deps",
     "flows",
     "runs",

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import { define, failOne, takeTasks } from "./_support/drive.ts";
 import { Flow, FlowDefinitionError, OPTION_BOUNDS } from "../src/dsl/mod.ts";
-import { flowShape } from "../src/compile/flow_shape.ts";
+import { flowShape } from "../src/dsl/flow_shape.ts";
 import { startFlow } from "../src/db/runs.ts";
 import type { Sql } from "../src/db/connect.ts";
 

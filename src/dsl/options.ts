@@ -1,4 +1,5 @@
 /** Retry and timing options of flows and steps, their defaults and their valid ranges. */
+import * as limits from "../limits.ts";
 import { FlowDefinitionError } from "./errors.ts";
 import { describe } from "./slug.ts";
 
@@ -31,10 +32,10 @@ export const FLOW_DEFAULTS: Readonly<Required<FlowOptions>> = Object.freeze({
  * visibility timeout and timeout * 1000 ms a JS timer, retry delays are capped.
  */
 export const OPTION_BOUNDS = Object.freeze({
-  maxAttempts: Object.freeze({ min: 1, max: 1000 }),
-  baseDelay: Object.freeze({ min: 0, max: 86_400 }),
-  timeout: Object.freeze({ min: 1, max: 86_400 }),
-  startDelay: Object.freeze({ min: 0, max: 604_800 }),
+  maxAttempts: Object.freeze({ min: limits.MIN_MAX_ATTEMPTS, max: limits.MAX_MAX_ATTEMPTS }),
+  baseDelay: Object.freeze({ min: limits.MIN_BASE_DELAY, max: limits.MAX_BASE_DELAY }),
+  timeout: Object.freeze({ min: limits.MIN_TIMEOUT, max: limits.MAX_TIMEOUT }),
+  startDelay: Object.freeze({ min: limits.MIN_START_DELAY, max: limits.MAX_START_DELAY }),
 });
 
 type Bounds = Readonly<{ min: number; max: number }>;

@@ -1,19 +1,56 @@
--- edgeflow SQL core, part 2: defining flows and steps.
+-- Defining flows and steps: slugs, option bounds, create_flow and add_step.
 -- Both functions are idempotent for an identical definition and refuse a
 -- different one, so re-applying a compiled flow is safe and drift is loud.
 
-create function pgflow._raise_invalid(message text)
-returns void
+-- A slug names a flow or a step: an identifier-like word, and never "run",
+-- which is the key of the flow input in every step's input object.
+create or replace function pgflow.is_valid_slug(slug text)
+returns boolean
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select slug is not null
+    and length(slug) <= {{MAX_STEP_SLUG_LENGTH}}
+    and slug ~ '{{SLUG_PATTERN}}'
+    and slug <> '{{RESERVED_SLUG}}';
+$$;
+
+-- The range of each flow/step option, from src/limits.ts (the DSL reads the
+-- same numbers). Bounded so that the engine's arithmetic never overflows.
+create or replace function pgflow._option_bounds(option text, out minimum int, out maximum int)
 language plpgsql
+immutable
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  raise exception '%', message using errcode = 'invalid_parameter_value';
+  case option
+    when 'max_attempts' then minimum := {{MIN_MAX_ATTEMPTS}}; maximum := {{MAX_MAX_ATTEMPTS}};
+    when 'base_delay' then minimum := {{MIN_BASE_DELAY}}; maximum := {{MAX_BASE_DELAY}};
+    when 'timeout' then minimum := {{MIN_TIMEOUT}}; maximum := {{MAX_TIMEOUT}};
+    when 'start_delay' then minimum := {{MIN_START_DELAY}}; maximum := {{MAX_START_DELAY}};
+    else raise exception '_option_bounds: unknown option %', coalesce(quote_literal(option), 'NULL');
+  end case;
+end;
+$$;
+
+-- NULL (inherit) or within the option's bounds.
+create or replace function pgflow._option_in_range(option text, value numeric)
+returns boolean
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_bounds record;
+begin
+  v_bounds := pgflow._option_bounds(option);
+  return value is null or (value >= v_bounds.minimum and value <= v_bounds.maximum);
 end;
 $$;
 
 -- Raises naming the option, its value and its bounds (pgflow._option_bounds).
-create function pgflow._check_option(what text, name text, value numeric)
+create or replace function pgflow._check_option(what text, name text, value numeric)
 returns void
 language plpgsql
 immutable
@@ -30,7 +67,7 @@ begin
 end;
 $$;
 
-create function pgflow.create_flow(
+create or replace function pgflow.create_flow(
   flow_slug text,
   max_attempts int default 3,
   base_delay int default 5,
@@ -47,13 +84,13 @@ declare
 begin
   if not pgflow.is_valid_slug(create_flow.flow_slug) then
     perform pgflow._raise_invalid(format(
-      '%s: flow_slug must match ^[a-zA-Z_][a-zA-Z0-9_]*$, be at most 128 characters and not be "run"',
+      '%s: flow_slug must match {{SLUG_PATTERN}}, be at most {{MAX_STEP_SLUG_LENGTH}} characters and not be "{{RESERVED_SLUG}}"',
       v_what));
   end if;
   -- The flow's queue is named by its slug; pgmq limits queue names to 47 characters.
-  if length(create_flow.flow_slug) > 47 then
+  if length(create_flow.flow_slug) > {{MAX_FLOW_SLUG_LENGTH}} then
     perform pgflow._raise_invalid(format(
-      '%s: flow_slug is %s characters; a flow slug names its pgmq queue and may have at most 47',
+      '%s: flow_slug is %s characters; a flow slug names its pgmq queue and may have at most {{MAX_FLOW_SLUG_LENGTH}}',
       v_what, length(create_flow.flow_slug)));
   end if;
   if create_flow.max_attempts is null or create_flow.base_delay is null or create_flow.timeout is null then
@@ -88,7 +125,7 @@ begin
 end;
 $$;
 
-create function pgflow.add_step(
+create or replace function pgflow.add_step(
   flow_slug text,
   step_slug text,
   deps_slugs text[] default '{}',
@@ -120,7 +157,7 @@ begin
   end if;
   if not pgflow.is_valid_slug(add_step.step_slug) then
     perform pgflow._raise_invalid(format(
-      '%s: step_slug must match ^[a-zA-Z_][a-zA-Z0-9_]*$, be at most 128 characters and not be "run"',
+      '%s: step_slug must match {{SLUG_PATTERN}}, be at most {{MAX_STEP_SLUG_LENGTH}} characters and not be "{{RESERVED_SLUG}}"',
       v_what));
   end if;
   if v_type not in ('single', 'map') then

@@ -1,5 +1,5 @@
--- edgeflow SQL core, part 9: compile-at-startup. A worker sends its flow's
--- shape (src/compile/flow_shape.ts) and the core creates the flow when it is
+-- Compile at startup. A worker sends its flow's
+-- shape (src/dsl/flow_shape.ts) and the core creates the flow when it is
 -- missing, verifies it when it exists, or lists what differs.
 --
 -- Shape: {"options": {"maxAttempts", "baseDelay", "timeout"},
@@ -8,7 +8,7 @@
 -- with steps in definition order and step options null when inherited.
 
 -- The stored definition as a shape, or NULL when the flow does not exist.
-create function pgflow._get_flow_shape(p_flow_slug text)
+create or replace function pgflow._get_flow_shape(p_flow_slug text)
 returns jsonb
 language sql
 stable
@@ -36,7 +36,7 @@ $$;
 
 -- Checks one option of a shape (camelCase key, e.g. "startDelay"): absent or
 -- null, or an integer within pgflow._option_bounds; raises naming it.
-create function pgflow._check_shape_option(what text, label text, key text, value jsonb)
+create or replace function pgflow._check_shape_option(what text, label text, key text, value jsonb)
 returns void
 language plpgsql
 immutable
@@ -62,7 +62,7 @@ end;
 $$;
 
 -- Checks that a shape has the structure above; raises naming what is wrong.
-create function pgflow._validate_flow_shape(p_flow_slug text, p_shape jsonb)
+create or replace function pgflow._validate_flow_shape(p_flow_slug text, p_shape jsonb)
 returns void
 language plpgsql
 immutable
@@ -105,7 +105,7 @@ end;
 $$;
 
 -- Differences between the code's shape and the database's, in words; empty when equal.
-create function pgflow._compare_flow_shapes(p_local jsonb, p_db jsonb)
+create or replace function pgflow._compare_flow_shapes(p_local jsonb, p_db jsonb)
 returns text[]
 language plpgsql
 immutable
@@ -169,7 +169,7 @@ end;
 $$;
 
 -- Creates a flow from a shape (create_flow, then add_step in order).
-create function pgflow._create_flow_from_shape(p_flow_slug text, p_shape jsonb)
+create or replace function pgflow._create_flow_from_shape(p_flow_slug text, p_shape jsonb)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -199,7 +199,7 @@ end;
 $$;
 
 -- Deletes a flow with all its runs, states, tasks and its queue. Irreversible.
-create function pgflow.delete_flow_and_data(p_flow_slug text)
+create or replace function pgflow.delete_flow_and_data(p_flow_slug text)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -226,7 +226,7 @@ $$;
 --   recompiled it differed and allow_data_loss let it be deleted and created again;
 --   mismatch   it differs; nothing changed; "differences" says how.
 -- Concurrent callers for one flow are serialised, so it is never created twice.
-create function pgflow.ensure_flow_compiled(
+create or replace function pgflow.ensure_flow_compiled(
   flow_slug text,
   shape jsonb,
   allow_data_loss boolean default false
@@ -261,11 +261,3 @@ begin
   return jsonb_build_object('status', 'mismatch', 'differences', to_jsonb(v_diffs));
 end;
 $$;
-
-revoke all on function pgflow._get_flow_shape(text) from public;
-revoke all on function pgflow._validate_flow_shape(text, jsonb) from public;
-revoke all on function pgflow._check_shape_option(text, text, text, jsonb) from public;
-revoke all on function pgflow._compare_flow_shapes(jsonb, jsonb) from public;
-revoke all on function pgflow._create_flow_from_shape(text, jsonb) from public;
-revoke all on function pgflow.delete_flow_and_data(text) from public;
-revoke all on function pgflow.ensure_flow_compiled(text, jsonb, boolean) from public;

@@ -1,10 +1,39 @@
--- edgeflow SQL core, part 4: the run state machine.
+-- How a run moves forward: step outputs, readiness, starting ready steps
+-- (sending their task messages), cascading taskless steps, counting down, and
+-- completing the run.
+
+-- The output a step hands to its dependents: a single step's task output, or
+-- a map step's task outputs in task order (an empty map gives []).
+create or replace function pgflow._step_output(run_id uuid, step_slug text, step_type text)
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_output jsonb;
+begin
+  if _step_output.step_type = 'map' then
+    select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb) into v_output
+    from pgflow.step_tasks t
+    where t.run_id = _step_output.run_id and t.step_slug = _step_output.step_slug;
+  else
+    select t.output into v_output
+    from pgflow.step_tasks t
+    where t.run_id = _step_output.run_id and t.step_slug = _step_output.step_slug
+      and t.task_index = 0;
+  end if;
+  return v_output;
+end;
+$$;
+
 -- Lock order everywhere: the run row first, then step states, then tasks;
 -- that keeps concurrent completions of one run from deadlocking.
 
 -- Marks a step completed and hands its output to the steps that depend on it.
 -- Returns the run's remaining_steps afterwards.
-create function pgflow._finish_step(run_id uuid, step_slug text, step_type text, output jsonb)
+create or replace function pgflow._finish_step(run_id uuid, step_slug text, step_type text, output jsonb)
 returns int
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -17,8 +46,8 @@ declare
 begin
   update pgflow.step_states
      set status = 'completed',
-         started_at = coalesce(started_at, now()),
-         completed_at = now(),
+         started_at = coalesce(started_at, pgflow.now()),
+         completed_at = pgflow.now(),
          remaining_tasks = 0
    where run_id = _finish_step.run_id and step_slug = _finish_step.step_slug
   returning * into v_state;
@@ -54,7 +83,7 @@ $$;
 
 -- Completes, in one transaction, every ready step that has no task to run
 -- (maps over an empty array) and, through them, maps that follow them.
-create function pgflow.cascade_complete_taskless_steps(run_id uuid)
+create or replace function pgflow.cascade_complete_taskless_steps(run_id uuid)
 returns int
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -87,7 +116,7 @@ $$;
 
 -- Starts every step of the run whose dependencies are all completed: creates
 -- its tasks and sends their messages (delayed by the step's start_delay).
-create function pgflow.start_ready_steps(run_id uuid)
+create or replace function pgflow.start_ready_steps(run_id uuid)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -109,19 +138,18 @@ begin
     for update of ss
   loop
     update pgflow.step_states
-       set status = 'started', started_at = now(), remaining_tasks = v_step.initial_tasks
+       set status = 'started', started_at = pgflow.now(), remaining_tasks = v_step.initial_tasks
      where run_id = start_ready_steps.run_id and step_slug = v_step.step_slug
     returning * into v_state;
 
     -- pgmq assigns ascending ids in array order, so the n-th smallest id is task n.
-    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id)
+    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
     select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug,
-           (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id
+           (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id, pgflow.now()
     from pgmq.send_batch(
       v_step.flow_slug,
       array(
-        select jsonb_build_object('flow_slug', v_step.flow_slug, 'run_id', start_ready_steps.run_id,
-                                  'step_slug', v_step.step_slug, 'task_index', i)
+        select pgflow._task_message(v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, i)
         from generate_series(0, v_step.initial_tasks - 1) as i
         order by i),
       v_step.start_delay) as sent(msg_id);
@@ -129,7 +157,7 @@ begin
     -- A hint for workers that LISTEN (see README, "Worker wake-up"); polling
     -- stays the fallback. Identical notifications in a transaction fold into one.
     if v_step.start_delay = 0 then
-      perform pg_notify('pgflow:queue:' || v_step.flow_slug, '');
+      perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || v_step.flow_slug, '');
     end if;
 
     perform pgflow._emit_step(start_ready_steps.run_id, v_step.step_slug, 'started',
@@ -141,7 +169,7 @@ end;
 $$;
 
 -- Completes the run when no step remains; its output holds every leaf step's output.
-create function pgflow.maybe_complete_run(run_id uuid)
+create or replace function pgflow.maybe_complete_run(run_id uuid)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -152,7 +180,7 @@ declare
 begin
   update pgflow.runs r
      set status = 'completed',
-         completed_at = now(),
+         completed_at = pgflow.now(),
          output = (
            select coalesce(jsonb_object_agg(s.step_slug,
                              pgflow._step_output(r.run_id, s.step_slug, s.step_type)), '{}'::jsonb)
@@ -175,7 +203,7 @@ $$;
 -- Counts `n` completed tasks off a step; when none remains the step completes
 -- (output: a single step's `single_output`, a map's task outputs in order),
 -- dependents that became ready start, and the run completes if nothing is left.
-create function pgflow._count_down_step(
+create or replace function pgflow._count_down_step(
   run_id uuid, step_slug text, step_type text, n int, single_output jsonb)
 returns void
 language plpgsql
@@ -208,53 +236,5 @@ begin
   elsif v_remaining_steps = 0 then
     perform pgflow.maybe_complete_run(_count_down_step.run_id);
   end if;
-end;
-$$;
-
--- Fails the run because step_slug failed: closes every open step and task of
--- the run and archives their messages so no worker picks them up again.
-create function pgflow._fail_run(run_id uuid, step_slug text, error_message text)
-returns void
-language plpgsql
-set search_path = pg_catalog, pg_temp
-as $$
-#variable_conflict use_column
-declare
-  v_run pgflow.runs;
-  v_state pgflow.step_states;
-  v_cancelled text := format('cancelled: run failed at step %s', _fail_run.step_slug);
-begin
-  update pgflow.step_states
-     set status = 'failed', failed_at = now(), error_message = _fail_run.error_message
-   where run_id = _fail_run.run_id and step_slug = _fail_run.step_slug
-  returning * into v_state;
-  perform pgflow._emit_step(_fail_run.run_id, _fail_run.step_slug, 'failed',
-    jsonb_build_object('error_message', _fail_run.error_message, 'failed_at', v_state.failed_at));
-
-  for v_state in
-    update pgflow.step_states
-       set status = 'failed', failed_at = now(), error_message = v_cancelled
-     where run_id = _fail_run.run_id and status = 'started'
-    returning *
-  loop
-    perform pgflow._emit_step(_fail_run.run_id, v_state.step_slug, 'failed',
-      jsonb_build_object('error_message', v_cancelled, 'failed_at', v_state.failed_at));
-  end loop;
-
-  select * into v_run from pgflow.runs where run_id = _fail_run.run_id;
-  perform pgmq.archive(v_run.flow_slug, array(
-    select t.message_id from pgflow.step_tasks t
-    where t.run_id = _fail_run.run_id and t.status in ('queued', 'started')
-      and t.message_id is not null));
-  update pgflow.step_tasks
-     set status = 'failed', failed_at = now(), error_message = v_cancelled
-   where run_id = _fail_run.run_id and status in ('queued', 'started');
-
-  update pgflow.runs set status = 'failed', failed_at = now()
-  where run_id = _fail_run.run_id
-  returning * into v_run;
-  perform pgflow._emit_run(v_run.run_id, 'failed',
-    jsonb_build_object('flow_slug', v_run.flow_slug, 'failed_step', _fail_run.step_slug,
-                       'error_message', _fail_run.error_message, 'failed_at', v_run.failed_at));
 end;
 $$;

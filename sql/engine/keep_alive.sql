@@ -1,4 +1,4 @@
--- edgeflow SQL core, part 10: keeping workers alive on Supabase.
+-- Keeping workers alive on Supabase.
 --
 -- An edge function instance lives at most its wall-clock limit (150 s free,
 -- 400 s paid). pg_cron calls pgflow.ensure_workers() every few seconds; for
@@ -10,7 +10,7 @@
 -- runtime can do the calling (src/dev plays pg_net's part in tests).
 
 -- Registers a function for keep-alive (idempotent); workers call it at startup.
-create function pgflow.track_worker_function(function_name text)
+create or replace function pgflow.track_worker_function(function_name text)
 returns pgflow.worker_functions
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -24,14 +24,14 @@ begin
   end if;
   insert into pgflow.worker_functions (function_name)
   values (track_worker_function.function_name)
-  on conflict (function_name) do update set updated_at = now()
+  on conflict (function_name) do update set updated_at = pgflow.now()
   returning * into v_row;
   return v_row;
 end;
 $$;
 
 -- A secret from Supabase Vault, or NULL when Vault or the secret is absent.
-create function pgflow._vault_secret(p_name text)
+create or replace function pgflow._vault_secret(p_name text)
 returns text
 language plpgsql
 stable
@@ -51,7 +51,7 @@ $$;
 
 -- True when functions are served locally (supabase start / edgeflow's local
 -- runtime): the functions URL points at this machine, or none is configured.
-create function pgflow.is_local()
+create or replace function pgflow.is_local()
 returns boolean
 language sql
 stable
@@ -66,7 +66,7 @@ $$;
 -- worker and was not invoked within its debounce; returns those functions.
 -- A worker is live when it is neither stopped nor deprecated and sent a
 -- heartbeat within heartbeat_timeout.
-create function pgflow.ensure_workers(heartbeat_timeout interval default '15 seconds')
+create or replace function pgflow.ensure_workers(heartbeat_timeout interval default '15 seconds')
 returns table (function_name text, request_id bigint)
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -86,14 +86,14 @@ begin
   end if;
   for v_function in
     update pgflow.worker_functions wf
-       set last_invoked_at = now(), updated_at = now()
+       set last_invoked_at = pgflow.now(), updated_at = pgflow.now()
      where wf.enabled
-       and (wf.last_invoked_at is null or wf.last_invoked_at <= now() - wf.debounce)
+       and (wf.last_invoked_at is null or wf.last_invoked_at <= pgflow.now() - wf.debounce)
        and not exists (
          select 1 from pgflow.workers w
          where w.function_name = wf.function_name
            and w.stopped_at is null and w.deprecated_at is null
-           and w.last_heartbeat_at > now() - ensure_workers.heartbeat_timeout)
+           and w.last_heartbeat_at > pgflow.now() - ensure_workers.heartbeat_timeout)
     returning wf.function_name
   loop
     v_request := null;
@@ -130,8 +130,3 @@ begin
   end if;
 end
 $$;
-
-revoke all on function pgflow.track_worker_function(text) from public;
-revoke all on function pgflow._vault_secret(text) from public;
-revoke all on function pgflow.is_local() from public;
-revoke all on function pgflow.ensure_workers(interval) from public;

@@ -1,5 +1,5 @@
--- edgeflow SQL core, part 1: the schema.
--- Tables and names follow the pgflow SQL API so its users and tools can switch.
+-- Release 001, the baseline: the schema. Tables and names follow the pgflow SQL
+-- API so its users and tools can switch. Limits come from src/limits.ts.
 
 -- pgmq 1.5+ carries every task message. Supabase ships it as an extension;
 -- elsewhere it has to be installed before this migration runs.
@@ -24,57 +24,34 @@ begin
 end
 $$;
 
+-- A database where pgflow (not edgeflow) is installed: its schema is set aside
+-- as pgflow_pre_edgeflow, data and all, so nothing is lost; a later release
+-- takes its flows, runs and grants over. edgeflow's own schema carries a comment
+-- that says so.
+do $$
+begin
+  if to_regnamespace('pgflow') is not null
+     and coalesce(pg_catalog.obj_description(to_regnamespace('pgflow'), 'pg_namespace'), '')
+       not like 'edgeflow%' then
+    if to_regnamespace('pgflow_pre_edgeflow') is not null then
+      raise exception 'schema pgflow is not edgeflow''s, and pgflow_pre_edgeflow exists already'
+        using hint = 'A previous takeover was not finished: look at pgflow_pre_edgeflow, then drop or rename it.';
+    end if;
+    alter schema pgflow rename to pgflow_pre_edgeflow;
+  end if;
+end
+$$;
+
 create schema pgflow;
+comment on schema pgflow is 'edgeflow: Postgres-native DAG workflows (pgflow-compatible SQL API)';
 
--- A slug names a flow or a step: an identifier-like word, and never "run",
--- which is the key of the flow input in every step's input object.
-create function pgflow.is_valid_slug(slug text)
-returns boolean
-language sql
-immutable
-set search_path = pg_catalog, pg_temp
-as $$
-  select slug is not null
-    and slug <> ''
-    and length(slug) <= 128
-    and slug ~ '^[a-zA-Z_][a-zA-Z0-9_]*$'
-    and slug <> 'run';
-$$;
-
--- The range of each flow/step option, in one place (src/dsl/options.ts states
--- the same numbers; tests/option_bounds_test.ts checks they agree). Bounded so
--- that the engine's arithmetic never overflows: timeout + 2 s is an int vt and a
--- JS timer of timeout * 1000 ms; retry delays are capped by calculate_retry_delay.
-create function pgflow._option_bounds(option text, out minimum int, out maximum int)
-language plpgsql
-immutable
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-  case option
-    when 'max_attempts' then minimum := 1; maximum := 1000;
-    when 'base_delay' then minimum := 0; maximum := 86400;
-    when 'timeout' then minimum := 1; maximum := 86400;
-    when 'start_delay' then minimum := 0; maximum := 604800;
-    else raise exception '_option_bounds: unknown option %', coalesce(quote_literal(option), 'NULL');
-  end case;
-end;
-$$;
-
--- NULL (inherit) or within the option's bounds.
-create function pgflow._option_in_range(option text, value numeric)
-returns boolean
-language plpgsql
-immutable
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  v_bounds record;
-begin
-  v_bounds := pgflow._option_bounds(option);
-  return value is null or (value >= v_bounds.minimum and value <= v_bounds.maximum);
-end;
-$$;
+-- The engine's clock (pgflow.now(), sql/engine/clock.sql) is the server's
+-- plus this offset, which only tests move (pgflow.advance_clock).
+create table pgflow.clock (
+  id boolean primary key default true check (id),
+  offset_by interval not null default '0 seconds'
+);
+insert into pgflow.clock default values;
 
 ------------------------------------------------------------------------------
 -- Definitions
@@ -86,10 +63,11 @@ create table pgflow.flows (
   opt_base_delay int not null default 5,
   opt_timeout int not null default 60,
   created_at timestamptz not null default now(),
-  constraint flows_slug_is_valid check (pgflow.is_valid_slug(flow_slug)),
-  constraint flows_max_attempts_range check (pgflow._option_in_range('max_attempts', opt_max_attempts)),
-  constraint flows_base_delay_range check (pgflow._option_in_range('base_delay', opt_base_delay)),
-  constraint flows_timeout_range check (pgflow._option_in_range('timeout', opt_timeout))
+  constraint flows_slug_is_valid
+    check (flow_slug ~ '{{SLUG_PATTERN}}' and length(flow_slug) <= {{MAX_FLOW_SLUG_LENGTH}} and flow_slug <> '{{RESERVED_SLUG}}'),
+  constraint flows_max_attempts_range check (opt_max_attempts between {{MIN_MAX_ATTEMPTS}} and {{MAX_MAX_ATTEMPTS}}),
+  constraint flows_base_delay_range check (opt_base_delay between {{MIN_BASE_DELAY}} and {{MAX_BASE_DELAY}}),
+  constraint flows_timeout_range check (opt_timeout between {{MIN_TIMEOUT}} and {{MAX_TIMEOUT}})
 );
 
 create table pgflow.steps (
@@ -105,14 +83,15 @@ create table pgflow.steps (
   created_at timestamptz not null default now(),
   primary key (flow_slug, step_slug),
   unique (flow_slug, step_index),
-  constraint steps_slug_is_valid check (pgflow.is_valid_slug(step_slug)),
+  constraint steps_slug_is_valid
+    check (step_slug ~ '{{SLUG_PATTERN}}' and length(step_slug) <= {{MAX_STEP_SLUG_LENGTH}} and step_slug <> '{{RESERVED_SLUG}}'),
   constraint steps_type_is_known check (step_type in ('single', 'map')),
   constraint steps_map_has_one_source check (step_type = 'single' or deps_count <= 1),
   constraint steps_deps_count_min check (deps_count >= 0),
-  constraint steps_max_attempts_range check (pgflow._option_in_range('max_attempts', opt_max_attempts)),
-  constraint steps_base_delay_range check (pgflow._option_in_range('base_delay', opt_base_delay)),
-  constraint steps_timeout_range check (pgflow._option_in_range('timeout', opt_timeout)),
-  constraint steps_start_delay_range check (pgflow._option_in_range('start_delay', opt_start_delay))
+  constraint steps_max_attempts_range check (opt_max_attempts between {{MIN_MAX_ATTEMPTS}} and {{MAX_MAX_ATTEMPTS}}),
+  constraint steps_base_delay_range check (opt_base_delay between {{MIN_BASE_DELAY}} and {{MAX_BASE_DELAY}}),
+  constraint steps_timeout_range check (opt_timeout between {{MIN_TIMEOUT}} and {{MAX_TIMEOUT}}),
+  constraint steps_start_delay_range check (opt_start_delay between {{MIN_START_DELAY}} and {{MAX_START_DELAY}})
 );
 
 create table pgflow.deps (
@@ -125,6 +104,7 @@ create table pgflow.deps (
   foreign key (flow_slug, step_slug) references pgflow.steps (flow_slug, step_slug),
   constraint deps_not_self check (dep_slug <> step_slug)
 );
+
 create index deps_step_idx on pgflow.deps (flow_slug, step_slug);
 
 ------------------------------------------------------------------------------
@@ -146,7 +126,9 @@ create table pgflow.runs (
   constraint runs_completed_at_matches check ((status = 'completed') = (completed_at is not null)),
   constraint runs_failed_at_matches check ((status = 'failed') = (failed_at is not null))
 );
+
 create index runs_flow_started_idx on pgflow.runs (flow_slug, started_at);
+
 -- Retention scans finished runs by age.
 create index runs_finished_idx on pgflow.runs (coalesce(completed_at, failed_at))
   where status <> 'started';
@@ -174,6 +156,7 @@ create table pgflow.step_states (
   constraint step_states_started_has_tasks
     check (status <> 'started' or (initial_tasks is not null and remaining_tasks is not null))
 );
+
 -- Readiness: steps of a run waiting for nothing.
 create index step_states_ready_idx on pgflow.step_states (run_id)
   where status = 'created' and remaining_deps = 0;
@@ -200,10 +183,13 @@ create table pgflow.step_tasks (
   constraint step_tasks_task_index_min check (task_index >= 0),
   constraint step_tasks_attempts_min check (attempts_count >= 0)
 );
+
 -- start_tasks finds tasks by the message ids a worker read from the flow's queue.
 create index step_tasks_message_idx on pgflow.step_tasks (flow_slug, message_id);
+
 -- Failing a run closes its open tasks; recovery scans started tasks by age.
 create index step_tasks_open_idx on pgflow.step_tasks (run_id) where status in ('queued', 'started');
+
 create index step_tasks_started_idx on pgflow.step_tasks (started_at) where status = 'started';
 
 ------------------------------------------------------------------------------
@@ -219,6 +205,7 @@ create table pgflow.workers (
   deprecated_at timestamptz,
   stopped_at timestamptz
 );
+
 create index workers_queue_heartbeat_idx on pgflow.workers (queue_name, last_heartbeat_at);
 
 create table pgflow.worker_functions (

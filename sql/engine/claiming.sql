@@ -1,0 +1,159 @@
+-- Claiming tasks, the second phase of a worker's poll: after pgmq.read, start_tasks
+-- marks the read messages' tasks started and hands back their inputs.
+
+-- Sets each message's visibility timeout (seconds from now) in one statement.
+-- pgmq names a queue's table q_<lower-cased queue name>.
+create or replace function pgflow.set_vt_batch(queue_name text, msg_ids bigint[], vt_offsets int[])
+returns setof pgmq.message_record
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if cardinality(msg_ids) is distinct from cardinality(vt_offsets) then
+    raise exception 'set_vt_batch(%): msg_ids has % elements but vt_offsets has %',
+      queue_name, coalesce(cardinality(msg_ids), 0), coalesce(cardinality(vt_offsets), 0)
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if array_position(vt_offsets, null) is not null then
+    raise exception 'set_vt_batch(%): vt_offsets must not contain NULL', queue_name
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if to_regclass(format('pgmq.%I', 'q_' || lower(queue_name))) is null then
+    raise exception 'set_vt_batch: queue % does not exist', coalesce(quote_literal(queue_name), 'NULL')
+      using errcode = 'no_data_found';
+  end if;
+  if coalesce(cardinality(msg_ids), 0) = 0 then
+    return;
+  end if;
+  return query execute format(
+    'update pgmq.%I q
+        set vt = clock_timestamp() + make_interval(secs => v.vt_offset)
+       from unnest($1, $2) as v(msg_id, vt_offset)
+      where q.msg_id = v.msg_id
+  returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers',
+    'q_' || lower(queue_name))
+  using msg_ids, vt_offsets;
+end;
+$$;
+
+-- Phase 2 of polling: turns the messages a worker reserved with
+-- pgmq.read_with_poll into started tasks with their inputs. A message whose
+-- task is still 'started' past the step timeout came back because its worker
+-- vanished: that attempt counts as failed (retry with backoff, or fail).
+create or replace function pgflow.start_tasks(flow_slug text, msg_ids bigint[], worker_id uuid)
+returns setof pgflow.step_task_record
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_what text := format('start_tasks(%L)', start_tasks.flow_slug);
+  v_stale_ids bigint[];
+  v_runs uuid[];
+  v_steps text[];
+  v_indexes int[];
+  v_msgs bigint[];
+  v_group record;
+  v_input jsonb;
+  v_dep record;
+begin
+  perform 1 from pgflow.flows where flow_slug = start_tasks.flow_slug;
+  if not found then
+    perform pgflow._no_such(format('%s: flow %s does not exist', v_what,
+      coalesce(quote_literal(start_tasks.flow_slug), 'NULL')));
+  end if;
+  if start_tasks.worker_id is null then
+    perform pgflow._raise_invalid(format('%s: worker_id must not be NULL', v_what));
+  end if;
+  if start_tasks.msg_ids is null or cardinality(start_tasks.msg_ids) = 0 then
+    return;
+  end if;
+
+  v_stale_ids := pgflow._fail_stalled_tasks(start_tasks.flow_slug, start_tasks.msg_ids);
+
+  with picked as (
+    update pgflow.step_tasks t
+       set status = 'started',
+           started_at = pgflow.now(),
+           attempts_count = t.attempts_count + 1,
+           last_worker_id = start_tasks.worker_id
+      from pgflow.runs r
+     where t.flow_slug = start_tasks.flow_slug
+       and t.message_id = any(start_tasks.msg_ids)
+       and t.status = 'queued'
+       and not (t.message_id = any(v_stale_ids))
+       and r.run_id = t.run_id
+       and r.status = 'started'
+    returning t.run_id, t.step_slug, t.task_index, t.message_id
+  )
+  select array_agg(run_id), array_agg(step_slug), array_agg(task_index), array_agg(message_id)
+    into v_runs, v_steps, v_indexes, v_msgs
+  from picked;
+
+  if v_msgs is null then
+    return;
+  end if;
+
+  -- The message stays hidden for the step's timeout plus a margin; if no
+  -- report arrives by then it becomes visible and the attempt counts as stale.
+  perform pgflow.set_vt_batch(start_tasks.flow_slug, v_msgs, array(
+    select coalesce(s.opt_timeout, f.opt_timeout) + {{TIMEOUT_MARGIN_SECONDS}}
+    from unnest(v_steps) with ordinality as p(step_slug, ord)
+    join pgflow.steps s on s.flow_slug = start_tasks.flow_slug and s.step_slug = p.step_slug
+    join pgflow.flows f on f.flow_slug = s.flow_slug
+    order by p.ord));
+
+  -- Inputs are built per (run, step) so a map's source array is read once per call.
+  for v_group in
+    select p.run_id, p.step_slug, s.step_type, s.deps_count,
+           array_agg(p.task_index order by p.task_index) as task_indexes,
+           array_agg(p.message_id order by p.task_index) as message_ids
+    from unnest(v_runs, v_steps, v_indexes, v_msgs) as p(run_id, step_slug, task_index, message_id)
+    join pgflow.steps s on s.flow_slug = start_tasks.flow_slug and s.step_slug = p.step_slug
+    group by p.run_id, p.step_slug, s.step_type, s.deps_count
+  loop
+    if v_group.step_type = 'single' then
+      select jsonb_build_object('run', r.input) || coalesce((
+               select jsonb_object_agg(d.dep_slug, pgflow._step_output(r.run_id, d.dep_slug, ds.step_type))
+               from pgflow.deps d
+               join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+               where d.flow_slug = start_tasks.flow_slug and d.step_slug = v_group.step_slug), '{}'::jsonb)
+        into v_input
+      from pgflow.runs r where r.run_id = v_group.run_id;
+      return query
+        select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, v_input,
+               v_group.message_ids[1], v_group.task_indexes[1];
+      continue;
+    end if;
+
+    select d.dep_slug, ds.step_type into v_dep
+    from pgflow.deps d
+    join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+    where d.flow_slug = start_tasks.flow_slug and d.step_slug = v_group.step_slug;
+
+    if v_dep.step_type = 'map' then
+      -- Map over a map: element i is task i's output of the source map.
+      return query
+        select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx
+        from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
+        join pgflow.step_tasks src
+          on src.run_id = v_group.run_id and src.step_slug = v_dep.dep_slug and src.task_index = u.idx
+        order by u.idx;
+      continue;
+    end if;
+
+    -- Root map (the flow input) or map over a single step's array output.
+    if v_dep.dep_slug is null then
+      select r.input into v_input from pgflow.runs r where r.run_id = v_group.run_id;
+    else
+      select t.output into v_input from pgflow.step_tasks t
+      where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
+    end if;
+    return query
+      select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, e.value, u.msg_id, u.idx
+      from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
+      cross join lateral (select v_input -> u.idx as value) e
+      order by u.idx;
+  end loop;
+end;
+$$;

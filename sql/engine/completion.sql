@@ -1,0 +1,260 @@
+-- Completing tasks: one (complete_task), many at once (complete_tasks), or
+-- one and claiming the next ones in the same transaction (complete_task_and_claim).
+
+-- Loads and locks a task (and its run, which serialises all state changes of
+-- a run) for complete_task / fail_task; one query on the common path, and a
+-- clear error naming what is missing otherwise.
+create or replace function pgflow._lock_task(caller text, run_id uuid, step_slug text, task_index int)
+returns pgflow.step_tasks
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_what text;
+  v_flow text;
+  v_task pgflow.step_tasks;
+begin
+  select t.* into v_task
+  from pgflow.runs r
+  join pgflow.step_tasks t on t.run_id = r.run_id
+  where r.run_id = _lock_task.run_id and t.step_slug = _lock_task.step_slug
+    and t.task_index = _lock_task.task_index
+  for update of r, t;
+  if found then
+    return v_task;
+  end if;
+
+  -- Only failed lookups pay for building the message.
+  v_what := format('%s(%s, %L, %s)', caller, _lock_task.run_id, _lock_task.step_slug, _lock_task.task_index);
+  select flow_slug into v_flow from pgflow.runs where run_id = _lock_task.run_id;
+  if not found then
+    perform pgflow._no_such(format('%s: run %s does not exist', v_what, coalesce(_lock_task.run_id::text, 'NULL')));
+  end if;
+  perform 1 from pgflow.steps where flow_slug = v_flow and step_slug = _lock_task.step_slug;
+  if not found then
+    perform pgflow._no_such(format('%s: flow %L has no step %s', v_what, v_flow,
+      coalesce(quote_literal(_lock_task.step_slug), 'NULL')));
+  end if;
+  perform pgflow._no_such(format('%s: step %L of run %s has no task %s (yet)', v_what,
+    _lock_task.step_slug, _lock_task.run_id, coalesce(_lock_task.task_index::text, 'NULL')));
+end;
+$$;
+
+create or replace function pgflow.complete_task(run_id uuid, step_slug text, task_index int, output jsonb)
+returns setof pgflow.step_tasks
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_task pgflow.step_tasks;
+  v_step record;
+  v_output jsonb := coalesce(complete_task.output, 'null'::jsonb);
+  v_error text;
+begin
+  v_task := pgflow._lock_task('complete_task', complete_task.run_id, complete_task.step_slug, complete_task.task_index);
+  -- Late or duplicate reports (task already completed/failed/requeued) change nothing.
+  if v_task.status <> 'started' then
+    return query select v_task.*;
+    return;
+  end if;
+
+  select s.step_type,
+         (select m.step_slug from pgflow.deps d
+          join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
+          where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map'
+          order by m.step_index limit 1) as map_dependent
+    into v_step
+  from pgflow.steps s
+  where s.flow_slug = v_task.flow_slug and s.step_slug = complete_task.step_slug;
+
+  -- A single step feeding a map must produce an array; otherwise the run fails,
+  -- keeping the offending output on the task for debugging.
+  if v_step.map_dependent is not null and v_step.step_type = 'single'
+     and jsonb_typeof(v_output) <> 'array' then
+    v_error := format('[TYPE_VIOLATION] step %L must return an array because map step %L maps over it; got %s',
+                      complete_task.step_slug, v_step.map_dependent, jsonb_typeof(v_output));
+    return query select (pgflow._fail_task_terminally(complete_task.run_id, complete_task.step_slug,
+      complete_task.task_index, v_error, v_output)).*;
+    return;
+  end if;
+
+  update pgflow.step_tasks
+     set status = 'completed', completed_at = pgflow.now(), output = v_output, error_message = null
+   where run_id = complete_task.run_id and step_slug = complete_task.step_slug
+     and task_index = complete_task.task_index
+  returning * into v_task;
+  perform pgmq.archive(v_task.flow_slug, v_task.message_id);
+
+  perform pgflow._count_down_step(complete_task.run_id, complete_task.step_slug,
+    v_step.step_type, 1, v_output);
+
+  return query select v_task.*;
+end;
+$$;
+
+-- one transaction. A worker with free slots reports a completion and, in the
+-- same round trip, reads and starts up to qty visible tasks of the flow,
+-- including those the completion just made ready. This saves one round trip
+-- and one wake-up per DAG level. (An edgeflow extension; pgflow has no such call.)
+--
+-- Returns {"status", "error_message"} of the reported task and "claimed": the
+-- started tasks, each with its message's read_ct, enqueued_at, vt, message, headers.
+create or replace function pgflow.complete_task_and_claim(
+  run_id uuid,
+  step_slug text,
+  task_index int,
+  output jsonb,
+  worker_id uuid,
+  vt int,
+  qty int
+)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_task pgflow.step_tasks;
+  v_messages pgmq.message_record[];
+  v_claimed jsonb := '[]'::jsonb;
+begin
+  if complete_task_and_claim.qty is null or complete_task_and_claim.qty < 0
+     or complete_task_and_claim.vt is null or complete_task_and_claim.vt < 1 then
+    perform pgflow._raise_invalid(format(
+      'complete_task_and_claim: qty must be >= 0 and vt >= 1, got qty %s, vt %s',
+      coalesce(complete_task_and_claim.qty::text, 'NULL'), coalesce(complete_task_and_claim.vt::text, 'NULL')));
+  end if;
+  select * into v_task
+  from pgflow.complete_task(complete_task_and_claim.run_id, complete_task_and_claim.step_slug,
+                            complete_task_and_claim.task_index, complete_task_and_claim.output);
+
+  if complete_task_and_claim.qty > 0 then
+    -- Messages sent by the completion are visible to this transaction only, so
+    -- this worker claims them before any other can.
+    v_messages := array(
+      select m from pgmq.read(v_task.flow_slug, complete_task_and_claim.vt, complete_task_and_claim.qty) m);
+    if cardinality(v_messages) > 0 then
+      select coalesce(jsonb_agg(jsonb_build_object(
+               'flow_slug', s.flow_slug, 'run_id', s.run_id, 'step_slug', s.step_slug,
+               'input', s.input, 'msg_id', s.msg_id, 'task_index', s.task_index,
+               'read_ct', m.read_ct, 'enqueued_at', m.enqueued_at, 'vt', m.vt,
+               'message', m.message, 'headers', m.headers)), '[]'::jsonb)
+        into v_claimed
+      from pgflow.start_tasks(v_task.flow_slug,
+             array(select (e).msg_id from unnest(v_messages) e), complete_task_and_claim.worker_id) s
+      join unnest(v_messages) m on m.msg_id = s.msg_id;
+    end if;
+  end if;
+
+  return jsonb_build_object('status', v_task.status, 'error_message', v_task.error_message,
+                            'claimed', v_claimed);
+end;
+$$;
+
+-- (most of a busy worker's reports) are completed set-based: one UPDATE for
+-- the tasks, one archive per queue, one decrement per step; only a step that
+-- finishes goes through the per-step path. Other reports go through
+-- complete_task one by one. All runs of the batch are locked first, in run id
+-- order, so concurrent batches cannot deadlock. (An edgeflow extension.)
+--
+-- Returns one row per report, in the order given: the task's status and
+-- error_message afterwards (late or duplicate reports change nothing).
+create or replace function pgflow.complete_tasks(
+  run_ids uuid[],
+  step_slugs text[],
+  task_indexes int[],
+  outputs jsonb[]
+)
+returns table (ord int, status text, error_message text)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_count int := coalesce(cardinality(run_ids), 0);
+  v_done_ords int[];
+  v_group record;
+  v_group_ords int[];
+  v_group_msgs bigint[];
+  v_report record;
+begin
+  if v_count <> coalesce(cardinality(step_slugs), 0) or v_count <> coalesce(cardinality(task_indexes), 0)
+     or v_count <> coalesce(cardinality(outputs), 0) then
+    perform pgflow._raise_invalid(format(
+      'complete_tasks: run_ids, step_slugs, task_indexes and outputs must have the same length, got %s, %s, %s, %s',
+      v_count, coalesce(cardinality(step_slugs), 0), coalesce(cardinality(task_indexes), 0),
+      coalesce(cardinality(outputs), 0)));
+  end if;
+  if v_count = 0 then
+    return;
+  end if;
+
+  perform 1 from pgflow.runs r
+  where r.run_id = any(complete_tasks.run_ids)
+  order by r.run_id
+  for update;
+
+  -- Set-based path: started tasks of map steps in started runs, one statement per
+  -- (run, step) group. "task_index = any(...)" keeps each an index lookup of just the
+  -- reported tasks, however wide the map.
+  for v_group in
+    select b.run_id, b.step_slug, t0.flow_slug,
+           array_agg(b.task_index order by b.ord) as task_indexes,
+           array_agg(b.output order by b.ord) as outputs,
+           array_agg(b.ord order by b.ord) as ords
+    from (
+      -- A task reported twice in one batch: the first report counts, as in two calls.
+      select distinct on (u.run_id, u.step_slug, u.task_index) u.*
+      from unnest(complete_tasks.run_ids, complete_tasks.step_slugs,
+                  complete_tasks.task_indexes, complete_tasks.outputs)
+             with ordinality as u(run_id, step_slug, task_index, output, ord)
+      order by u.run_id, u.step_slug, u.task_index, u.ord
+    ) b
+    join pgflow.runs r on r.run_id = b.run_id and r.status = 'started'
+    join pgflow.step_states t0 on t0.run_id = b.run_id and t0.step_slug = b.step_slug
+    join pgflow.steps s on s.flow_slug = t0.flow_slug and s.step_slug = b.step_slug
+                       and s.step_type = 'map'
+    group by b.run_id, b.step_slug, t0.flow_slug
+  loop
+    with done as (
+      update pgflow.step_tasks t
+         set status = 'completed', completed_at = pgflow.now(),
+             output = coalesce(u.output, 'null'::jsonb), error_message = null
+        from unnest(v_group.task_indexes, v_group.outputs, v_group.ords) as u(task_index, output, ord)
+       where t.run_id = v_group.run_id and t.step_slug = v_group.step_slug
+         and t.task_index = any(v_group.task_indexes)
+         and t.task_index = u.task_index
+         and t.status = 'started'
+      returning u.ord::int as ord, t.message_id
+    )
+    select array_agg(d.ord), array_agg(d.message_id) into v_group_ords, v_group_msgs from done d;
+    continue when v_group_ords is null;
+    v_done_ords := coalesce(v_done_ords, '{}') || v_group_ords;
+    perform pgmq.archive(v_group.flow_slug, array(select m from unnest(v_group_msgs) m where m is not null));
+    perform pgflow._count_down_step(v_group.run_id, v_group.step_slug, 'map',
+      cardinality(v_group_ords), null);
+  end loop;
+
+  -- Everything else, one by one, in (run, step, task) order.
+  for v_report in
+    select b.run_id, b.step_slug, b.task_index, b.output
+    from unnest(complete_tasks.run_ids, complete_tasks.step_slugs,
+                complete_tasks.task_indexes, complete_tasks.outputs)
+      with ordinality as b(run_id, step_slug, task_index, output, ord)
+    where not (b.ord = any(coalesce(v_done_ords, '{}')))
+    order by b.run_id, b.step_slug, b.task_index
+  loop
+    perform pgflow.complete_task(v_report.run_id, v_report.step_slug, v_report.task_index, v_report.output);
+  end loop;
+
+  return query
+    select b.ord::int, t.status, t.error_message
+    from unnest(complete_tasks.run_ids, complete_tasks.step_slugs, complete_tasks.task_indexes)
+      with ordinality as b(run_id, step_slug, task_index, ord)
+    left join pgflow.step_tasks t
+      on t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
+    order by b.ord;
+end;
+$$;
