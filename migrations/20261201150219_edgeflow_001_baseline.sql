@@ -1791,7 +1791,8 @@ $$;
 -- Without pg_net the function still reports what it would invoke, so a local
 -- runtime can do the calling (src/dev plays pg_net's part in tests).
 
--- Registers a function for keep-alive (idempotent); workers call it at startup.
+-- Registers a function for keep-alive (idempotent): run once per worker function,
+-- e.g. in the migration that deploys it (the demo does it at startup).
 create or replace function pgflow.track_worker_function(function_name text)
 returns pgflow.worker_functions
 language plpgsql

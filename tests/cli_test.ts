@@ -37,7 +37,7 @@ dbTest(
     try {
       const init = await runSupabase(["init", "--yes"], project);
       assert.equal(init.code, 0, init.output);
-      // An existing migration of the user's: the core must come after it.
+      // An existing migration of the user's, newer than the core's.
       await Deno.mkdir(`${project}/supabase/migrations`, { recursive: true });
       await Deno.writeTextFile(
         `${project}/supabase/migrations/29991231000000_users_own.sql`,
@@ -47,22 +47,16 @@ dbTest(
       const first = await edgeflow(["install"], project);
       assert.equal(first.code, 0, first.stderr);
       const core = await readMigrations();
+      // Core migrations keep their own versions and texts, as `edgeflow migrate` records them.
       for (const m of core) {
-        assert.match(
-          first.stdout,
-          new RegExp(`added migration \\d{14}_${m.name}\\.sql`),
-        );
+        const file = `${m.version}_${m.name}.sql`;
+        assert.match(first.stdout, new RegExp(`added migration ${file}`));
+        assert.equal(await Deno.readTextFile(`${project}/supabase/migrations/${file}`), m.sql);
       }
       assert.match(first.stdout, /created supabase\/functions\/greet-users-worker\/index\.ts/);
       const tree = await listTree(`${project}/supabase`);
       const added = tree.filter((f) => /^migrations\/\d{14}_edgeflow_/.test(f));
       assert.equal(added.length, core.length);
-      for (const file of added) {
-        assert.ok(
-          file.slice(11, 25) > "29991231000000",
-          `${file} comes after the user's newest migration`,
-        );
-      }
       assert.ok(tree.some((f) => /^migrations\/\d{14}_create_greet_users_flow\.sql$/.test(f)));
       const index = await Deno.readTextFile(
         `${project}/supabase/functions/greet-users-worker/index.ts`,
@@ -97,6 +91,45 @@ dbTest(
         "count",
         "single",
       ]]);
+    } finally {
+      await Deno.remove(project, { recursive: true });
+    }
+  },
+  { template: "empty" },
+);
+
+dbTest(
+  "install, migrate and supabase db push agree on what is applied, in either order",
+  async ({ sql, url }) => {
+    const project = await Deno.makeTempDir({ prefix: "edgeflow-agree-" });
+    try {
+      assert.equal((await runSupabase(["init", "--yes"], project)).code, 0);
+      await installPgmq(sql);
+      // edgeflow migrate first, then install and db push: push finds the core applied.
+      const migrated = await edgeflow(["migrate", "--db-url", url], project);
+      assert.equal(migrated.code, 0, migrated.stderr);
+      assert.equal((await edgeflow(["install"], project)).code, 0);
+      const pushed = await runSupabase(
+        ["db", "push", "--db-url", `${url}?sslmode=disable`, "--yes"],
+        project,
+      );
+      assert.equal(pushed.code, 0, pushed.output);
+      for (const m of await readMigrations()) {
+        assert.doesNotMatch(pushed.output, new RegExp(`Applying migration ${m.version}_`));
+      }
+      assert.match(pushed.output, /Applying migration \d{14}_create_greet_users_flow\.sql/);
+      // And migrate after the push has nothing to do.
+      const again = await edgeflow(["migrate", "--db-url", url], project);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stdout, /up to date/);
+
+      // An edited copy of a core migration is refused, not silently kept.
+      const [first] = await readMigrations();
+      const copy = `${project}/supabase/migrations/${first.version}_${first.name}.sql`;
+      await Deno.writeTextFile(copy, first.sql + "\n-- edited\n");
+      const refused = await edgeflow(["install"], project);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /differs from edgeflow's migration of that name/);
     } finally {
       await Deno.remove(project, { recursive: true });
     }

@@ -5,15 +5,12 @@
 import { join, relative } from "node:path";
 import { listSqlFiles, readMigrations } from "../db/migrate.ts";
 import { writeFlowMigration } from "../compile/write_migration.ts";
-import { formatMigrationTimestamp } from "../compile/migration_timestamp.ts";
 
 export interface InstallOptions {
   /** The Supabase project folder (holding config.toml). Default `supabase`. */
   supabasePath?: string;
   /** How the scaffolded function imports edgeflow (import map target). */
   edgeflowModule?: string;
-  /** The migrations' timestamp base (default: now). */
-  now?: Date;
 }
 
 export interface InstallResult {
@@ -24,9 +21,6 @@ export interface InstallResult {
   /** Files of the example flow and worker created now. */
   scaffolded: string[];
 }
-
-/** The part of a core migration's file name after its timestamp. */
-const coreName = (file: string) => file.replace(/^\d{14}_/, "");
 
 export async function install(options: InstallOptions = {}): Promise<InstallResult> {
   const supabase = options.supabasePath ?? "supabase";
@@ -39,24 +33,28 @@ export async function install(options: InstallOptions = {}): Promise<InstallResu
   }
   const dir = join(supabase, "migrations");
   await Deno.mkdir(dir, { recursive: true });
-  const existing = (await listSqlFiles(dir)).filter((file) => /^\d{14}_/.test(file));
-  const existingNames = new Set(existing.map(coreName));
-
-  // New files go after the newest migration already there, in the core's order.
-  let next = Math.max(
-    Number(formatMigrationTimestamp(options.now ?? new Date())),
-    ...existing.map((file) => Number(file.slice(0, 14)) + 1),
-  );
   const result: InstallResult = { added: [], present: [], scaffolded: [] };
+  // Core migrations keep their own versions, so `supabase db push`, `edgeflow migrate`
+  // and a later install all name the same file the same way.
   for (const migration of await readMigrations()) {
-    const name = `${migration.name}.sql`;
-    if (existingNames.has(name)) {
-      result.present.push(name);
-      continue;
+    const file = `${migration.version}_${migration.name}.sql`;
+    const path = join(dir, file);
+    const present = await Deno.readTextFile(path).catch((error) => {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    });
+    if (present === undefined) {
+      await Deno.writeTextFile(path, migration.sql, { createNew: true });
+      result.added.push(file);
+    } else if (present === migration.sql) {
+      result.present.push(file);
+    } else {
+      throw new Error(
+        `${path} differs from edgeflow's migration of that name: a released migration never ` +
+          "changes, so this copy was edited (or came from an unreleased build); restore it " +
+          "from edgeflow and run install again",
+      );
     }
-    const file = `${String(next++).padStart(14, "0")}_${name}`;
-    await Deno.writeTextFile(join(dir, file), migration.sql, { createNew: true });
-    result.added.push(file);
   }
   result.scaffolded = await scaffoldExample(supabase, options.edgeflowModule ?? defaultModule());
   return result;
