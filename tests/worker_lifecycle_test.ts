@@ -170,6 +170,44 @@ workerTest(
   },
 );
 
+workerTest(
+  "a worker ended for a limit has sent its successor request before it counts as stopped",
+  async (t) => {
+    const asked: string[] = [];
+    const answer = gate();
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+      asked.push(`${req.method} ${new URL(req.url).pathname} ${req.headers.get("authorization")}`);
+      await answer.promise;
+      return Response.json({ booted: true });
+    });
+    try {
+      const { worker } = await t.run(echo(), {
+        env: {
+          SUPABASE_URL: `http://127.0.0.1:${server.addr.port}`,
+          SUPABASE_SERVICE_ROLE_KEY: "k",
+        },
+      });
+      globalThis.dispatchEvent(
+        new CustomEvent("beforeunload", { detail: { reason: "wall_clock" } }),
+      );
+      // Everything else is released (the worker row says stopped); the request is still open.
+      await eventually("the worker marked stopped", async () => {
+        const [row] = await t
+          .sql`select stopped_at from pgflow.workers where worker_id = ${worker.workerId}`;
+        return row.stopped_at !== null;
+      });
+      assert.deepEqual(asked, ["POST /functions/v1/echo Bearer k"]);
+      assert.equal(worker.state, "stopping");
+      answer.open();
+      await worker.done;
+      assert.equal(worker.state, "stopped");
+    } finally {
+      answer.open();
+      await server.shutdown();
+    }
+  },
+);
+
 workerTest("SB_EXECUTION_ID names the worker when it is a UUID", async (t) => {
   const id = crypto.randomUUID();
   const { worker, first } = await t.run(echo(), { env: { SB_EXECUTION_ID: id } });
