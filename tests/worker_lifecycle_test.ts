@@ -6,6 +6,8 @@ import { Flow } from "../src/dsl/mod.ts";
 import { createWorker } from "../src/worker/create_worker.ts";
 import { WorkerStateError } from "../src/worker/errors.ts";
 import { Lifecycle } from "../src/worker/lifecycle.ts";
+import type { SupabaseClient } from "@supabase/supabase-js";
+import { freePort } from "../src/dev/embedded_postgres.ts";
 import { eventually } from "./_support/eventually.ts";
 import { gate, waitForRun, workerTest } from "./_support/worker.ts";
 
@@ -205,6 +207,31 @@ workerTest(
       answer.open();
       await server.shutdown();
     }
+  },
+);
+
+workerTest(
+  "stop() closes the realtime channels handlers opened on context.supabase",
+  async (t) => {
+    let client: SupabaseClient | undefined;
+    const flow = new Flow({ slug: "realtime" }).step({ slug: "subscribe" }, (_input, context) => {
+      client = context.supabase;
+      client!.channel("room").subscribe();
+      return 1;
+    });
+    // Nothing listens there: the channel keeps retrying (timers) until it is closed.
+    const { worker } = await t.run(flow, {
+      env: { SUPABASE_URL: `http://127.0.0.1:${freePort()}`, SUPABASE_SERVICE_ROLE_KEY: "k" },
+    });
+    await waitForRun(t.sql, (await startFlow(t.sql, { flowSlug: "realtime", input: {} })).run_id);
+    assert.equal(client!.getChannels().length, 1);
+    await worker.stop();
+    assert.deepEqual(client!.getChannels(), []);
+    assert.equal(client!.realtime.isConnected(), false);
+  },
+  {
+    unclosableThirdPartyTimer: "realtime-js 2.119 SocketAdapter.disconnect() schedules a 10 s " +
+      "fallback timer it never clears, even after the socket has closed",
   },
 );
 

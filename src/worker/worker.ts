@@ -126,6 +126,7 @@ export class Worker {
   #listening = false;
   #unsubscribePlatform: (() => void) | undefined;
   #successor: Promise<void> | undefined;
+  #context: SharedContext | undefined;
 
   constructor(kind: WorkerKind, config: WorkerConfig) {
     this.#kind = kind;
@@ -288,7 +289,7 @@ export class Worker {
         executor,
         config,
         stats: this.#stats,
-        context: await sharedContext({
+        context: this.#context = await sharedContext({
           env: config.env,
           sql,
           shutdownSignal: this.#shutdown.signal,
@@ -395,6 +396,7 @@ export class Worker {
     await this.#heartbeat?.stop();
     await this.#recovery?.stop();
     await this.#unlisten?.();
+    await this.#context?.close();
     try {
       this.#longPollSql?.release();
     } catch {
