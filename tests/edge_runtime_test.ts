@@ -13,6 +13,7 @@ import {
   startEdgeRuntime,
 } from "../src/dev/edge_runtime/mod.ts";
 import { parseEnv } from "../src/dev/edge_runtime/env_file.ts";
+import { stopRuntime } from "./_support/edge_runtime.ts";
 import { eventually } from "./_support/eventually.ts";
 
 const FIXTURES = new URL("./fixtures/functions/", import.meta.url);
@@ -35,7 +36,7 @@ async function withRuntime(
   try {
     await body(runtime, dir);
   } finally {
-    await runtime.stop();
+    await stopRuntime(runtime);
     await Deno.remove(dir, { recursive: true });
   }
 }
@@ -307,7 +308,7 @@ Deno.test("a function that fails to load answers 503 BOOT_ERROR naming it and th
     assert.equal(response.status, 503);
     assert.match(String((await json(response)).message), /function "syntax_error" failed to start/);
   } finally {
-    await runtime.stop();
+    await stopRuntime(runtime);
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -342,7 +343,7 @@ Deno.test("stop() sends beforeunload (termination), lets work finish within the 
       }),
     );
     const stopStarted = Date.now();
-    await runtime.stop();
+    await stopRuntime(runtime);
     const took = Date.now() - stopStarted;
 
     assert.equal(
