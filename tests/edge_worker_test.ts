@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
+import { stopRuntime } from "./_support/edge_runtime.ts";
 import { eventually } from "./_support/eventually.ts";
 import { startEdgeRuntime } from "../src/dev/edge_runtime/mod.ts";
 import { startKeepAlive } from "../src/dev/keep_alive.ts";
@@ -45,7 +46,7 @@ dbTest(
       const [worker] = await sql`select function_name from pgflow.workers`;
       assert.equal(worker.function_name, "analyze-website-worker");
     } finally {
-      await runtime.stop();
+      await stopRuntime(runtime);
     }
   },
   { template: "empty" },
@@ -116,7 +117,7 @@ dbTest(
       assert.ok(stopped.n >= 1, "the retired worker marked itself stopped");
     } finally {
       await keepAlive.stop();
-      await runtime.stop();
+      await stopRuntime(runtime);
     }
   },
 );
@@ -156,7 +157,7 @@ dbTest(
       const [instances] = await sql`select count(distinct instance)::int as n from handover_log`;
       assert.ok(instances.n >= 2, `work was done by ${instances.n} instance(s)`);
     } finally {
-      await runtime.stop();
+      await stopRuntime(runtime);
     }
   },
 );

@@ -74,8 +74,6 @@ if (!pg15) {
 Deno.test({
   name: "the core installs (with pg_cron when present) and runs a flow on PostgreSQL 15",
   ignore: !pg15,
-  sanitizeOps: false,
-  sanitizeResources: false,
   fn: async () => {
     const pgCron = hasPgCron(pg15!);
     const server = await startSystemPostgres(pg15!, { pgCron });

@@ -506,10 +506,12 @@ compatTest(
     });
 
     assert.deepEqual(await claimedIds, [first]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const got = await Promise.race([
       read(other, "skip", 60, 10),
-      new Promise<"blocked">((resolve) => setTimeout(() => resolve("blocked"), 3000)),
+      new Promise<"blocked">((resolve) => timer = setTimeout(() => resolve("blocked"), 3000)),
     ]);
+    clearTimeout(timer);
     release();
     await holding;
     assert.notEqual(got, "blocked", "the second reader waited for the first one's lock");

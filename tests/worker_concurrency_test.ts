@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { startFlow } from "../src/db/runs.ts";
 import { Flow } from "../src/dsl/mod.ts";
-import { waitForRun, workerTest } from "./_support/worker.ts";
+import { eventually } from "./_support/eventually.ts";
+import { gate, waitForRun, workerTest } from "./_support/worker.ts";
 
 workerTest("two workers on one flow never run the same attempt twice", async (t) => {
   const calls = new Map<string, number>();
@@ -56,10 +57,14 @@ workerTest("two workers on one flow never run the same attempt twice", async (t)
 workerTest("one worker never runs more than maxConcurrent handlers at once", async (t) => {
   let running = 0;
   let peak = 0;
+  // The first handlers hold their slots until the worker has filled all of them, so reaching
+  // the limit does not depend on how fast the database answers.
+  const filled = gate();
   const flow = new Flow<number[]>({ slug: "bounded" })
     .map({ slug: "wait" }, async (n) => {
       running++;
       peak = Math.max(peak, running);
+      await filled.promise;
       await new Promise((resolve) => setTimeout(resolve, 5));
       running--;
       return n;
@@ -69,6 +74,8 @@ workerTest("one worker never runs more than maxConcurrent handlers at once", asy
     flowSlug: "bounded",
     input: Array.from({ length: 60 }, (_, i) => i),
   });
+  await eventually("every slot taken", () => running >= 5);
+  filled.open();
   await waitForRun(t.sql, run.run_id);
   assert.equal(peak, 5);
 });

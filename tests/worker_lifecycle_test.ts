@@ -6,6 +6,8 @@ import { Flow } from "../src/dsl/mod.ts";
 import { createWorker } from "../src/worker/create_worker.ts";
 import { WorkerStateError } from "../src/worker/errors.ts";
 import { Lifecycle } from "../src/worker/lifecycle.ts";
+import type { SupabaseClient } from "@supabase/supabase-js";
+import { freePort } from "../src/dev/embedded_postgres.ts";
 import { eventually } from "./_support/eventually.ts";
 import { gate, waitForRun, workerTest } from "./_support/worker.ts";
 
@@ -167,6 +169,69 @@ workerTest(
     } finally {
       delete global.EdgeRuntime;
     }
+  },
+);
+
+workerTest(
+  "a worker ended for a limit has sent its successor request before it counts as stopped",
+  async (t) => {
+    const asked: string[] = [];
+    const answer = gate();
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+      asked.push(`${req.method} ${new URL(req.url).pathname} ${req.headers.get("authorization")}`);
+      await answer.promise;
+      return Response.json({ booted: true });
+    });
+    try {
+      const { worker } = await t.run(echo(), {
+        env: {
+          SUPABASE_URL: `http://127.0.0.1:${server.addr.port}`,
+          SUPABASE_SERVICE_ROLE_KEY: "k",
+        },
+      });
+      globalThis.dispatchEvent(
+        new CustomEvent("beforeunload", { detail: { reason: "wall_clock" } }),
+      );
+      // Everything else is released (the worker row says stopped); the request is still open.
+      await eventually("the worker marked stopped", async () => {
+        const [row] = await t
+          .sql`select stopped_at from pgflow.workers where worker_id = ${worker.workerId}`;
+        return row.stopped_at !== null;
+      });
+      assert.deepEqual(asked, ["POST /functions/v1/echo Bearer k"]);
+      assert.equal(worker.state, "stopping");
+      answer.open();
+      await worker.done;
+      assert.equal(worker.state, "stopped");
+    } finally {
+      answer.open();
+      await server.shutdown();
+    }
+  },
+);
+
+workerTest(
+  "stop() closes the realtime channels handlers opened on context.supabase",
+  async (t) => {
+    let client: SupabaseClient | undefined;
+    const flow = new Flow({ slug: "realtime" }).step({ slug: "subscribe" }, (_input, context) => {
+      client = context.supabase;
+      client!.channel("room").subscribe();
+      return 1;
+    });
+    // Nothing listens there: the channel keeps retrying (timers) until it is closed.
+    const { worker } = await t.run(flow, {
+      env: { SUPABASE_URL: `http://127.0.0.1:${freePort()}`, SUPABASE_SERVICE_ROLE_KEY: "k" },
+    });
+    await waitForRun(t.sql, (await startFlow(t.sql, { flowSlug: "realtime", input: {} })).run_id);
+    assert.equal(client!.getChannels().length, 1);
+    await worker.stop();
+    assert.deepEqual(client!.getChannels(), []);
+    assert.equal(client!.realtime.isConnected(), false);
+  },
+  {
+    unclosableThirdPartyTimer: "realtime-js 2.119 SocketAdapter.disconnect() schedules a 10 s " +
+      "fallback timer it never clears, even after the socket has closed",
   },
 );
 

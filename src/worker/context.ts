@@ -33,6 +33,11 @@ export interface SharedContext {
   supabase(): SupabaseClient | undefined;
   shutdownSignal: AbortSignal;
   workerConfig: Readonly<Record<string, unknown>>;
+  /**
+   * Closes what handlers opened through the worker's supabase-js client: its realtime channels
+   * and socket, whose heartbeat and reconnect timers would otherwise outlive the worker.
+   */
+  close(): Promise<void>;
 }
 
 export async function sharedContext(args: {
@@ -60,6 +65,13 @@ export async function sharedContext(args: {
     supabase() {
       if (create && !client) client = create();
       return client;
+    },
+    async close() {
+      // Only when a handler opened a channel: realtime-js's disconnect starts a 10 s timer it
+      // never clears (phoenix/socketAdapter.js, disconnect(): the `timeout` fallback stays
+      // scheduled after the socket closed), so it is not called when there is nothing to close.
+      if (!client || client.getChannels().length === 0) return;
+      await client.removeAllChannels().catch(() => {});
     },
   };
 }

@@ -17,6 +17,7 @@ export function wantsSuccessor(stopReason: string): boolean {
   return match !== null && HANDOVER_REASONS.includes(match[1]);
 }
 
+/** Never rejects: a failure is logged. */
 export async function requestSuccessor(args: {
   env: Readonly<Record<string, string | undefined>>;
   functionName: string;
@@ -29,6 +30,9 @@ export async function requestSuccessor(args: {
     return;
   }
   const url = `${credentials.url.replace(/\/+$/, "")}/functions/v1/${args.functionName}`;
+  // Not AbortSignal.timeout: its timer would outlive the request by up to timeoutMs.
+  const timeout = new AbortController();
+  const timer = setTimeout(() => timeout.abort(), args.timeoutMs ?? 5_000);
   try {
     const response = await fetch(url, {
       method: "POST",
@@ -37,7 +41,7 @@ export async function requestSuccessor(args: {
         "Content-Type": "application/json",
       },
       body: JSON.stringify({ reason: "successor" }),
-      signal: AbortSignal.timeout(args.timeoutMs ?? 5_000),
+      signal: timeout.signal,
     });
     await response.body?.cancel();
     args.log.info("asked for a successor", { status: response.status });
@@ -45,5 +49,7 @@ export async function requestSuccessor(args: {
     args.log.warn("could not ask for a successor; ensure_workers will start one", {
       error: error instanceof Error ? error.message : String(error),
     });
+  } finally {
+    clearTimeout(timer);
   }
 }

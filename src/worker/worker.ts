@@ -10,7 +10,8 @@
  * Shutdown (stop(), beforeunload, SIGTERM/SIGINT, deprecation): stop polling; let in-flight
  * handlers finish within `shutdownGraceMs` and report them (those still running after it are
  * aborted and reported as failed); stop the heartbeat; mark the worker stopped; close the pool
- * last (only a pool the worker opened itself).
+ * (only a pool the worker opened itself); then wait for the successor request, if a platform
+ * limit made it send one (it is bounded by its own timeout).
  */
 import type { Sql } from "../db/connect.ts";
 import type { Json, QueueMessage } from "../db/types.ts";
@@ -124,6 +125,8 @@ export class Worker {
   #unlisten: (() => Promise<void>) | undefined;
   #listening = false;
   #unsubscribePlatform: (() => void) | undefined;
+  #successor: Promise<void> | undefined;
+  #context: SharedContext | undefined;
 
   constructor(kind: WorkerKind, config: WorkerConfig) {
     this.#kind = kind;
@@ -214,8 +217,9 @@ export class Worker {
     const log = this.#log;
     this.#unsubscribePlatform = onPlatformShutdown((reason) => {
       if (wantsSuccessor(reason) && this.#functionName) {
-        // Started before stopping, so the successor boots while this one drains.
-        requestSuccessor({
+        // Started before stopping, so the successor boots while this one drains; the stop
+        // waits for the request, so the isolate is not ended before it has been sent.
+        this.#successor ??= requestSuccessor({
           env: this.config.env,
           functionName: this.#functionName,
           log: this.#log,
@@ -285,7 +289,7 @@ export class Worker {
         executor,
         config,
         stats: this.#stats,
-        context: await sharedContext({
+        context: this.#context = await sharedContext({
           env: config.env,
           sql,
           shutdownSignal: this.#shutdown.signal,
@@ -392,6 +396,7 @@ export class Worker {
     await this.#heartbeat?.stop();
     await this.#recovery?.stop();
     await this.#unlisten?.();
+    await this.#context?.close();
     try {
       this.#longPollSql?.release();
     } catch {
@@ -407,6 +412,7 @@ export class Worker {
     if (connection?.owned) {
       await connection.sql.end({ timeout: 5 }).catch(() => {});
     }
+    await this.#successor;
   }
 
   /** `context.workerConfig`: the resolved options, without secrets or live objects. */

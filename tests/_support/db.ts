@@ -10,6 +10,7 @@ import { connect, type Sql } from "../../src/db/connect.ts";
 import { applyMigrations, readMigrations } from "../../src/db/migrate.ts";
 import { installPgmq, PGMQ_COMPAT_SQL } from "../../src/dev/pgmq.ts";
 import { startThrowawayPostgres } from "../../src/dev/embedded_postgres.ts";
+import { eventually } from "./eventually.ts";
 
 export interface TestDb {
   /** A pool connected to this test's own database. */
@@ -21,12 +22,15 @@ export interface TestDb {
   connect(max?: number): Sql;
 }
 
-let adminUrlPromise: Promise<string> | undefined;
+/**
+ * Resolved when this module loads, outside any test: an embedded server lives as long as the
+ * process, and the sanitizers would count it against whichever test happened to start it.
+ */
+const resolvedAdminUrl = await resolveAdminUrl();
 
 /** The server's superuser URL (database `postgres`). */
 export function adminUrl(): Promise<string> {
-  adminUrlPromise ??= resolveAdminUrl();
-  return adminUrlPromise;
+  return Promise.resolve(resolvedAdminUrl);
 }
 
 async function resolveAdminUrl(): Promise<string> {
@@ -117,7 +121,7 @@ export async function createTestDb(
   const url = withDatabase(server, name);
   const pools: Sql[] = [];
   const open = (max = 4) => {
-    const pool = connect(url, { max });
+    const pool = connect(url, { max, applicationName: "edgeflow test pool" });
     pools.push(pool);
     return pool;
   };
@@ -130,32 +134,80 @@ export async function createTestDb(
       await Promise.all(pools.map((pool) => pool.end({ timeout: 1 })));
       const admin = connect(server, { max: 1 });
       try {
-        await admin.unsafe(`drop database if exists ${name} with (force)`);
+        const left = await connectionsLeftOpen(admin, name);
+        if (left.length > 0) {
+          throw new Error(
+            `the test left ${left.length} connection(s) open to its database ` +
+              `(${left.join("; ")}): end every pool and stop every worker it starts`,
+          );
+        }
       } finally {
-        await admin.end();
+        // `with (force)` would also close what was left open, so the check above runs first.
+        await admin.unsafe(`drop database if exists ${name} with (force)`).finally(() =>
+          admin.end()
+        );
       }
     },
   };
+}
+
+/**
+ * The server-side check for pools a test did not end: the sanitizers cannot see them once
+ * `drop database ... with (force)` has closed their sockets. A backend may take a moment to
+ * exit after its client said goodbye, so this waits a little before naming what is left.
+ */
+async function connectionsLeftOpen(admin: Sql, database: string): Promise<string[]> {
+  const list = async () =>
+    (await admin<{ pid: number; application_name: string; state: string | null }[]>`
+      select pid, application_name, state from pg_stat_activity where datname = ${database}`)
+      .map((row) => `pid ${row.pid} "${row.application_name}" ${row.state ?? "starting"}`);
+  try {
+    await eventually(
+      "the test's connections to close",
+      async () => (await list()).length === 0,
+      2_000,
+    );
+    return [];
+  } catch {
+    return await list();
+  }
+}
+
+export interface DbTestOptions {
+  template?: "core" | "empty";
+  ignore?: boolean;
+  /**
+   * Turns the sanitizers off for this one test. Only for a timer a third-party library starts
+   * and never clears, which nothing else can clear: the text says which and where. (Deno counts
+   * an npm package's node:timers timer under both sanitizers.)
+   */
+  unclosableThirdPartyTimer?: string;
 }
 
 /** `Deno.test` with a fresh database that is dropped afterwards. */
 export function dbTest(
   name: string,
   fn: (db: TestDb) => Promise<void>,
-  options: { template?: "core" | "empty"; ignore?: boolean } = {},
+  options: DbTestOptions = {},
 ): void {
   Deno.test({
     name,
     ignore: options.ignore,
-    // postgres.js keeps timers for idle connections; the pools are ended in drop().
-    sanitizeOps: false,
-    sanitizeResources: false,
+    // Every pool, timer, worker and server a test opens must be closed by its end.
+    sanitizeOps: options.unclosableThirdPartyTimer === undefined,
+    sanitizeResources: options.unclosableThirdPartyTimer === undefined,
+    sanitizeExit: true,
     fn: async () => {
       const db = await createTestDb(options);
+      let passed = false;
       try {
         await fn(db);
+        passed = true;
       } finally {
-        await db.drop();
+        // A leak found while dropping must not hide the test's own failure.
+        await db.drop().catch((error) => {
+          if (passed) throw error;
+        });
       }
     },
   });

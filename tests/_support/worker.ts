@@ -13,7 +13,7 @@ import type {
 import type { QueueHandler } from "../../src/worker/queue_worker.ts";
 import type { Worker, WorkerStatus } from "../../src/worker/worker.ts";
 import type { AnyFlow } from "../../src/dsl/flow.ts";
-import { dbTest, type TestDb } from "./db.ts";
+import { dbTest, type DbTestOptions, type TestDb } from "./db.ts";
 import { eventually } from "./eventually.ts";
 
 /** Short intervals so tests see heartbeats, polls and shutdowns quickly. */
@@ -46,7 +46,11 @@ export interface WorkerTestContext extends TestDb {
 
 const PRINT_LOGS = Boolean(Deno.env.get("EDGEFLOW_TEST_LOGS"));
 
-export function workerTest(name: string, fn: (t: WorkerTestContext) => Promise<void>): void {
+export function workerTest(
+  name: string,
+  fn: (t: WorkerTestContext) => Promise<void>,
+  options: Pick<DbTestOptions, "unclosableThirdPartyTimer"> = {},
+): void {
   dbTest(name, async (db) => {
     const workers: Worker[] = [];
     /** Creates a worker with the test's database and log capture, and sends its first request. */
@@ -95,7 +99,7 @@ export function workerTest(name: string, fn: (t: WorkerTestContext) => Promise<v
     } finally {
       await Promise.all(workers.map((worker) => worker.stop("test finished")));
     }
-  });
+  }, options);
 }
 
 /** Waits for a run to reach `completed` or `failed` and returns its row. */

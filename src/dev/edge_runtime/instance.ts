@@ -43,6 +43,8 @@ export interface InstanceInfo {
   ready: boolean;
   startedAt: Date;
   retireAt: Date;
+  /** When `beforeunload` (wall_clock) is due. */
+  beforeUnloadAt: Date;
   killAt: Date;
   openRequests: number;
   pendingWaitUntil: number;
@@ -113,7 +115,8 @@ export class FunctionInstance {
       this.#end("crash", "a message from the isolate could not be deserialized");
     };
 
-    this.#event("boot");
+    // Stamped with the timeline's origin: creating the Worker may take a while under load.
+    this.#event("boot", undefined, undefined, this.startedAt);
     this.#post({
       type: "boot",
       functionName: entry.name,
@@ -156,6 +159,7 @@ export class FunctionInstance {
       ready: this.#ready,
       startedAt: new Date(this.startedAt),
       retireAt: new Date(this.timeline.retireAt),
+      beforeUnloadAt: new Date(this.timeline.beforeUnloadAt),
       killAt: new Date(this.timeline.killAt),
       openRequests: this.#open.size,
       pendingWaitUntil: this.#pendingWaitUntil,
@@ -339,10 +343,10 @@ export class FunctionInstance {
     this.#worker.postMessage(message, transfer);
   }
 
-  #event(type: LifecycleEventType, reason?: EndReason, detail?: string): void {
+  #event(type: LifecycleEventType, reason?: EndReason, detail?: string, at = Date.now()): void {
     this.#emit({
       type,
-      at: Date.now(),
+      at,
       function: this.#entry.name,
       instance: this.id,
       ...(reason === undefined ? {} : { reason }),
