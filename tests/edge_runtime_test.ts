@@ -157,13 +157,14 @@ Deno.test("EdgeRuntime.waitUntil work completes after the response", async () =>
 });
 
 Deno.test("retired at half the limit: new requests go to a new instance, the old one keeps working", async () => {
-  const wallClockMs = 3_000;
+  // The old instance's work (3.3 s) outlives retirement (at 3 s) with room to spare before the kill.
+  const wallClockMs = 6_000;
   await withRuntime({ wallClockMs }, async (runtime, dir) => {
     const oldFile = join(dir, "old.txt");
     const old = await json(
       await runtime.invoke("background", {
         method: "POST",
-        body: JSON.stringify({ file: oldFile, ms: 2_300 }),
+        body: JSON.stringify({ file: oldFile, ms: 3_300 }),
       }),
     );
     const oldId = String(old.executionId);
@@ -274,11 +275,12 @@ Deno.test("an idle instance is dropped early with beforeunload (early_drop)", as
 });
 
 Deno.test("a function that fails to load answers 503 BOOT_ERROR naming it and the cause", async () => {
-  await withRuntime({ bootTimeoutMs: 1_000 }, async (runtime) => {
+  // Generous enough for a healthy boot on a loaded machine; slow_boot takes a minute.
+  await withRuntime({ bootTimeoutMs: 5_000 }, async (runtime) => {
     const cases: [string, RegExp][] = [
       ["broken", /function "broken" failed to start: Error: broken on purpose/],
       ["no_serve", /function "no_serve" failed to start: .*never called Deno\.serve/],
-      ["slow_boot", /function "slow_boot" failed to start: .*within 1000 ms/],
+      ["slow_boot", /function "slow_boot" failed to start: .*within 5000 ms/],
     ];
     for (const [name, message] of cases) {
       const response = await runtime.invoke(name, { method: "POST" });

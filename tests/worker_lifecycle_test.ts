@@ -7,7 +7,7 @@ import { createWorker } from "../src/worker/create_worker.ts";
 import { WorkerStateError } from "../src/worker/errors.ts";
 import { Lifecycle } from "../src/worker/lifecycle.ts";
 import type { SupabaseClient } from "@supabase/supabase-js";
-import { freePort } from "../src/dev/embedded_postgres.ts";
+import { freePort } from "../src/dev/postgres_server.ts";
 import { eventually } from "./_support/eventually.ts";
 import { gate, waitForRun, workerTest } from "./_support/worker.ts";
 

@@ -47,6 +47,8 @@ await stop();
 
 const counts = await summarize(junitPath);
 await Deno.remove(junitPath).catch(() => {});
+// deno test can fail before any test runs (type errors): that is a failure too.
+if (!status.success && counts.failed === 0) counts.failed = 1;
 console.log(
   `tests: ${counts.passed} passed, ${counts.failed} failed` +
     (counts.skipped ? `, ${counts.skipped} skipped` : ""),
