@@ -8,6 +8,7 @@ import { setVtBatch } from "../src/db/queue.ts";
 import { pruneDataOlderThan } from "../src/db/maintenance.ts";
 import { markWorkerStopped } from "../src/db/workers.ts";
 import type { Sql } from "../src/db/connect.ts";
+import { advanceClock } from "./_support/clock.ts";
 
 /** Asserts the call fails with a message matching `pattern` and leaves the definition tables as they were. */
 async function rejectsCleanly(sql: Sql, call: () => Promise<unknown>, pattern: RegExp) {
@@ -264,17 +265,18 @@ dbTest(
   "prune_data_older_than removes old finished runs and archived messages only",
   async ({ sql }) => {
     await define(sql, `select pgflow.create_flow('p'); select pgflow.add_step('p', 'a');`);
+    const complete = async (runId: string) => {
+      const [task] = (await takeTasks(sql, "p")).filter((t) => t.run_id === runId);
+      await completeTask(sql, { runId, stepSlug: "a", taskIndex: 0, output: 0 });
+      return task;
+    };
+    // 31 days ago: one run finished (its message archived), one started and still running.
     const old = await startFlow(sql, { flowSlug: "p", input: 1 });
-    const recent = await startFlow(sql, { flowSlug: "p", input: 2 });
+    await complete(old.run_id);
     const running = await startFlow(sql, { flowSlug: "p", input: 3 });
-    for (const task of await takeTasks(sql, "p")) {
-      if (task.run_id === running.run_id) continue;
-      await completeTask(sql, { runId: task.run_id, stepSlug: "a", taskIndex: 0, output: 0 });
-    }
-    await sql`update pgflow.runs set completed_at = now() - interval '40 days' where run_id = ${old.run_id}`;
-    await sql`update pgflow.runs set started_at = now() - interval '41 days' where run_id = ${running.run_id}`;
-    await sql.unsafe(`update pgmq.a_p set archived_at = now() - interval '40 days'
-                    where message->>'run_id' = '${old.run_id}'`);
+    await advanceClock(sql, "31 days");
+    const recent = await startFlow(sql, { flowSlug: "p", input: 2 });
+    await complete(recent.run_id);
 
     const result = await pruneDataOlderThan(sql, "30 days");
     assert.deepEqual(result, {
@@ -286,6 +288,8 @@ dbTest(
     });
     const left = await sql`select run_id from pgflow.runs order by run_id`;
     assert.deepEqual(left.map((r) => r.run_id).sort(), [recent.run_id, running.run_id].sort());
+    const archived = await sql`select message->>'run_id' as run_id from pgmq.a_p`;
+    assert.deepEqual(archived.map((m) => m.run_id), [recent.run_id], "the recent archive stays");
   },
 );
 
@@ -298,13 +302,19 @@ dbTest(
       silent: "00000000-0000-4000-8000-00000000000c",
       recentlyStopped: "00000000-0000-4000-8000-00000000000d",
     };
-    for (const id of Object.values(ids)) {
-      await sql`select pgflow.register_worker(${id}::uuid, 'q', 'fn')`;
-    }
-    await sql`update pgflow.workers set last_heartbeat_at = now() - interval '1 second' where worker_id = ${ids.live}`;
-    await sql`update pgflow.workers set stopped_at = now() - interval '10 minutes' where worker_id = ${ids.stopped}`;
-    await sql`update pgflow.workers set last_heartbeat_at = now() - interval '2 hours' where worker_id = ${ids.silent}`;
-    await sql`update pgflow.workers set stopped_at = now() where worker_id = ${ids.recentlyStopped}`;
+    const register = (id: string) => sql`select pgflow.register_worker(${id}::uuid, 'q', 'fn')`;
+    // silent's last heartbeat is 2 hours old, stopped stopped 10 minutes ago,
+    // recentlyStopped just now, and live sent a heartbeat a second ago.
+    await register(ids.silent);
+    await advanceClock(sql, "110 minutes");
+    await register(ids.stopped);
+    await markWorkerStopped(sql, ids.stopped);
+    await advanceClock(sql, "10 minutes");
+    await register(ids.live);
+    await register(ids.recentlyStopped);
+    await markWorkerStopped(sql, ids.recentlyStopped);
+    await advanceClock(sql, "1 second");
+    await sql`select pgflow.worker_heartbeat(${ids.live}::uuid)`;
 
     assert.equal((await pruneDataOlderThan(sql, "5 minutes")).workers, 2);
     const left = await sql`select worker_id from pgflow.workers order by worker_id`;

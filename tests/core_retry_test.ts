@@ -5,6 +5,7 @@ import { startFlow } from "../src/db/runs.ts";
 import { completeTask } from "../src/db/tasks.ts";
 import { requeueStalledTasks } from "../src/db/maintenance.ts";
 import type { Sql } from "../src/db/connect.ts";
+import { advanceSeconds } from "./_support/clock.ts";
 
 /** Seconds until the task's message becomes visible again. */
 async function secondsHidden(sql: Sql, queue: string, msgId: number): Promise<number> {
@@ -13,13 +14,6 @@ async function secondsHidden(sql: Sql, queue: string, msgId: number): Promise<nu
     [msgId],
   );
   return row.s;
-}
-
-/** Makes a hidden message visible now, standing in for the passing of its delay. */
-async function makeVisible(sql: Sql, queue: string, msgId: number) {
-  await sql.unsafe(`update pgmq."q_${queue}" set vt = clock_timestamp() where msg_id = $1`, [
-    msgId,
-  ]);
 }
 
 dbTest(
@@ -47,9 +41,17 @@ dbTest(
       if (attempt < 4) {
         assert.equal(failed.status, "queued");
         assert.equal(failed.error_message, `boom ${attempt}`);
+        const delay = 3 * 2 ** attempt;
         delays.push(Math.round(await secondsHidden(sql, "flaky", task.msg_id)));
         assert.deepEqual(await takeTasks(sql, "flaky"), [], "not visible before its delay");
-        await makeVisible(sql, "flaky", task.msg_id);
+        // One second short of the delay the retry is still hidden; at the delay it is due.
+        await advanceSeconds(sql, delay - 1);
+        assert.deepEqual(
+          await takeTasks(sql, "flaky"),
+          [],
+          `hidden ${delay - 1} s into ${delay} s`,
+        );
+        await advanceSeconds(sql, 1);
       } else {
         assert.equal(failed.status, "failed");
       }
@@ -81,7 +83,12 @@ dbTest("step options override the flow's retry options", async ({ sql }) => {
   const fast = tasks.find((t) => t.step_slug === "fast")!;
   const failedFast = await failOne(sql, fast, "x");
   assert.equal(failedFast.status, "queued");
+  // fast's own base_delay: 1 * 2^1 = 2 s, not the flow's 10 * 2^1 = 20 s.
   assert.equal(Math.round(await secondsHidden(sql, "opts", fast.msg_id)), 2);
+  await advanceSeconds(sql, 1);
+  assert.deepEqual(await takeTasks(sql, "opts"), [], "still hidden after 1 s");
+  await advanceSeconds(sql, 1);
+  assert.ok(await secondsHidden(sql, "opts", fast.msg_id) <= 0, "due after 2 s");
 
   const once = tasks.find((t) => t.step_slug === "once")!;
   assert.equal((await failOne(sql, once, "only one attempt")).status, "failed");
@@ -176,6 +183,12 @@ dbTest("a step's start_delay holds its first message back", async ({ sql }) => {
   const hidden = await secondsHidden(sql, "delayed", task.message_id);
   assert.ok(hidden > 118 && hidden <= 120, `hidden ${hidden}s`);
   assert.equal(first.step_slug, "now");
+
+  await advanceSeconds(sql, 119);
+  assert.deepEqual(await takeTasks(sql, "delayed"), [], "still hidden 119 s into its 120 s delay");
+  await advanceSeconds(sql, 1);
+  const [later] = await takeTasks(sql, "delayed");
+  assert.equal(later?.step_slug, "later", "due at its start_delay");
 });
 
 dbTest(
@@ -189,9 +202,11 @@ dbTest(
     );
     const run = await startFlow(sql, { flowSlug: "vanish", input: {} });
     await takeTasks(sql, "vanish");
-    // Both started 100 s ago: past quick's 5 s timeout, within slow's 600 s.
-    await sql`update pgflow.step_tasks set started_at = now() - interval '100 seconds'`;
-
+    // A task is stalled once its step's timeout plus the 2 s margin has passed since it started.
+    await advanceSeconds(sql, 6);
+    assert.equal(await requeueStalledTasks(sql), 0, "6 s in: quick still has 5 + 2 s");
+    // 7 s in: past quick's 5 s timeout (plus margin), well within slow's 600 s.
+    await advanceSeconds(sql, 1);
     assert.equal(await requeueStalledTasks(sql), 1);
     const rows = await sql`
     select step_slug, status, attempts_count, error_message from pgflow.step_tasks
@@ -219,11 +234,15 @@ dbTest(
     );
     const run = await startFlow(sql, { flowSlug: "reappear", input: {} });
     const [first] = await takeTasks(sql, "reappear", 10, WORKER_ID);
-    await sql`update pgflow.step_tasks set started_at = now() - interval '10 seconds'`;
-    await sql.unsafe(`update pgmq.q_reappear set vt = clock_timestamp()`);
+    const other = "22222222-2222-4222-8222-222222222222";
+    // The message stays hidden for the 5 s timeout plus the 2 s margin.
+    await advanceSeconds(sql, 6);
+    assert.deepEqual(await takeTasks(sql, "reappear", 10, other), [], "hidden 6 s in");
+    const [during] = await sql`select status, attempts_count from pgflow.step_tasks`;
+    assert.deepEqual(during, { status: "started", attempts_count: 1 });
+    await advanceSeconds(sql, 1);
 
     // Another worker reads the message: the stale attempt is failed and retried (delay 0).
-    const other = "22222222-2222-4222-8222-222222222222";
     assert.deepEqual(await takeTasks(sql, "reappear", 10, other), []);
     const [second] = await takeTasks(sql, "reappear", 10, other);
     assert.equal(second.msg_id, first.msg_id);
@@ -231,8 +250,7 @@ dbTest(
     assert.deepEqual(row, { attempts_count: 2, last_worker_id: other });
 
     // The second attempt stalls too: attempts are exhausted and the run fails.
-    await sql`update pgflow.step_tasks set started_at = now() - interval '10 seconds'`;
-    await sql.unsafe(`update pgmq.q_reappear set vt = clock_timestamp()`);
+    await advanceSeconds(sql, 7);
     assert.deepEqual(await takeTasks(sql, "reappear", 10, other), []);
     assert.equal((await getRun(sql, run.run_id)).status, "failed");
   },

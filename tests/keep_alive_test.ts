@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import type { Sql } from "../src/db/connect.ts";
+import { advanceSeconds } from "./_support/clock.ts";
 
 async function ensureWorkers(
   sql: Sql,
@@ -26,26 +27,34 @@ dbTest(
     }]);
     assert.deepEqual(await ensureWorkers(sql), [], "debounced");
 
-    // Past the debounce, still no live worker: invoked again.
-    await sql`update pgflow.worker_functions set last_invoked_at = now() - interval '1 minute'`;
+    // The debounce is 6 s: 5 s later still debounced, at 6 s (no live worker) invoked again.
+    await advanceSeconds(sql, 5);
+    assert.deepEqual(await ensureWorkers(sql), [], "debounced 5 s after");
+    await advanceSeconds(sql, 1);
     assert.equal((await ensureWorkers(sql)).length, 1);
 
-    // A live worker stops the invocations; a stale, stopped or deprecated one does not.
-    await sql`update pgflow.worker_functions set last_invoked_at = now() - interval '1 minute'`;
+    // A live worker stops the invocations, until its heartbeat is 15 s old (the default
+    // heartbeat_timeout).
+    const names = async () => (await ensureWorkers(sql)).map((r) => r.function_name);
     const worker = "33333333-3333-4333-8333-333333333333";
     await sql`select pgflow.register_worker(${worker}::uuid, 'analyze_website', 'analyze-worker')`;
-    assert.deepEqual(await ensureWorkers(sql), []);
-    for (
-      const change of [
-        () => sql`update pgflow.workers set last_heartbeat_at = now() - interval '1 minute'`,
-        () => sql`update pgflow.workers set last_heartbeat_at = now(), deprecated_at = now()`,
-        () => sql`update pgflow.workers set deprecated_at = null, stopped_at = now()`,
-      ]
-    ) {
-      await change();
-      await sql`update pgflow.worker_functions set last_invoked_at = now() - interval '1 minute'`;
-      assert.deepEqual((await ensureWorkers(sql)).map((r) => r.function_name), ["analyze-worker"]);
-    }
+    await advanceSeconds(sql, 14);
+    assert.deepEqual(await names(), [], "a heartbeat 14 s old is live");
+    await advanceSeconds(sql, 1);
+    assert.deepEqual(await names(), ["analyze-worker"], "a heartbeat 15 s old is stale");
+
+    // A deprecated worker with a fresh heartbeat does not count as live.
+    await sql`select pgflow.worker_heartbeat(${worker}::uuid)`;
+    await sql`select pgflow.deprecate_workers('analyze-worker')`;
+    await advanceSeconds(sql, 6);
+    assert.deepEqual(await names(), ["analyze-worker"], "deprecated");
+
+    // Nor does a stopped one (a new worker; the deprecated one stays deprecated).
+    const stopped = "44444444-4444-4444-8444-444444444444";
+    await sql`select pgflow.register_worker(${stopped}::uuid, 'analyze_website', 'analyze-worker')`;
+    await sql`select pgflow.mark_worker_stopped(${stopped}::uuid)`;
+    await advanceSeconds(sql, 6);
+    assert.deepEqual(await names(), ["analyze-worker"], "stopped");
     await assert.rejects(
       sql`select * from pgflow.ensure_workers('0 seconds')`,
       /ensure_workers: heartbeat_timeout must be a positive interval, got 00:00:00/,

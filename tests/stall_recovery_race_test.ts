@@ -4,6 +4,13 @@
  * stale attempt as failed in the same statement. pgmq.read judges visibility by
  * clock_timestamp(); a statement (or transaction) that started just before the
  * deadline and reads just after it must still see the attempt as stale.
+ *
+ * The one test that lets real time pass (a busy wait of about a millisecond): the
+ * race is between a transaction's now(), fixed when it began, and clock_timestamp(),
+ * which moves on during it. Moving the engine's clock (pgflow.advance_clock) shifts
+ * both by the same interval, so it brings the deadline to within a millisecond of
+ * the transaction's start, but only real time passing inside the transaction can
+ * put the read on the other side of it.
  */
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
@@ -22,17 +29,21 @@ dbTest(
     const [first] = await takeTasks(sql, "stall");
 
     const after = await sql.begin(async (tx) => {
-      // The attempt's deadline (started_at + timeout + 2 s, the message's vt) lies 1 ms after
-      // this transaction's start, i.e. after now() ...
+      // Move the engine's clock so that the attempt's deadline (started_at + timeout + 2 s)
+      // lies 1 ms after this transaction's start, i.e. after its pgflow.now() ...
       await tx`
-        update pgflow.step_tasks
-           set started_at = now() - interval '3 seconds' + interval '1 millisecond'
-         where run_id = ${first.run_id}`;
-      await tx`update pgmq.q_stall set vt = now() + interval '1 millisecond'
-               where msg_id = ${first.msg_id}`;
-      // ... and before the read: wait (at most 1 ms) until the clock is past it.
+        select pgflow.advance_clock(
+          (select started_at + interval '3 seconds' from pgflow.step_tasks
+            where run_id = ${first.run_id})
+          - pgflow.now() - interval '1 millisecond')`;
+      const [edge] = await tx`
+        select (t.started_at + interval '3 seconds' - pgflow.now())::text as deadline_in
+        from pgflow.step_tasks t where t.run_id = ${first.run_id}`;
+      assert.equal(edge.deadline_in, "00:00:00.001");
+      // ... and before the read: wait (about a millisecond) until the message, brought
+      // forward with the clock, is visible again on pgmq's clock.
       await tx`do $$ begin
-                 while clock_timestamp() <= now() + interval '1 millisecond' loop end loop;
+                 while clock_timestamp() < (select vt from pgmq.q_stall) loop end loop;
                end $$`;
       const read = await tx`select msg_id from pgmq.read('stall', 30, 10)`;
       assert.deepEqual(read.map((m) => m.msg_id), [first.msg_id], "the message came back");

@@ -80,6 +80,13 @@ workerTest("deprecation stops polling and shuts the worker down", async (t) => {
   const { worker, status, logs } = await t.run(echo());
   const before = await startFlow(t.sql, { flowSlug: "echo", input: { n: 1 } });
   await waitForRun(t.sql, before.run_id);
+  const workerConnections = async () => {
+    const [open] = await t.sql`
+      select count(*)::int as n from pg_stat_activity
+      where datname = current_database() and application_name = 'edgeflow worker echo'`;
+    return open.n as number;
+  };
+  assert.ok(await workerConnections() > 0, "a running worker is connected");
 
   assert.equal(await deprecateWorkers(t.sql), 1);
   await worker.done;
@@ -93,10 +100,14 @@ workerTest("deprecation stops polling and shuts the worker down", async (t) => {
     .sql`select deprecated_at, stopped_at from pgflow.workers where worker_id = ${worker.workerId}`;
   assert.ok(row.deprecated_at instanceof Date && row.stopped_at instanceof Date);
 
-  // Nothing reads the queue any more: a new run's message stays unread.
-  const after = await startFlow(t.sql, { flowSlug: "echo", input: { n: 2 } });
+  // Nothing reads the queue any more: the stopped worker has closed every connection it had,
+  // so a new run's message stays unread.
+  await eventually(
+    "the stopped worker's connections to close",
+    async () => await workerConnections() === 0,
+  );
   const reads = worker.pollStats.reads;
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  const after = await startFlow(t.sql, { flowSlug: "echo", input: { n: 2 } });
   const [message] = await t.sql`
     select q.read_ct from pgflow.step_tasks t join pgmq.q_echo q on q.msg_id = t.message_id
     where t.run_id = ${after.run_id}`;

@@ -5,11 +5,13 @@
 -- so retries, start delays, stall recovery and pruning are tested without
 -- sleeping or rewriting rows.
 --
--- How the engine's clock meets pgmq's: pgmq stamps and compares visibility
--- times with the server's real clock_timestamp(). Advancing the engine's clock
--- by an interval also brings every message of every flow's queue forward by
--- the same interval, so a message due in 30 s of engine time is due in 30 s of
--- queue time too, and deadlines judged on either side agree.
+-- How the engine's clock meets pgmq's: pgmq stamps and compares its times
+-- (visibility, enqueueing, archiving) with the server's real clock. Advancing
+-- the engine's clock by an interval also moves every time pgmq keeps for a
+-- flow's messages back by the same interval, so a message due in 30 s of engine
+-- time is due in 30 s of queue time too, a message archived a day ago in engine
+-- time was archived a day ago in queue time, and deadlines judged on either
+-- side agree. pgflow._queue_time converts an engine time to pgmq's clock.
 create or replace function pgflow.now()
 returns timestamptz
 language sql
@@ -30,6 +32,18 @@ as $$
   select clock_timestamp() + (select c.offset_by from pgflow.clock c);
 $$;
 
+-- The moment on pgmq's clock (the server's real one, see above) that is
+-- engine_time on the engine's clock: compare pgmq's stored times with this.
+create or replace function pgflow._queue_time(engine_time timestamptz)
+returns timestamptz
+language sql
+stable
+parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+  select engine_time - (select c.offset_by from pgflow.clock c);
+$$;
+
 -- Moves the engine's clock forward (tests only: never granted). Returns the
 -- new engine time.
 create or replace function pgflow.advance_clock(by_interval interval)
@@ -48,7 +62,13 @@ begin
   update pgflow.clock set offset_by = offset_by + by_interval;
   for v_flow in select f.flow_slug from pgflow.flows f loop
     if to_regclass(format('pgmq.%I', 'q_' || lower(v_flow))) is not null then
-      execute format('update pgmq.%I set vt = vt - $1', 'q_' || lower(v_flow)) using by_interval;
+      execute format('update pgmq.%I set vt = vt - $1, enqueued_at = enqueued_at - $1',
+        'q_' || lower(v_flow)) using by_interval;
+    end if;
+    if to_regclass(format('pgmq.%I', 'a_' || lower(v_flow))) is not null then
+      execute format(
+        'update pgmq.%I set vt = vt - $1, enqueued_at = enqueued_at - $1, archived_at = archived_at - $1',
+        'a_' || lower(v_flow)) using by_interval;
     end if;
   end loop;
   return pgflow.now();

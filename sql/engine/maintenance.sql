@@ -36,7 +36,9 @@ begin
 
   for v_flow in select flow_slug from pgflow.flows loop
     if to_regclass(format('pgmq.%I', 'a_' || lower(v_flow))) is not null then
-      execute format('delete from pgmq.%I where archived_at < $1', 'a_' || lower(v_flow)) using v_cutoff;
+      -- archived_at is on pgmq's clock, the cutoff on the engine's.
+      execute format('delete from pgmq.%I where archived_at < $1', 'a_' || lower(v_flow))
+        using pgflow._queue_time(v_cutoff);
       get diagnostics v_count = row_count;
       v_messages := v_messages + v_count;
     end if;
