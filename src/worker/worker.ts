@@ -27,7 +27,8 @@ import { type IdleMode, Poller } from "./poller.ts";
 import { StalledTaskRecovery } from "./recovery.ts";
 import { onPlatformShutdown } from "./shutdown.ts";
 import { requestSuccessor, wantsSuccessor } from "./successor.ts";
-import { listenForWakeups } from "./wakeup.ts";
+import { listenForWakeups, listenOn } from "./wakeup.ts";
+import { cancelChannel, RunCancellations } from "./cancellation.ts";
 
 /** What `GET` on the worker's endpoint answers, and `worker.status()` returns. */
 export interface WorkerStatus {
@@ -61,6 +62,8 @@ export interface WorkerRuntime {
   context: SharedContext;
   config: WorkerConfig;
   stats: WorkerStats;
+  /** Aborts the handlers of tasks whose run was cancelled (flow workers track their tasks). */
+  cancellations: RunCancellations;
 }
 
 /** The part that differs between a flow worker and a queue worker. */
@@ -122,6 +125,8 @@ export class Worker {
   #heartbeat: Heartbeat | undefined;
   #recovery: StalledTaskRecovery | undefined;
   #unlisten: (() => Promise<void>) | undefined;
+  #cancellations: RunCancellations | undefined;
+  #unlistenCancellations: (() => Promise<void>) | undefined;
   #listening = false;
   #unsubscribePlatform: (() => void) | undefined;
 
@@ -278,6 +283,23 @@ export class Worker {
         onError: (error) => log.error("task bookkeeping failed", { error: errorText(error) }),
       });
       this.#executor = executor;
+      // Checked every heartbeat interval, and at once on a notification where LISTEN works.
+      const cancellations = new RunCancellations({
+        sql,
+        intervalMs: config.heartbeatIntervalMs,
+        log,
+      });
+      this.#cancellations = cancellations;
+      if (this.#kind.announced && this.#listening) {
+        const listening = await listenOn(
+          sql,
+          cancelChannel(this.#kind.queueName),
+          () => void cancellations.check(),
+          log,
+        );
+        this.#unlistenCancellations = listening?.unlisten;
+        this.#checkStop();
+      }
       const runtime: WorkerRuntime = {
         workerId: this.workerId,
         sql,
@@ -285,6 +307,7 @@ export class Worker {
         executor,
         config,
         stats: this.#stats,
+        cancellations,
         context: await sharedContext({
           env: config.env,
           sql,
@@ -331,6 +354,7 @@ export class Worker {
       poller.start();
       this.#heartbeat.start();
       this.#recovery?.start();
+      if (this.#kind.announced) cancellations.start();
       log.info("worker started", {
         function: functionName,
         connection: connection.source,
@@ -391,6 +415,8 @@ export class Worker {
     const log = this.#log;
     await this.#heartbeat?.stop();
     await this.#recovery?.stop();
+    await this.#cancellations?.stop();
+    await this.#unlistenCancellations?.();
     await this.#unlisten?.();
     try {
       this.#longPollSql?.release();
