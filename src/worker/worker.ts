@@ -283,7 +283,8 @@ export class Worker {
         onError: (error) => log.error("task bookkeeping failed", { error: errorText(error) }),
       });
       this.#executor = executor;
-      // Checked every heartbeat interval, and at once on a notification where LISTEN works.
+      // With LISTEN, checked on each notification and after each reconnection of the listening
+      // connection (when one may have been missed); without, every heartbeat interval.
       const cancellations = new RunCancellations({
         sql,
         intervalMs: config.heartbeatIntervalMs,
@@ -354,7 +355,7 @@ export class Worker {
       poller.start();
       this.#heartbeat.start();
       this.#recovery?.start();
-      if (this.#kind.announced) cancellations.start();
+      if (this.#kind.announced && !this.#unlistenCancellations) cancellations.start();
       log.info("worker started", {
         function: functionName,
         connection: connection.source,
