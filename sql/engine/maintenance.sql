@@ -26,7 +26,7 @@ begin
 
   select coalesce(array_agg(r.run_id), '{}') into v_runs
   from pgflow.runs r
-  where r.status <> 'started' and coalesce(r.completed_at, r.failed_at) < v_cutoff;
+  where r.status <> 'started' and coalesce(r.completed_at, r.failed_at, r.cancelled_at) < v_cutoff;
 
   delete from pgflow.step_tasks where run_id = any(v_runs);
   get diagnostics v_tasks = row_count;

@@ -37,6 +37,7 @@ export const ENGINE_FILES = [
   "failure_and_retry.sql",
   "stall_recovery.sql",
   "completion.sql",
+  "run_operations.sql",
   "run_reads.sql",
   "workers.sql",
   "keep_alive.sql",

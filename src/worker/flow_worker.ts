@@ -154,6 +154,7 @@ function taskJob(
   const log = runtime.log.child({ step: task.step_slug, run: task.run_id, task: task.task_index });
   const key = { runId: task.run_id, stepSlug: task.step_slug, taskIndex: task.task_index };
   const what = `step "${task.step_slug}" of flow "${flow.slug}"`;
+  const cancellation = runtime.cancellations.track(task.run_id);
 
   const fail = async (error: unknown, cause: string, durationMs: number, withStack: boolean) => {
     const errorMessage = failureMessage(error, withStack);
@@ -177,6 +178,7 @@ function taskJob(
   return {
     what,
     timeoutMs: (step?.options.timeout ?? flow.options.timeout) * 1000,
+    signal: cancellation.signal,
     run(signal) {
       if (!step) {
         throw new Error(`${what} is not defined in this worker's code (a newer deployment?)`);
@@ -185,6 +187,15 @@ function taskJob(
       return step.handler(task.input, stepContext(runtime.context, task, message, signal));
     },
     async report(outcome: Outcome) {
+      cancellation.done(); // the outcome is decided: nothing left to abort
+      if (!outcome.ok && outcome.cause === "cancelled") {
+        // The run's tasks are cancelled already; a report could only reach a task that a
+        // resume_run has queued again since, for another attempt.
+        log.info("task aborted: its run was cancelled; nothing to report", {
+          durationMs: outcome.durationMs,
+        });
+        return;
+      }
       if (!outcome.ok) {
         return fail(outcome.error, outcome.cause, outcome.durationMs, outcome.cause === "error");
       }

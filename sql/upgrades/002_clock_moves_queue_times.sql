@@ -1,3 +1,0 @@
--- Release 002: advancing the engine's clock also moves the times pgmq stamped on
--- queued and archived messages (enqueued_at, archived_at), so retention judges
--- archived messages by engine time (pgflow._queue_time). Engine functions only.
