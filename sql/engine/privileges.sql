@@ -58,3 +58,9 @@ revoke all on function pgflow.ensure_workers(interval) from public;
 revoke all on function pgflow.complete_task_and_claim(uuid, text, int, jsonb, uuid, int, int) from public;
 
 revoke all on function pgflow.complete_tasks(uuid[], text[], int[], jsonb[]) from public;
+
+revoke all on function pgflow.setup_ensure_workers_cron(text) from public;
+
+revoke all on function pgflow.cleanup_ensure_workers_logs(int) from public;
+
+revoke all on function pgflow.prune_finished_data(interval) from public;

@@ -5,7 +5,8 @@ export type Json = string | number | boolean | null | Json[] | { [key: string]: 
 
 export type RunStatus = "started" | "completed" | "failed";
 export type StepStatus = "created" | "started" | "completed" | "failed";
-export type TaskStatus = "queued" | "started" | "completed" | "failed";
+/** "cancelled": the task was still open when its run failed. */
+export type TaskStatus = "queued" | "started" | "completed" | "failed" | "cancelled";
 export type StepType = "single" | "map";
 
 export interface FlowRow {
@@ -81,6 +82,8 @@ export interface StepTaskRecord {
   input: Json;
   msg_id: number;
   task_index: number;
+  /** The run's input (what pgflow 0.12+ workers hand to root steps). */
+  flow_input?: Json;
 }
 
 /** A pgmq message as `pgmq.read` / `read_with_poll` return it. */
