@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import { eventually } from "./_support/eventually.ts";
-import { define, getRun } from "./_support/drive.ts";
+import { define, getRun, runUntilIdle } from "./_support/drive.ts";
+import { compileFlow, Flow as PgflowFlow } from "@pgflow/dsl";
 import { FIXTURES_DIR, fixturesMissing, psqlFile } from "./_support/pgflow_fixture.ts";
 import type { Sql } from "../src/db/connect.ts";
 import type { Json } from "../src/db/types.ts";
@@ -290,4 +291,35 @@ dbTest(
     assert.equal((await sql`select count(*)::int as n from cron.job_run_details`)[0].n, 1);
   },
   { ignore: Boolean(missing) },
+);
+
+dbTest(
+  "a flow compiled by pgflow's own compiler (@pgflow/dsl 0.8.1) runs on the core",
+  async ({ sql }) => {
+    const flow = new PgflowFlow<{ n: number }>({ slug: "pgdsl", maxAttempts: 2 })
+      .step({ slug: "fetch" }, (input) => ({ n: input.run.n }))
+      .array({ slug: "items", dependsOn: ["fetch"] }, () => [1, 2, 3])
+      .map({ slug: "double", array: "items", timeout: 10 }, (x) => x * 2)
+      .step(
+        { slug: "sum", dependsOn: ["double", "fetch"] },
+        (input) => input.double.reduce((a, b) => a + b, 0) + input.fetch.n,
+      );
+    await sql.unsafe(compileFlow(flow).join("\n"));
+    const [double] =
+      await sql`select step_type, opt_timeout from pgflow.steps where step_slug = 'double'`;
+    assert.deepEqual(double, { step_type: "map", opt_timeout: 10 });
+    const [{ run_id }] = await sql`select run_id from pgflow.start_flow('pgdsl', '{"n": 4}')`;
+    // pgflow's own handlers, called with the inputs start_tasks hands out.
+    const handlers = Object.fromEntries(
+      ["fetch", "items", "double", "sum"].map((slug) => [
+        slug,
+        (input: Json) =>
+          (flow.getStepDefinition(slug as "fetch").handler as unknown as (i: Json) => Json)(input),
+      ]),
+    );
+    await runUntilIdle(sql, "pgdsl", handlers);
+    const run = await getRun(sql, run_id);
+    assert.equal(run.status, "completed");
+    assert.deepEqual(run.output, { sum: 16 });
+  },
 );

@@ -2520,7 +2520,7 @@ revoke all on function pgflow.prune_finished_data(interval) from public;
 -- grants pgflow's objects had are given on edgeflow's objects of the same name
 -- (a function by its argument types, else the only function of that name).
 -- Runs after privileges.sql, so the release's revokes do not undo them. What
--- has no counterpart is named in a warning.
+-- has no counterpart is named in a warning. The table goes once applied.
 do $$
 declare
   v_grant record;
@@ -2549,6 +2549,6 @@ begin
     execute format('grant %s on %s to %I%s', v_grant.privilege, v_target, v_grant.grantee,
                    case when v_grant.grantable then ' with grant option' else '' end);
   end loop;
-  delete from pgflow.switch_grants;
+  drop table pgflow.switch_grants;
 end
 $$;
