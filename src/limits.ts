@@ -38,7 +38,8 @@ export const TIMEOUT_MARGIN_SECONDS = 2;
  * overflows: `timeout + margin` is an int visibility timeout and `timeout * 1000` a JS
  * timer; retry delays are capped by `calculate_retry_delay`.
  */
-export const MIN_MAX_ATTEMPTS = 1;
+/** 0 is pgflow's "one attempt, no retry" (fail_task retries while attempts < max_attempts). */
+export const MIN_MAX_ATTEMPTS = 0;
 export const MAX_MAX_ATTEMPTS = 1000;
 export const MIN_BASE_DELAY = 0;
 export const MAX_BASE_DELAY = 86_400;

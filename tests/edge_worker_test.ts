@@ -24,6 +24,7 @@ dbTest(
     const runtime = await startEdgeRuntime({
       functionsDir: `${SUPABASE_DIR}functions`,
       env: { SUPABASE_DB_URL: url },
+      bootTimeoutMs: 60_000,
     });
     try {
       const boot = await runtime.invoke("analyze-website-worker", { method: "POST" });
@@ -58,6 +59,7 @@ dbTest(
     await sql`create table handover_log (run_id uuid, task_index int, instance text, at timestamptz default clock_timestamp())`;
     const runtime = await startEdgeRuntime({
       functionsDir: FIXTURES,
+      bootTimeoutMs: 60_000,
       env: { SUPABASE_DB_URL: url },
       // Long enough for an instance to boot and work on a loaded machine, short enough
       // that 100 runs of 150 ms tasks (4 at a time, ~3.8 s of work) outlive one instance.
@@ -134,6 +136,7 @@ dbTest(
     const port = freePort();
     const runtime = await startEdgeRuntime({
       functionsDir: FIXTURES,
+      bootTimeoutMs: 60_000,
       port,
       // The worker finds its own function through SUPABASE_URL, as on Supabase.
       env: {

@@ -473,7 +473,7 @@ dbTest("restart_run starts the same flow and input as a new run linked to the ol
   // Pruning the original keeps the restart, without the link.
   await sql`select pgflow.advance_clock('2 days')`;
   await runUntilIdle(sql, "diamond", HANDLERS);
-  const [{ result }] = await sql`select pgflow.prune_data_older_than('1 day') as result`;
+  const [{ result }] = await sql`select pgflow.prune_finished_data('1 day') as result`;
   assert.equal(result.runs, 2, "the cancelled run is pruned like a finished one");
   const left = await sql`select run_id, restart_of_run_id from pgflow.runs`;
   assert.deepEqual(left.map((r) => ({ ...r })), [{

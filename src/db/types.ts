@@ -86,6 +86,8 @@ export interface StepTaskRecord {
   input: Json;
   msg_id: number;
   task_index: number;
+  /** The run's input (what pgflow 0.12+ workers hand to root steps). */
+  flow_input?: Json;
 }
 
 /** A pgmq message as `pgmq.read` / `read_with_poll` return it. */

@@ -44,6 +44,7 @@ export const ENGINE_FILES = [
   "flow_shapes.sql",
   "maintenance.sql",
   "privileges.sql",
+  "switch_grants.sql",
 ];
 
 const UPGRADE_NAME = /^(\d{3})_([a-z0-9_]+)\.sql$/;

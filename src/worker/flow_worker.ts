@@ -13,7 +13,7 @@ import { CompletionBatcher } from "./completion_batcher.ts";
 import { stepContext } from "./context.ts";
 import { FlowMismatchError } from "./errors.ts";
 import type { Job, Outcome } from "./executor.ts";
-import { errorText, failureMessage } from "./failure_message.ts";
+import { errorText, failureMessage, failureStack } from "./failure_message.ts";
 import type { Logger } from "./logger.ts";
 import type { WorkerConfig } from "./options.ts";
 import { withReportRetries } from "./report_retry.ts";
@@ -157,7 +157,7 @@ function taskJob(
   const cancellation = runtime.cancellations.track(task.run_id);
 
   const fail = async (error: unknown, cause: string, durationMs: number, withStack: boolean) => {
-    const errorMessage = failureMessage(error, withStack);
+    const errorMessage = failureMessage(error);
     try {
       const row = await withReportRetries(() => failTask(sql, { ...key, errorMessage }));
       stats.failed++;
@@ -165,6 +165,7 @@ function taskJob(
       log.warn(willRetry ? "task failed; will be retried" : "task failed", {
         cause,
         error: errorText(error),
+        ...(withStack ? { stack: failureStack(error) } : {}),
         attempt: row?.attempts_count,
         durationMs,
       });
