@@ -38,6 +38,8 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
       const reporter: CompletionBatcher = new CompletionBatcher(runtime.sql, {
         maxInFlight: Math.max(1, config.maxPgConnections - 1),
         maxBatch: Math.max(config.batchSize, 50),
+        log: runtime.log,
+        signal: runtime.closing,
         claimer: {
           workerId: runtime.workerId,
           vt: config.visibilityTimeout,
@@ -158,7 +160,10 @@ function taskJob(
   const fail = async (error: unknown, cause: string, durationMs: number, withStack: boolean) => {
     const errorMessage = failureMessage(error, withStack);
     try {
-      const row = await withReportRetries(() => failTask(sql, { ...key, errorMessage }));
+      const row = await withReportRetries(
+        () => failTask(sql, { ...key, errorMessage }),
+        { log, what: "the failed task", signal: runtime.closing },
+      );
       stats.failed++;
       const willRetry = row?.status === "queued";
       log.warn(willRetry ? "task failed; will be retried" : "task failed", {
