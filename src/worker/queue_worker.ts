@@ -2,7 +2,7 @@
  * A plain pgmq queue worker: `createWorker(handler, { queueName })`. Each message's payload goes
  * to the handler; success archives the message; failure retries it after the retry policy's
  * delay (`pgmq.set_vt`), until the policy's limit, after which the message is archived and the
- * failure logged at error level. `read_ct` is the attempt number. A handler that runs past the
+ * failure logged at error level. `read_ct` is the attempt number (`context.attempt`). A handler that runs past the
  * visibility timeout is aborted and counts as failed (its message would reappear anyway).
  */
 import type { Sql } from "../db/connect.ts";
