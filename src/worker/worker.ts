@@ -4,15 +4,15 @@
  * graceful shutdown. What differs between the two kinds lives in a `WorkerKind`.
  *
  * Startup: resolve the connection; `kind.prepare` (a flow worker checks/compiles its flow);
- * register in `pgflow.workers`; LISTEN for wake-ups when allowed, else reserve a connection for
- * long polls; then run.
+ * register in `pgflow.workers`; LISTEN for wake-ups when notifications arrive (wakeup.ts), else
+ * open a connection of its own for long polls; then run.
  *
  * Shutdown (stop(), beforeunload, SIGTERM/SIGINT, deprecation): stop polling; let in-flight
  * handlers finish within `shutdownGraceMs` and report them (those still running after it are
  * aborted and reported as failed); stop the heartbeat; mark the worker stopped; close the pool
  * last (only a pool the worker opened itself).
  */
-import type { Sql } from "../db/connect.ts";
+import { companionPool, keepArrayTypes, type Sql } from "../db/connect.ts";
 import type { Json, QueueMessage } from "../db/types.ts";
 import { markWorkerStopped, registerWorker } from "../db/workers.ts";
 import { resolveConnection, type WorkerConnection } from "./connection.ts";
@@ -27,7 +27,7 @@ import { type IdleMode, Poller } from "./poller.ts";
 import { StalledTaskRecovery } from "./recovery.ts";
 import { onPlatformShutdown } from "./shutdown.ts";
 import { requestSuccessor, wantsSuccessor } from "./successor.ts";
-import { listenForWakeups } from "./wakeup.ts";
+import { setUpWakeups, type Wakeups } from "./wakeup.ts";
 
 /** What `GET` on the worker's endpoint answers, and `worker.status()` returns. */
 export interface WorkerStatus {
@@ -61,6 +61,8 @@ export interface WorkerRuntime {
   context: SharedContext;
   config: WorkerConfig;
   stats: WorkerStats;
+  /** Aborts when the worker closes its pool: reports still waiting for the database give up. */
+  closing: AbortSignal;
 }
 
 /** The part that differs between a flow worker and a queue worker. */
@@ -106,6 +108,7 @@ export class Worker {
   readonly #lifecycle: Lifecycle;
   readonly #log: Logger;
   readonly #shutdown = new AbortController();
+  readonly #closing = new AbortController();
   readonly #stats: WorkerStats = { completed: 0, failed: 0 };
   readonly #done: Promise<void>;
   #resolveDone!: () => void;
@@ -116,13 +119,12 @@ export class Worker {
   #error: Error | undefined;
   #connection: WorkerConnection | undefined;
   #registered = false;
-  #longPollSql: (Sql & { release(): void }) | undefined;
+  #longPollSql: Sql | undefined;
   #executor: Executor | undefined;
   #poller: Poller | undefined;
   #heartbeat: Heartbeat | undefined;
   #recovery: StalledTaskRecovery | undefined;
-  #unlisten: (() => Promise<void>) | undefined;
-  #listening = false;
+  #wakeups: Wakeups | undefined;
   #unsubscribePlatform: (() => void) | undefined;
 
   constructor(kind: WorkerKind, config: WorkerConfig) {
@@ -230,12 +232,11 @@ export class Worker {
         connectionString: config.connectionString,
         env: config.env,
         maxPgConnections: config.maxPgConnections,
-        listen: config.listen,
         applicationName: `edgeflow worker ${this.#kind.queueName}`,
       });
       this.#connection = connection;
       const sql = connection.sql;
-      log.debug("connecting", { connection: connection.source, listen: connection.listen });
+      log.debug("connecting", { connection: connection.source });
 
       await this.#kind.prepare(sql, log);
       this.#checkStop();
@@ -246,25 +247,27 @@ export class Worker {
         functionName,
       });
       this.#registered = true;
+      // The pool has fetched the array types by now: reconnections need not (see there).
+      keepArrayTypes(sql);
       this.#checkStop();
       // With LISTEN an idle worker waits for notifications; without, it long-polls on a
-      // connection of its own.
-      if (this.#kind.announced && connection.listen) {
-        const listening = await listenForWakeups(
-          sql,
-          this.#kind.queueName,
-          () => this.#poller?.wake(),
-          log,
-        );
-        this.#unlisten = listening?.unlisten;
-        this.#listening = listening !== undefined;
-        this.#checkStop();
-      }
-      const idleMode: IdleMode = this.#listening ? "listen" : "long-poll";
-      if (idleMode === "long-poll") {
-        this.#longPollSql = await sql.reserve();
-        this.#checkStop();
-      }
+      // connection of its own (a pool, so that it reconnects after an outage).
+      const wakeups = await setUpWakeups({
+        sql,
+        queueName: this.#kind.queueName,
+        mode: config.listen,
+        announced: this.#kind.announced,
+        onWake: () => this.#poller?.wake(),
+        log,
+      });
+      this.#wakeups = wakeups;
+      this.#checkStop();
+      const idleMode: IdleMode = wakeups.listening ? "listen" : "long-poll";
+      if (idleMode === "long-poll") this.#longPollSql = companionPool(sql);
+      log.info(wakeups.listening ? "LISTENing for wake-ups" : "long-polling: no LISTEN", {
+        listen: String(config.listen),
+        why: wakeups.reason,
+      });
 
       const executor = new Executor(config.maxConcurrent, {
         onFree: () => this.#poller?.nudge(),
@@ -272,7 +275,7 @@ export class Worker {
         // notification says so (and only then); without it, poll once to find out. A failed
         // task may come back after a retry delay shorter than the idle wait: look again.
         onTaskDone: (ok) => {
-          if (this.#kind.wakeOnSettle && !this.#listening) this.#poller?.wake();
+          if (this.#kind.wakeOnSettle && !wakeups.listening) this.#poller?.wake();
           else if (!ok) this.#poller?.recheck();
         },
         onError: (error) => log.error("task bookkeeping failed", { error: errorText(error) }),
@@ -285,6 +288,7 @@ export class Worker {
         executor,
         config,
         stats: this.#stats,
+        closing: this.#closing.signal,
         context: await sharedContext({
           env: config.env,
           sql,
@@ -391,12 +395,10 @@ export class Worker {
     const log = this.#log;
     await this.#heartbeat?.stop();
     await this.#recovery?.stop();
-    await this.#unlisten?.();
-    try {
-      this.#longPollSql?.release();
-    } catch {
-      // Already released or the pool is gone.
-    }
+    await this.#wakeups?.close();
+    await this.#longPollSql?.end({ timeout: 1 }).catch(() => {});
+    // Reports still retrying give up now (their tasks are recovered after their timeout).
+    this.#closing.abort();
     const connection = this.#connection;
     if (connection && this.#registered) {
       await markWorkerStopped(connection.sql, this.workerId).catch((error) =>

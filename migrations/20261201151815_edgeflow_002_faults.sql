@@ -1,0 +1,2081 @@
+-- edgeflow SQL engine, release 002 (faults).
+-- Generated from sql/ by `deno task sql:build`; never edit: change sql/ and build a release.
+
+-- ==== sql/upgrades/002_faults.sql ====
+-- Release 002: no schema change. The engine files that follow carry what changed since 001:
+-- complete_task_and_claim returns each claimed task's "attempt" (1 = the first), so a handler
+-- knows which attempt it is on every claiming path (issue 9, finding 8).
+select 1;
+
+-- ==== sql/engine/clock.sql ====
+-- The engine's clock. Every engine function reads time through pgflow.now()
+-- (the transaction's time) or pgflow.clock_now() (the statement's moment, for
+-- comparisons with pgmq's visibility times), never through now() directly.
+-- In production the offset is zero; tests move it with pgflow.advance_clock,
+-- so retries, start delays, stall recovery and pruning are tested without
+-- sleeping or rewriting rows.
+--
+-- How the engine's clock meets pgmq's: pgmq stamps and compares visibility
+-- times with the server's real clock_timestamp(). Advancing the engine's clock
+-- by an interval also brings every message of every flow's queue forward by
+-- the same interval, so a message due in 30 s of engine time is due in 30 s of
+-- queue time too, and deadlines judged on either side agree.
+create or replace function pgflow.now()
+returns timestamptz
+language sql
+stable
+parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+  select now() + (select c.offset_by from pgflow.clock c);
+$$;
+
+create or replace function pgflow.clock_now()
+returns timestamptz
+language sql
+volatile
+parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+  select clock_timestamp() + (select c.offset_by from pgflow.clock c);
+$$;
+
+-- Moves the engine's clock forward (tests only: never granted). Returns the
+-- new engine time.
+create or replace function pgflow.advance_clock(by_interval interval)
+returns timestamptz
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_flow text;
+begin
+  if by_interval is null or by_interval < interval '0' then
+    perform pgflow._raise_invalid(format(
+      'advance_clock: by_interval must be a non-negative interval, got %s',
+      coalesce(by_interval::text, 'NULL')));
+  end if;
+  update pgflow.clock set offset_by = offset_by + by_interval;
+  for v_flow in select f.flow_slug from pgflow.flows f loop
+    if to_regclass(format('pgmq.%I', 'q_' || lower(v_flow))) is not null then
+      execute format('update pgmq.%I set vt = vt - $1', 'q_' || lower(v_flow)) using by_interval;
+    end if;
+  end loop;
+  return pgflow.now();
+end;
+$$;
+
+-- ==== sql/engine/errors.sql ====
+-- Errors every engine function raises the same way: invalid input (22023)
+-- and missing objects (P0002), with messages that name the call.
+create or replace function pgflow._raise_invalid(message text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception '%', message using errcode = 'invalid_parameter_value';
+end;
+$$;
+
+create or replace function pgflow._no_such(what text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception '%', what using errcode = 'no_data_found';
+end;
+$$;
+
+-- ==== sql/engine/events.sql ====
+-- Realtime events: every state change is announced on topic pgflow:run:<run_id>.
+
+-- Code edgeflow calls outside its own schema (Supabase's realtime.send,
+-- pg_net, Vault) runs with the rights of whoever changes state: the worker
+-- (the database owner) or a SECURITY DEFINER function. On a server without
+-- those components, a role with CREATE on the database could plant them, so
+-- such an object is used only when it and its schema belong to a trusted role:
+-- a superuser (Supabase's supabase_admin owns realtime, net and vault), or the
+-- owner of schema pgflow (whoever installed edgeflow).
+create or replace function pgflow._is_trusted_role(p_role oid)
+returns boolean
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return p_role = (select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'pgflow')
+    or coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.oid = p_role), false);
+end;
+$$;
+
+-- The function with this signature, or NULL when it is missing or it or its
+-- schema is owned by an untrusted role.
+create or replace function pgflow._trusted_function(p_signature text)
+returns regprocedure
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_function regprocedure := pg_catalog.to_regprocedure(p_signature);
+begin
+  if v_function is null then
+    return null;
+  end if;
+  perform 1 from pg_catalog.pg_proc p
+  join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+  where p.oid = v_function
+    and pgflow._is_trusted_role(p.proowner) and pgflow._is_trusted_role(n.nspowner);
+  return case when found then v_function end;
+end;
+$$;
+
+-- The same for a table or view.
+create or replace function pgflow._trusted_relation(p_name text)
+returns regclass
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_relation regclass := pg_catalog.to_regclass(p_name);
+begin
+  if v_relation is null then
+    return null;
+  end if;
+  perform 1 from pg_catalog.pg_class c
+  join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+  where c.oid = v_relation
+    and pgflow._is_trusted_role(c.relowner) and pgflow._is_trusted_role(n.nspowner);
+  return case when found then v_relation end;
+end;
+$$;
+
+-- Every state change of a run is broadcast on topic pgflow:run:<run_id>.
+-- Supabase's realtime.send (owned by a trusted role) is used where it exists,
+-- looked up per call so installing Realtime later needs no migration; its
+-- authorization decides who receives the full payload. Elsewhere pg_notify
+-- on a channel named like the topic, which any role may LISTEN to: those
+-- notifications carry ids, slugs, statuses and timestamps only, never inputs,
+-- outputs or error messages (read them with get_run_with_states).
+-- Events of one transaction arrive in order.
+create or replace function pgflow._emit(run_id uuid, event text, payload jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_topic text := 'pgflow:run:' || run_id::text;
+  v_body jsonb := payload || jsonb_build_object('event', event);
+begin
+  if pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null then
+    execute 'select realtime.send($1, $2, $3, false)' using v_body, event, v_topic;
+    return;
+  end if;
+  perform pg_notify(v_topic, (
+    select jsonb_object_agg(e.key, e.value)
+    from jsonb_each(v_body) e
+    where e.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
+                    'failed_step', 'started_at', 'completed_at', 'failed_at'))::text);
+end;
+$$;
+
+-- Helpers on the hot path are PL/pgSQL rather than SQL functions: a SQL
+-- function with a SET clause is re-planned on every call, a PL/pgSQL one
+-- keeps its plans for the session.
+create or replace function pgflow._emit_step(run_id uuid, step_slug text, status text, payload jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pgflow._emit(
+    run_id,
+    'step:' || step_slug || ':' || status,
+    jsonb_build_object('event_type', 'step:' || status, 'run_id', run_id,
+      'step_slug', step_slug, 'status', status) || payload);
+end;
+$$;
+
+create or replace function pgflow._emit_run(run_id uuid, status text, payload jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pgflow._emit(
+    run_id,
+    'run:' || status,
+    jsonb_build_object('event_type', 'run:' || status, 'run_id', run_id, 'status', status)
+      || payload);
+end;
+$$;
+
+-- ==== sql/engine/flow_definitions.sql ====
+-- Defining flows and steps: slugs, option bounds, create_flow and add_step.
+-- Both functions are idempotent for an identical definition and refuse a
+-- different one, so re-applying a compiled flow is safe and drift is loud.
+
+-- A slug names a flow or a step: an identifier-like word, and never "run",
+-- which is the key of the flow input in every step's input object.
+create or replace function pgflow.is_valid_slug(slug text)
+returns boolean
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select slug is not null
+    and length(slug) <= 128
+    and slug ~ '^[a-zA-Z_][a-zA-Z0-9_]*$'
+    and slug <> 'run';
+$$;
+
+-- The range of each flow/step option, from src/limits.ts (the DSL reads the
+-- same numbers). Bounded so that the engine's arithmetic never overflows.
+create or replace function pgflow._option_bounds(option text, out minimum int, out maximum int)
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  case option
+    when 'max_attempts' then minimum := 1; maximum := 1000;
+    when 'base_delay' then minimum := 0; maximum := 86400;
+    when 'timeout' then minimum := 1; maximum := 86400;
+    when 'start_delay' then minimum := 0; maximum := 604800;
+    else raise exception '_option_bounds: unknown option %', coalesce(quote_literal(option), 'NULL');
+  end case;
+end;
+$$;
+
+-- NULL (inherit) or within the option's bounds.
+create or replace function pgflow._option_in_range(option text, value numeric)
+returns boolean
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_bounds record;
+begin
+  v_bounds := pgflow._option_bounds(option);
+  return value is null or (value >= v_bounds.minimum and value <= v_bounds.maximum);
+end;
+$$;
+
+-- Raises naming the option, its value and its bounds (pgflow._option_bounds).
+create or replace function pgflow._check_option(what text, name text, value numeric)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_bounds record;
+begin
+  if not pgflow._option_in_range(name, value) then
+    v_bounds := pgflow._option_bounds(name);
+    perform pgflow._raise_invalid(format('%s: %s must be between %s and %s, got %s',
+      what, name, v_bounds.minimum, v_bounds.maximum, value));
+  end if;
+end;
+$$;
+
+create or replace function pgflow.create_flow(
+  flow_slug text,
+  max_attempts int default 3,
+  base_delay int default 5,
+  timeout int default 60
+)
+returns pgflow.flows
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_what text := format('create_flow(%L)', create_flow.flow_slug);
+  v_flow pgflow.flows;
+begin
+  if not pgflow.is_valid_slug(create_flow.flow_slug) then
+    perform pgflow._raise_invalid(format(
+      '%s: flow_slug must match ^[a-zA-Z_][a-zA-Z0-9_]*$, be at most 128 characters and not be "run"',
+      v_what));
+  end if;
+  -- The flow's queue is named by its slug; pgmq limits queue names to 47 characters.
+  if length(create_flow.flow_slug) > 47 then
+    perform pgflow._raise_invalid(format(
+      '%s: flow_slug is %s characters; a flow slug names its pgmq queue and may have at most 47',
+      v_what, length(create_flow.flow_slug)));
+  end if;
+  if create_flow.max_attempts is null or create_flow.base_delay is null or create_flow.timeout is null then
+    perform pgflow._raise_invalid(format(
+      '%s: max_attempts, base_delay and timeout must not be NULL (omit them for the defaults 3, 5, 60)',
+      v_what));
+  end if;
+  perform pgflow._check_option(v_what, 'max_attempts', create_flow.max_attempts);
+  perform pgflow._check_option(v_what, 'base_delay', create_flow.base_delay);
+  perform pgflow._check_option(v_what, 'timeout', create_flow.timeout);
+
+  insert into pgflow.flows (flow_slug, opt_max_attempts, opt_base_delay, opt_timeout)
+  values (create_flow.flow_slug, create_flow.max_attempts, create_flow.base_delay, create_flow.timeout)
+  on conflict (flow_slug) do nothing
+  returning * into v_flow;
+
+  if v_flow.flow_slug is null then
+    select * into v_flow from pgflow.flows where flow_slug = create_flow.flow_slug;
+    if (v_flow.opt_max_attempts, v_flow.opt_base_delay, v_flow.opt_timeout)
+       is distinct from (create_flow.max_attempts, create_flow.base_delay, create_flow.timeout) then
+      perform pgflow._raise_invalid(format(
+        '%s: the flow exists with max_attempts=%s, base_delay=%s, timeout=%s; '
+        || 'asked for max_attempts=%s, base_delay=%s, timeout=%s',
+        v_what, v_flow.opt_max_attempts, v_flow.opt_base_delay, v_flow.opt_timeout,
+        create_flow.max_attempts, create_flow.base_delay, create_flow.timeout));
+    end if;
+    return v_flow;
+  end if;
+
+  perform pgmq.create(create_flow.flow_slug);
+  return v_flow;
+end;
+$$;
+
+create or replace function pgflow.add_step(
+  flow_slug text,
+  step_slug text,
+  deps_slugs text[] default '{}',
+  max_attempts int default null,
+  base_delay int default null,
+  timeout int default null,
+  start_delay int default null,
+  step_type text default 'single'
+)
+returns pgflow.steps
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_what text := format('add_step(%L, %L)', add_step.flow_slug, add_step.step_slug);
+  v_deps text[] := coalesce(add_step.deps_slugs, '{}');
+  v_type text := coalesce(add_step.step_type, 'single');
+  v_unknown text;
+  v_existing pgflow.steps;
+  v_existing_deps text[];
+  v_step pgflow.steps;
+begin
+  -- Serialises step additions per flow so step_index stays dense.
+  perform 1 from pgflow.flows where flow_slug = add_step.flow_slug for update;
+  if not found then
+    raise exception '%: flow % does not exist', v_what, coalesce(quote_literal(add_step.flow_slug), 'NULL')
+      using errcode = 'no_data_found', hint = 'Call pgflow.create_flow first.';
+  end if;
+  if not pgflow.is_valid_slug(add_step.step_slug) then
+    perform pgflow._raise_invalid(format(
+      '%s: step_slug must match ^[a-zA-Z_][a-zA-Z0-9_]*$, be at most 128 characters and not be "run"',
+      v_what));
+  end if;
+  if v_type not in ('single', 'map') then
+    perform pgflow._raise_invalid(format(
+      '%s: step_type must be ''single'' or ''map'', got %L', v_what, v_type));
+  end if;
+  if array_position(v_deps, null) is not null then
+    perform pgflow._raise_invalid(format('%s: deps_slugs must not contain NULL', v_what));
+  end if;
+  if add_step.step_slug = any(v_deps) then
+    perform pgflow._raise_invalid(format(
+      '%s: a step cannot depend on itself (that is a cycle)', v_what));
+  end if;
+  if cardinality(v_deps) <> (select count(distinct d) from unnest(v_deps) d) then
+    perform pgflow._raise_invalid(format('%s: deps_slugs lists a step twice: %s', v_what, v_deps));
+  end if;
+  if v_type = 'map' and cardinality(v_deps) > 1 then
+    perform pgflow._raise_invalid(format(
+      '%s: a map step takes at most one dependency (the array it maps over), got %s',
+      v_what, cardinality(v_deps)));
+  end if;
+  perform pgflow._check_option(v_what, 'max_attempts', add_step.max_attempts);
+  perform pgflow._check_option(v_what, 'base_delay', add_step.base_delay);
+  perform pgflow._check_option(v_what, 'timeout', add_step.timeout);
+  perform pgflow._check_option(v_what, 'start_delay', add_step.start_delay);
+
+  select * into v_existing from pgflow.steps
+  where flow_slug = add_step.flow_slug and step_slug = add_step.step_slug;
+  if found then
+    select coalesce(array_agg(dep_slug order by dep_slug), '{}') into v_existing_deps
+    from pgflow.deps where flow_slug = add_step.flow_slug and step_slug = add_step.step_slug;
+    if v_existing.step_type is distinct from v_type
+       or v_existing_deps is distinct from (select coalesce(array_agg(d order by d), '{}') from unnest(v_deps) d)
+       or (v_existing.opt_max_attempts, v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay)
+          is distinct from (add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay) then
+      perform pgflow._raise_invalid(format(
+        '%s: the step exists with a different definition (step_type=%s, deps=%s, max_attempts=%s, '
+        || 'base_delay=%s, timeout=%s, start_delay=%s)',
+        v_what, v_existing.step_type, v_existing_deps, v_existing.opt_max_attempts,
+        v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay));
+    end if;
+    return v_existing;
+  end if;
+
+  select d into v_unknown from unnest(v_deps) d
+  where not exists (
+    select 1 from pgflow.steps s where s.flow_slug = add_step.flow_slug and s.step_slug = d)
+  limit 1;
+  if v_unknown is not null then
+    perform pgflow._raise_invalid(format(
+      '%s: unknown dependency %L; add steps in topological order (dependencies first)',
+      v_what, v_unknown));
+  end if;
+
+  -- Runs in progress have their step states fixed at start; a new step would never run in them.
+  if exists (select 1 from pgflow.runs where flow_slug = add_step.flow_slug and status = 'started') then
+    perform pgflow._raise_invalid(format(
+      '%s: the flow has runs in progress; change a flow only when none is started, or use a new flow slug',
+      v_what));
+  end if;
+
+  insert into pgflow.steps (
+    flow_slug, step_slug, step_type, step_index, deps_count,
+    opt_max_attempts, opt_base_delay, opt_timeout, opt_start_delay
+  )
+  values (
+    add_step.flow_slug, add_step.step_slug, v_type,
+    (select count(*) from pgflow.steps where flow_slug = add_step.flow_slug),
+    cardinality(v_deps),
+    add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay
+  )
+  returning * into v_step;
+
+  insert into pgflow.deps (flow_slug, dep_slug, step_slug)
+  select add_step.flow_slug, d, add_step.step_slug from unnest(v_deps) d;
+
+  return v_step;
+end;
+$$;
+
+-- ==== sql/engine/task_messages.sql ====
+-- The message a task's pgmq message carries (pgflow's format, which pgflow's
+-- workers read too): which flow, run, step and task it is for.
+create or replace function pgflow._task_message(flow_slug text, run_id uuid, step_slug text, task_index int)
+returns jsonb
+language sql
+immutable
+parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+  select jsonb_build_object('flow_slug', flow_slug, 'run_id', run_id,
+                            'step_slug', step_slug, 'task_index', task_index);
+$$;
+
+-- ==== sql/engine/run_progress.sql ====
+-- How a run moves forward: step outputs, readiness, starting ready steps
+-- (sending their task messages), cascading taskless steps, counting down, and
+-- completing the run.
+
+-- The output a step hands to its dependents: a single step's task output, or
+-- a map step's task outputs in task order (an empty map gives []).
+create or replace function pgflow._step_output(run_id uuid, step_slug text, step_type text)
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_output jsonb;
+begin
+  if _step_output.step_type = 'map' then
+    select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb) into v_output
+    from pgflow.step_tasks t
+    where t.run_id = _step_output.run_id and t.step_slug = _step_output.step_slug;
+  else
+    select t.output into v_output
+    from pgflow.step_tasks t
+    where t.run_id = _step_output.run_id and t.step_slug = _step_output.step_slug
+      and t.task_index = 0;
+  end if;
+  return v_output;
+end;
+$$;
+
+-- Lock order everywhere: the run row first, then step states, then tasks;
+-- that keeps concurrent completions of one run from deadlocking.
+
+-- Marks a step completed and hands its output to the steps that depend on it.
+-- Returns the run's remaining_steps afterwards.
+create or replace function pgflow._finish_step(run_id uuid, step_slug text, step_type text, output jsonb)
+returns int
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_state pgflow.step_states;
+  v_size int;
+  v_remaining int;
+begin
+  update pgflow.step_states
+     set status = 'completed',
+         started_at = coalesce(started_at, pgflow.now()),
+         completed_at = pgflow.now(),
+         remaining_tasks = 0
+   where run_id = _finish_step.run_id and step_slug = _finish_step.step_slug
+  returning * into v_state;
+
+  perform pgflow._emit_step(_finish_step.run_id, _finish_step.step_slug, 'completed',
+    jsonb_build_object('output', _finish_step.output, 'completed_at', v_state.completed_at));
+
+  -- A map that depends on this step now knows its size: this map's task count,
+  -- or the length of this single step's array output (checked by the caller).
+  -- Computed here, not in the UPDATE: the planner may fold jsonb_array_length
+  -- of a parameter even in a CASE branch that is not taken.
+  if _finish_step.step_type = 'map' then
+    v_size := v_state.initial_tasks;
+  elsif jsonb_typeof(_finish_step.output) = 'array' then
+    v_size := jsonb_array_length(_finish_step.output);
+  end if;
+  update pgflow.step_states ss
+     set remaining_deps = ss.remaining_deps - 1,
+         initial_tasks = case when s.step_type = 'map' then v_size else ss.initial_tasks end
+    from pgflow.deps d
+    join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
+   where d.flow_slug = v_state.flow_slug
+     and d.dep_slug = _finish_step.step_slug
+     and ss.run_id = _finish_step.run_id
+     and ss.step_slug = d.step_slug;
+
+  update pgflow.runs set remaining_steps = remaining_steps - 1
+  where run_id = _finish_step.run_id
+  returning remaining_steps into v_remaining;
+  return v_remaining;
+end;
+$$;
+
+-- Completes, in one transaction, every ready step that has no task to run
+-- (maps over an empty array) and, through them, maps that follow them.
+create or replace function pgflow.cascade_complete_taskless_steps(run_id uuid)
+returns int
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_total int := 0;
+  v_round int;
+  v_slug text;
+begin
+  loop
+    v_round := 0;
+    for v_slug in
+      select ss.step_slug
+      from pgflow.step_states ss
+      join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
+      where ss.run_id = cascade_complete_taskless_steps.run_id
+        and ss.status = 'created' and ss.remaining_deps = 0 and ss.initial_tasks = 0
+      order by s.step_index
+    loop
+      perform pgflow._finish_step(cascade_complete_taskless_steps.run_id, v_slug, 'map', '[]'::jsonb);
+      v_round := v_round + 1;
+    end loop;
+    exit when v_round = 0;
+    v_total := v_total + v_round;
+  end loop;
+  return v_total;
+end;
+$$;
+
+-- Starts every step of the run whose dependencies are all completed: creates
+-- its tasks and sends their messages (delayed by the step's start_delay).
+create or replace function pgflow.start_ready_steps(run_id uuid)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_step record;
+  v_state pgflow.step_states;
+begin
+  perform pgflow.cascade_complete_taskless_steps(start_ready_steps.run_id);
+
+  for v_step in
+    select ss.flow_slug, ss.step_slug, ss.initial_tasks, coalesce(s.opt_start_delay, 0) as start_delay
+    from pgflow.step_states ss
+    join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
+    where ss.run_id = start_ready_steps.run_id
+      and ss.status = 'created' and ss.remaining_deps = 0 and ss.initial_tasks > 0
+    order by s.step_index
+    for update of ss
+  loop
+    update pgflow.step_states
+       set status = 'started', started_at = pgflow.now(), remaining_tasks = v_step.initial_tasks
+     where run_id = start_ready_steps.run_id and step_slug = v_step.step_slug
+    returning * into v_state;
+
+    -- pgmq assigns ascending ids in array order, so the n-th smallest id is task n.
+    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
+    select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug,
+           (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id, pgflow.now()
+    from pgmq.send_batch(
+      v_step.flow_slug,
+      array(
+        select pgflow._task_message(v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, i)
+        from generate_series(0, v_step.initial_tasks - 1) as i
+        order by i),
+      v_step.start_delay) as sent(msg_id);
+
+    -- A hint for workers that LISTEN (see README, "Worker wake-up"); polling
+    -- stays the fallback. Identical notifications in a transaction fold into one.
+    if v_step.start_delay = 0 then
+      perform pg_notify('pgflow:queue:' || v_step.flow_slug, '');
+    end if;
+
+    perform pgflow._emit_step(start_ready_steps.run_id, v_step.step_slug, 'started',
+      jsonb_build_object('remaining_tasks', v_state.remaining_tasks,
+                         'remaining_deps', v_state.remaining_deps,
+                         'started_at', v_state.started_at));
+  end loop;
+end;
+$$;
+
+-- Completes the run when no step remains; its output holds every leaf step's output.
+create or replace function pgflow.maybe_complete_run(run_id uuid)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_run pgflow.runs;
+begin
+  update pgflow.runs r
+     set status = 'completed',
+         completed_at = pgflow.now(),
+         output = (
+           select coalesce(jsonb_object_agg(s.step_slug,
+                             pgflow._step_output(r.run_id, s.step_slug, s.step_type)), '{}'::jsonb)
+           from pgflow.steps s
+           where s.flow_slug = r.flow_slug
+             and not exists (
+               select 1 from pgflow.deps d
+               where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug))
+   where r.run_id = maybe_complete_run.run_id and r.status = 'started' and r.remaining_steps = 0
+  returning * into v_run;
+
+  if v_run.run_id is not null then
+    perform pgflow._emit_run(v_run.run_id, 'completed',
+      jsonb_build_object('flow_slug', v_run.flow_slug, 'output', v_run.output,
+                         'completed_at', v_run.completed_at));
+  end if;
+end;
+$$;
+
+-- Counts `n` completed tasks off a step; when none remains the step completes
+-- (output: a single step's `single_output`, a map's task outputs in order),
+-- dependents that became ready start, and the run completes if nothing is left.
+create or replace function pgflow._count_down_step(
+  run_id uuid, step_slug text, step_type text, n int, single_output jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_flow text;
+  v_remaining_tasks int;
+  v_remaining_steps int;
+begin
+  update pgflow.step_states
+     set remaining_tasks = remaining_tasks - _count_down_step.n
+   where run_id = _count_down_step.run_id and step_slug = _count_down_step.step_slug
+  returning flow_slug, remaining_tasks into v_flow, v_remaining_tasks;
+  if v_remaining_tasks > 0 then
+    return;
+  end if;
+  v_remaining_steps := pgflow._finish_step(_count_down_step.run_id, _count_down_step.step_slug,
+    _count_down_step.step_type,
+    case when _count_down_step.step_type = 'map'
+      then pgflow._step_output(_count_down_step.run_id, _count_down_step.step_slug, 'map')
+      else _count_down_step.single_output end);
+  -- Only dependents can become ready (and, through the empty-map cascade, complete
+  -- the run); a leaf step's completion can only end the run.
+  if exists (select 1 from pgflow.deps d
+             where d.flow_slug = v_flow and d.dep_slug = _count_down_step.step_slug) then
+    perform pgflow.start_ready_steps(_count_down_step.run_id);
+    perform pgflow.maybe_complete_run(_count_down_step.run_id);
+  elsif v_remaining_steps = 0 then
+    perform pgflow.maybe_complete_run(_count_down_step.run_id);
+  end if;
+end;
+$$;
+
+-- ==== sql/engine/start_flow.sql ====
+-- Starting runs: start_flow and start_flow_with_states.
+
+-- start_flow runs with its owner's rights so a client role needs only EXECUTE
+-- on it (see README, "Grants"), not write access to the tables and queues.
+create or replace function pgflow.start_flow(flow_slug text, input jsonb, run_id uuid default null)
+returns setof pgflow.runs
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_what text := format('start_flow(%L)', start_flow.flow_slug);
+  v_run pgflow.runs;
+  v_steps int;
+  v_root_map text;
+  v_input_length int;
+begin
+  perform 1 from pgflow.flows where flow_slug = start_flow.flow_slug;
+  if not found then
+    perform pgflow._no_such(format('%s: flow %s does not exist', v_what,
+      coalesce(quote_literal(start_flow.flow_slug), 'NULL')));
+  end if;
+  if start_flow.input is null then
+    perform pgflow._raise_invalid(format(
+      '%s: input must not be SQL NULL; pass ''null''::jsonb for a JSON null', v_what));
+  end if;
+  select count(*) into v_steps from pgflow.steps where flow_slug = start_flow.flow_slug;
+  if v_steps = 0 then
+    perform pgflow._raise_invalid(format('%s: the flow has no steps; add steps with pgflow.add_step', v_what));
+  end if;
+  select step_slug into v_root_map from pgflow.steps
+  where flow_slug = start_flow.flow_slug and step_type = 'map' and deps_count = 0
+  order by step_index limit 1;
+  if v_root_map is not null and jsonb_typeof(start_flow.input) <> 'array' then
+    perform pgflow._raise_invalid(format(
+      '%s: root map step %L maps over the flow input, which must be a JSON array; got %s',
+      v_what, v_root_map, jsonb_typeof(start_flow.input)));
+  end if;
+  -- Computed outside SQL: the planner may fold jsonb_array_length of a
+  -- parameter even in a CASE branch that would not be taken.
+  if jsonb_typeof(start_flow.input) = 'array' then
+    v_input_length := jsonb_array_length(start_flow.input);
+  end if;
+
+  begin
+    insert into pgflow.runs (run_id, flow_slug, input, remaining_steps, started_at)
+    values (coalesce(start_flow.run_id, gen_random_uuid()), start_flow.flow_slug, start_flow.input, v_steps,
+            pgflow.now())
+    returning * into v_run;
+  exception when unique_violation then
+    perform pgflow._raise_invalid(format('%s: run %s already exists', v_what, start_flow.run_id));
+  end;
+
+  insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at, initial_tasks)
+  select s.flow_slug, v_run.run_id, s.step_slug, s.deps_count, v_run.started_at,
+         case
+           when s.step_type = 'single' then 1
+           when s.deps_count = 0 then v_input_length
+         end
+  from pgflow.steps s
+  where s.flow_slug = start_flow.flow_slug;
+
+  perform pgflow._emit_run(v_run.run_id, 'started',
+    jsonb_build_object('flow_slug', v_run.flow_slug, 'input', v_run.input,
+                       'remaining_steps', v_run.remaining_steps, 'started_at', v_run.started_at));
+  perform pgflow.start_ready_steps(v_run.run_id);
+  perform pgflow.maybe_complete_run(v_run.run_id);
+
+  return query select * from pgflow.runs where run_id = v_run.run_id;
+end;
+$$;
+
+create or replace function pgflow.start_flow_with_states(flow_slug text, input jsonb, run_id uuid default null)
+returns jsonb
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_run_id uuid;
+begin
+  select r.run_id into v_run_id
+  from pgflow.start_flow(start_flow_with_states.flow_slug, start_flow_with_states.input,
+                         start_flow_with_states.run_id) r;
+  return pgflow.get_run_with_states(v_run_id);
+end;
+$$;
+
+-- ==== sql/engine/claiming.sql ====
+-- Claiming tasks, the second phase of a worker's poll: after pgmq.read, start_tasks
+-- marks the read messages' tasks started and hands back their inputs.
+
+-- Sets each message's visibility timeout (seconds from now) in one statement.
+-- pgmq names a queue's table q_<lower-cased queue name>.
+create or replace function pgflow.set_vt_batch(queue_name text, msg_ids bigint[], vt_offsets int[])
+returns setof pgmq.message_record
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if cardinality(msg_ids) is distinct from cardinality(vt_offsets) then
+    raise exception 'set_vt_batch(%): msg_ids has % elements but vt_offsets has %',
+      queue_name, coalesce(cardinality(msg_ids), 0), coalesce(cardinality(vt_offsets), 0)
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if array_position(vt_offsets, null) is not null then
+    raise exception 'set_vt_batch(%): vt_offsets must not contain NULL', queue_name
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if to_regclass(format('pgmq.%I', 'q_' || lower(queue_name))) is null then
+    raise exception 'set_vt_batch: queue % does not exist', coalesce(quote_literal(queue_name), 'NULL')
+      using errcode = 'no_data_found';
+  end if;
+  if coalesce(cardinality(msg_ids), 0) = 0 then
+    return;
+  end if;
+  return query execute format(
+    'update pgmq.%I q
+        set vt = clock_timestamp() + make_interval(secs => v.vt_offset)
+       from unnest($1, $2) as v(msg_id, vt_offset)
+      where q.msg_id = v.msg_id
+  returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers',
+    'q_' || lower(queue_name))
+  using msg_ids, vt_offsets;
+end;
+$$;
+
+-- Phase 2 of polling: turns the messages a worker reserved with
+-- pgmq.read_with_poll into started tasks with their inputs. A message whose
+-- task is still 'started' past the step timeout came back because its worker
+-- vanished: that attempt counts as failed (retry with backoff, or fail).
+create or replace function pgflow.start_tasks(flow_slug text, msg_ids bigint[], worker_id uuid)
+returns setof pgflow.step_task_record
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_what text := format('start_tasks(%L)', start_tasks.flow_slug);
+  v_stale_ids bigint[];
+  v_runs uuid[];
+  v_steps text[];
+  v_indexes int[];
+  v_msgs bigint[];
+  v_group record;
+  v_input jsonb;
+  v_dep record;
+begin
+  perform 1 from pgflow.flows where flow_slug = start_tasks.flow_slug;
+  if not found then
+    perform pgflow._no_such(format('%s: flow %s does not exist', v_what,
+      coalesce(quote_literal(start_tasks.flow_slug), 'NULL')));
+  end if;
+  if start_tasks.worker_id is null then
+    perform pgflow._raise_invalid(format('%s: worker_id must not be NULL', v_what));
+  end if;
+  if start_tasks.msg_ids is null or cardinality(start_tasks.msg_ids) = 0 then
+    return;
+  end if;
+
+  v_stale_ids := pgflow._fail_stalled_tasks(start_tasks.flow_slug, start_tasks.msg_ids);
+
+  with picked as (
+    update pgflow.step_tasks t
+       set status = 'started',
+           started_at = pgflow.now(),
+           attempts_count = t.attempts_count + 1,
+           last_worker_id = start_tasks.worker_id
+      from pgflow.runs r
+     where t.flow_slug = start_tasks.flow_slug
+       and t.message_id = any(start_tasks.msg_ids)
+       and t.status = 'queued'
+       and not (t.message_id = any(v_stale_ids))
+       and r.run_id = t.run_id
+       and r.status = 'started'
+    returning t.run_id, t.step_slug, t.task_index, t.message_id
+  )
+  select array_agg(run_id), array_agg(step_slug), array_agg(task_index), array_agg(message_id)
+    into v_runs, v_steps, v_indexes, v_msgs
+  from picked;
+
+  if v_msgs is null then
+    return;
+  end if;
+
+  -- The message stays hidden for the step's timeout plus a margin; if no
+  -- report arrives by then it becomes visible and the attempt counts as stale.
+  perform pgflow.set_vt_batch(start_tasks.flow_slug, v_msgs, array(
+    select coalesce(s.opt_timeout, f.opt_timeout) + 2
+    from unnest(v_steps) with ordinality as p(step_slug, ord)
+    join pgflow.steps s on s.flow_slug = start_tasks.flow_slug and s.step_slug = p.step_slug
+    join pgflow.flows f on f.flow_slug = s.flow_slug
+    order by p.ord));
+
+  -- Inputs are built per (run, step) so a map's source array is read once per call.
+  for v_group in
+    select p.run_id, p.step_slug, s.step_type, s.deps_count,
+           array_agg(p.task_index order by p.task_index) as task_indexes,
+           array_agg(p.message_id order by p.task_index) as message_ids
+    from unnest(v_runs, v_steps, v_indexes, v_msgs) as p(run_id, step_slug, task_index, message_id)
+    join pgflow.steps s on s.flow_slug = start_tasks.flow_slug and s.step_slug = p.step_slug
+    group by p.run_id, p.step_slug, s.step_type, s.deps_count
+  loop
+    if v_group.step_type = 'single' then
+      select jsonb_build_object('run', r.input) || coalesce((
+               select jsonb_object_agg(d.dep_slug, pgflow._step_output(r.run_id, d.dep_slug, ds.step_type))
+               from pgflow.deps d
+               join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+               where d.flow_slug = start_tasks.flow_slug and d.step_slug = v_group.step_slug), '{}'::jsonb)
+        into v_input
+      from pgflow.runs r where r.run_id = v_group.run_id;
+      return query
+        select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, v_input,
+               v_group.message_ids[1], v_group.task_indexes[1];
+      continue;
+    end if;
+
+    select d.dep_slug, ds.step_type into v_dep
+    from pgflow.deps d
+    join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+    where d.flow_slug = start_tasks.flow_slug and d.step_slug = v_group.step_slug;
+
+    if v_dep.step_type = 'map' then
+      -- Map over a map: element i is task i's output of the source map.
+      return query
+        select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx
+        from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
+        join pgflow.step_tasks src
+          on src.run_id = v_group.run_id and src.step_slug = v_dep.dep_slug and src.task_index = u.idx
+        order by u.idx;
+      continue;
+    end if;
+
+    -- Root map (the flow input) or map over a single step's array output.
+    if v_dep.dep_slug is null then
+      select r.input into v_input from pgflow.runs r where r.run_id = v_group.run_id;
+    else
+      select t.output into v_input from pgflow.step_tasks t
+      where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
+    end if;
+    return query
+      select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, e.value, u.msg_id, u.idx
+      from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
+      cross join lateral (select v_input -> u.idx as value) e
+      order by u.idx;
+  end loop;
+end;
+$$;
+
+-- ==== sql/engine/failure_and_retry.sql ====
+-- Failure and retry: backoff, a task's failure (retried, or terminal), and
+-- failing a run.
+
+-- Exponential backoff: base_delay * 2^attempts_count seconds, capped at the
+-- largest visibility timeout pgmq accepts (int seconds). Both factors are
+-- capped before multiplying, so no input overflows numeric or int.
+create or replace function pgflow.calculate_retry_delay(base_delay numeric, attempts_count int)
+returns int
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if base_delay is null or base_delay < 0 then
+    raise exception 'calculate_retry_delay: base_delay must be >= 0, got %', coalesce(base_delay::text, 'NULL')
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if attempts_count is null or attempts_count < 0 then
+    raise exception 'calculate_retry_delay: attempts_count must be >= 0, got %',
+      coalesce(attempts_count::text, 'NULL')
+      using errcode = 'invalid_parameter_value';
+  end if;
+  return least(floor(least(base_delay, 2147483647) * power(2::numeric, least(attempts_count, 64))), 2147483647)::int;
+end;
+$$;
+
+-- Fails the run because step_slug failed: closes every open step and task of
+-- the run and archives their messages so no worker picks them up again.
+create or replace function pgflow._fail_run(run_id uuid, step_slug text, error_message text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_run pgflow.runs;
+  v_state pgflow.step_states;
+  v_cancelled text := format('cancelled: run failed at step %s', _fail_run.step_slug);
+begin
+  update pgflow.step_states
+     set status = 'failed', failed_at = pgflow.now(), error_message = _fail_run.error_message
+   where run_id = _fail_run.run_id and step_slug = _fail_run.step_slug
+  returning * into v_state;
+  perform pgflow._emit_step(_fail_run.run_id, _fail_run.step_slug, 'failed',
+    jsonb_build_object('error_message', _fail_run.error_message, 'failed_at', v_state.failed_at));
+
+  for v_state in
+    update pgflow.step_states
+       set status = 'failed', failed_at = pgflow.now(), error_message = v_cancelled
+     where run_id = _fail_run.run_id and status = 'started'
+    returning *
+  loop
+    perform pgflow._emit_step(_fail_run.run_id, v_state.step_slug, 'failed',
+      jsonb_build_object('error_message', v_cancelled, 'failed_at', v_state.failed_at));
+  end loop;
+
+  select * into v_run from pgflow.runs where run_id = _fail_run.run_id;
+  perform pgmq.archive(v_run.flow_slug, array(
+    select t.message_id from pgflow.step_tasks t
+    where t.run_id = _fail_run.run_id and t.status in ('queued', 'started')
+      and t.message_id is not null));
+  update pgflow.step_tasks
+     set status = 'failed', failed_at = pgflow.now(), error_message = v_cancelled
+   where run_id = _fail_run.run_id and status in ('queued', 'started');
+
+  update pgflow.runs set status = 'failed', failed_at = pgflow.now()
+  where run_id = _fail_run.run_id
+  returning * into v_run;
+  perform pgflow._emit_run(v_run.run_id, 'failed',
+    jsonb_build_object('flow_slug', v_run.flow_slug, 'failed_step', _fail_run.step_slug,
+                       'error_message', _fail_run.error_message, 'failed_at', v_run.failed_at));
+end;
+$$;
+
+-- The terminal failure of a task: the task is failed (keeping the output that
+-- caused it, if any), its message archived, and the run failed with it.
+create or replace function pgflow._fail_task_terminally(
+  run_id uuid, step_slug text, task_index int, error_message text, output jsonb default null
+)
+returns pgflow.step_tasks
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_task pgflow.step_tasks;
+begin
+  update pgflow.step_tasks
+     set status = 'failed', failed_at = pgflow.now(), error_message = _fail_task_terminally.error_message,
+         output = coalesce(_fail_task_terminally.output, output)
+   where run_id = _fail_task_terminally.run_id and step_slug = _fail_task_terminally.step_slug
+     and task_index = _fail_task_terminally.task_index
+  returning * into v_task;
+  perform pgmq.archive(v_task.flow_slug, v_task.message_id);
+  perform pgflow._fail_run(_fail_task_terminally.run_id, _fail_task_terminally.step_slug,
+    _fail_task_terminally.error_message);
+  return v_task;
+end;
+$$;
+
+create or replace function pgflow.fail_task(run_id uuid, step_slug text, task_index int, error_message text)
+returns setof pgflow.step_tasks
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_task pgflow.step_tasks;
+  v_max_attempts int;
+  v_base_delay int;
+  v_delay int;
+begin
+  v_task := pgflow._lock_task('fail_task', fail_task.run_id, fail_task.step_slug, fail_task.task_index);
+  if v_task.status <> 'started' then
+    return query select v_task.*;
+    return;
+  end if;
+
+  select coalesce(s.opt_max_attempts, f.opt_max_attempts), coalesce(s.opt_base_delay, f.opt_base_delay)
+    into v_max_attempts, v_base_delay
+  from pgflow.steps s join pgflow.flows f on f.flow_slug = s.flow_slug
+  where s.flow_slug = v_task.flow_slug and s.step_slug = fail_task.step_slug;
+
+  if v_task.attempts_count < v_max_attempts then
+    v_delay := pgflow.calculate_retry_delay(v_base_delay, v_task.attempts_count);
+    update pgflow.step_tasks
+       set status = 'queued', queued_at = pgflow.now(), error_message = fail_task.error_message
+     where run_id = fail_task.run_id and step_slug = fail_task.step_slug and task_index = fail_task.task_index
+    returning * into v_task;
+    -- The message normally still exists (hidden); if it was removed, send a new one.
+    perform 1 from pgmq.set_vt(v_task.flow_slug, v_task.message_id, v_delay);
+    if not found then
+      update pgflow.step_tasks
+         set message_id = (
+               select m.msg_id from pgmq.send(v_task.flow_slug,
+                 pgflow._task_message(v_task.flow_slug, v_task.run_id, v_task.step_slug, v_task.task_index),
+                 v_delay) as m(msg_id))
+       where run_id = fail_task.run_id and step_slug = fail_task.step_slug and task_index = fail_task.task_index
+      returning * into v_task;
+    end if;
+    return query select v_task.*;
+    return;
+  end if;
+
+  return query select (pgflow._fail_task_terminally(fail_task.run_id, fail_task.step_slug,
+    fail_task.task_index, fail_task.error_message)).*;
+end;
+$$;
+
+-- ==== sql/engine/stall_recovery.sql ====
+-- Fails every task still 'started' past its own step's timeout plus the
+-- 2 s margin start_tasks gives its message (its worker vanished): each such attempt
+-- is retried with backoff, or fails the run when attempts are used up. Limited
+-- to a flow and to some messages when given; returns the messages of the tasks
+-- it failed. Used by start_tasks (messages that came back) and requeue_stalled_tasks.
+--
+-- The deadline is compared with pgflow.clock_now(), the engine's reading of
+-- clock_timestamp(), the clock pgmq.read uses, not pgflow.now() (the
+-- transaction's start): start_tasks set the message's vt to clock_timestamp()
+-- + timeout + margin after started_at (its pgflow.now()), so a message read
+-- when its vt had passed always has started_at + timeout + margin <= the read's
+-- clock <= this clock, even when the reading transaction began before the
+-- deadline (complete_task_and_claim, a long read_with_poll). Both sides carry
+-- the clock's offset (sql/engine/clock.sql), so moving the clock keeps this true.
+create or replace function pgflow._fail_stalled_tasks(p_flow_slug text, p_msg_ids bigint[])
+returns bigint[]
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_task record;
+  v_failed bigint[] := '{}';
+begin
+  for v_task in
+    select t.run_id, t.step_slug, t.task_index, t.message_id, t.last_worker_id,
+           coalesce(s.opt_timeout, f.opt_timeout) as timeout
+    from pgflow.step_tasks t
+    join pgflow.steps s on s.flow_slug = t.flow_slug and s.step_slug = t.step_slug
+    join pgflow.flows f on f.flow_slug = t.flow_slug
+    where t.status = 'started'
+      and (p_flow_slug is null or t.flow_slug = p_flow_slug)
+      and (p_msg_ids is null or t.message_id = any(p_msg_ids))
+      and t.started_at + make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout) + 2) <= pgflow.clock_now()
+    order by t.started_at
+  loop
+    perform pgflow.fail_task(v_task.run_id, v_task.step_slug, v_task.task_index,
+      format('timed out: worker %s did not report within the step timeout of %s s',
+             v_task.last_worker_id, v_task.timeout));
+    v_failed := v_failed || v_task.message_id;
+  end loop;
+  return v_failed;
+end;
+$$;
+
+-- Recovery: a task still 'started' past its step's own timeout (plus the
+-- 2 s margin start_tasks gives its message) has lost its worker. Each such
+-- attempt counts as failed: retried with backoff, or failing the run when
+-- attempts are exhausted. Workers call this periodically; pg_cron can too.
+create or replace function pgflow.requeue_stalled_tasks(flow_slug text default null)
+returns int
+language sql
+set search_path = pg_catalog, pg_temp
+as $$
+  select cardinality(pgflow._fail_stalled_tasks(requeue_stalled_tasks.flow_slug, null));
+$$;
+
+-- ==== sql/engine/completion.sql ====
+-- Completing tasks: one (complete_task), many at once (complete_tasks), or
+-- one and claiming the next ones in the same transaction (complete_task_and_claim).
+
+-- Loads and locks a task (and its run, which serialises all state changes of
+-- a run) for complete_task / fail_task; one query on the common path, and a
+-- clear error naming what is missing otherwise.
+create or replace function pgflow._lock_task(caller text, run_id uuid, step_slug text, task_index int)
+returns pgflow.step_tasks
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_what text;
+  v_flow text;
+  v_task pgflow.step_tasks;
+begin
+  select t.* into v_task
+  from pgflow.runs r
+  join pgflow.step_tasks t on t.run_id = r.run_id
+  where r.run_id = _lock_task.run_id and t.step_slug = _lock_task.step_slug
+    and t.task_index = _lock_task.task_index
+  for update of r, t;
+  if found then
+    return v_task;
+  end if;
+
+  -- Only failed lookups pay for building the message.
+  v_what := format('%s(%s, %L, %s)', caller, _lock_task.run_id, _lock_task.step_slug, _lock_task.task_index);
+  select flow_slug into v_flow from pgflow.runs where run_id = _lock_task.run_id;
+  if not found then
+    perform pgflow._no_such(format('%s: run %s does not exist', v_what, coalesce(_lock_task.run_id::text, 'NULL')));
+  end if;
+  perform 1 from pgflow.steps where flow_slug = v_flow and step_slug = _lock_task.step_slug;
+  if not found then
+    perform pgflow._no_such(format('%s: flow %L has no step %s', v_what, v_flow,
+      coalesce(quote_literal(_lock_task.step_slug), 'NULL')));
+  end if;
+  perform pgflow._no_such(format('%s: step %L of run %s has no task %s (yet)', v_what,
+    _lock_task.step_slug, _lock_task.run_id, coalesce(_lock_task.task_index::text, 'NULL')));
+end;
+$$;
+
+create or replace function pgflow.complete_task(run_id uuid, step_slug text, task_index int, output jsonb)
+returns setof pgflow.step_tasks
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_task pgflow.step_tasks;
+  v_step record;
+  v_output jsonb := coalesce(complete_task.output, 'null'::jsonb);
+  v_error text;
+begin
+  v_task := pgflow._lock_task('complete_task', complete_task.run_id, complete_task.step_slug, complete_task.task_index);
+  -- Late or duplicate reports (task already completed/failed/requeued) change nothing.
+  if v_task.status <> 'started' then
+    return query select v_task.*;
+    return;
+  end if;
+
+  select s.step_type,
+         (select m.step_slug from pgflow.deps d
+          join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
+          where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map'
+          order by m.step_index limit 1) as map_dependent
+    into v_step
+  from pgflow.steps s
+  where s.flow_slug = v_task.flow_slug and s.step_slug = complete_task.step_slug;
+
+  -- A single step feeding a map must produce an array; otherwise the run fails,
+  -- keeping the offending output on the task for debugging.
+  if v_step.map_dependent is not null and v_step.step_type = 'single'
+     and jsonb_typeof(v_output) <> 'array' then
+    v_error := format('[TYPE_VIOLATION] step %L must return an array because map step %L maps over it; got %s',
+                      complete_task.step_slug, v_step.map_dependent, jsonb_typeof(v_output));
+    return query select (pgflow._fail_task_terminally(complete_task.run_id, complete_task.step_slug,
+      complete_task.task_index, v_error, v_output)).*;
+    return;
+  end if;
+
+  update pgflow.step_tasks
+     set status = 'completed', completed_at = pgflow.now(), output = v_output, error_message = null
+   where run_id = complete_task.run_id and step_slug = complete_task.step_slug
+     and task_index = complete_task.task_index
+  returning * into v_task;
+  perform pgmq.archive(v_task.flow_slug, v_task.message_id);
+
+  perform pgflow._count_down_step(complete_task.run_id, complete_task.step_slug,
+    v_step.step_type, 1, v_output);
+
+  return query select v_task.*;
+end;
+$$;
+
+-- one transaction. A worker with free slots reports a completion and, in the
+-- same round trip, reads and starts up to qty visible tasks of the flow,
+-- including those the completion just made ready. This saves one round trip
+-- and one wake-up per DAG level. (An edgeflow extension; pgflow has no such call.)
+--
+-- Returns {"status", "error_message"} of the reported task and "claimed": the
+-- started tasks, each with its message's read_ct, enqueued_at, vt, message, headers,
+-- and "attempt": which attempt of the task this is (1 = the first).
+create or replace function pgflow.complete_task_and_claim(
+  run_id uuid,
+  step_slug text,
+  task_index int,
+  output jsonb,
+  worker_id uuid,
+  vt int,
+  qty int
+)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_task pgflow.step_tasks;
+  v_messages pgmq.message_record[];
+  v_claimed jsonb := '[]'::jsonb;
+begin
+  if complete_task_and_claim.qty is null or complete_task_and_claim.qty < 0
+     or complete_task_and_claim.vt is null or complete_task_and_claim.vt < 1 then
+    perform pgflow._raise_invalid(format(
+      'complete_task_and_claim: qty must be >= 0 and vt >= 1, got qty %s, vt %s',
+      coalesce(complete_task_and_claim.qty::text, 'NULL'), coalesce(complete_task_and_claim.vt::text, 'NULL')));
+  end if;
+  select * into v_task
+  from pgflow.complete_task(complete_task_and_claim.run_id, complete_task_and_claim.step_slug,
+                            complete_task_and_claim.task_index, complete_task_and_claim.output);
+
+  if complete_task_and_claim.qty > 0 then
+    -- Messages sent by the completion are visible to this transaction only, so
+    -- this worker claims them before any other can.
+    v_messages := array(
+      select m from pgmq.read(v_task.flow_slug, complete_task_and_claim.vt, complete_task_and_claim.qty) m);
+    if cardinality(v_messages) > 0 then
+      select coalesce(jsonb_agg(jsonb_build_object(
+               'flow_slug', s.flow_slug, 'run_id', s.run_id, 'step_slug', s.step_slug,
+               'input', s.input, 'msg_id', s.msg_id, 'task_index', s.task_index,
+               'read_ct', m.read_ct, 'enqueued_at', m.enqueued_at, 'vt', m.vt,
+               'message', m.message, 'headers', m.headers,
+               'attempt', t.attempts_count + 1)), '[]'::jsonb)
+        into v_claimed
+      from pgflow.start_tasks(v_task.flow_slug,
+             array(select (e).msg_id from unnest(v_messages) e), complete_task_and_claim.worker_id) s
+      join unnest(v_messages) m on m.msg_id = s.msg_id
+      -- This statement sees step_tasks as before start_tasks counted the attempt.
+      join pgflow.step_tasks t
+        on t.run_id = s.run_id and t.step_slug = s.step_slug and t.task_index = s.task_index;
+    end if;
+  end if;
+
+  return jsonb_build_object('status', v_task.status, 'error_message', v_task.error_message,
+                            'claimed', v_claimed);
+end;
+$$;
+
+-- (most of a busy worker's reports) are completed set-based: one UPDATE for
+-- the tasks, one archive per queue, one decrement per step; only a step that
+-- finishes goes through the per-step path. Other reports go through
+-- complete_task one by one. All runs of the batch are locked first, in run id
+-- order, so concurrent batches cannot deadlock. (An edgeflow extension.)
+--
+-- Returns one row per report, in the order given: the task's status and
+-- error_message afterwards (late or duplicate reports change nothing).
+create or replace function pgflow.complete_tasks(
+  run_ids uuid[],
+  step_slugs text[],
+  task_indexes int[],
+  outputs jsonb[]
+)
+returns table (ord int, status text, error_message text)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_count int := coalesce(cardinality(run_ids), 0);
+  v_done_ords int[];
+  v_group record;
+  v_group_ords int[];
+  v_group_msgs bigint[];
+  v_report record;
+begin
+  if v_count <> coalesce(cardinality(step_slugs), 0) or v_count <> coalesce(cardinality(task_indexes), 0)
+     or v_count <> coalesce(cardinality(outputs), 0) then
+    perform pgflow._raise_invalid(format(
+      'complete_tasks: run_ids, step_slugs, task_indexes and outputs must have the same length, got %s, %s, %s, %s',
+      v_count, coalesce(cardinality(step_slugs), 0), coalesce(cardinality(task_indexes), 0),
+      coalesce(cardinality(outputs), 0)));
+  end if;
+  if v_count = 0 then
+    return;
+  end if;
+
+  perform 1 from pgflow.runs r
+  where r.run_id = any(complete_tasks.run_ids)
+  order by r.run_id
+  for update;
+
+  -- Set-based path: started tasks of map steps in started runs, one statement per
+  -- (run, step) group. "task_index = any(...)" keeps each an index lookup of just the
+  -- reported tasks, however wide the map.
+  for v_group in
+    select b.run_id, b.step_slug, t0.flow_slug,
+           array_agg(b.task_index order by b.ord) as task_indexes,
+           array_agg(b.output order by b.ord) as outputs,
+           array_agg(b.ord order by b.ord) as ords
+    from (
+      -- A task reported twice in one batch: the first report counts, as in two calls.
+      select distinct on (u.run_id, u.step_slug, u.task_index) u.*
+      from unnest(complete_tasks.run_ids, complete_tasks.step_slugs,
+                  complete_tasks.task_indexes, complete_tasks.outputs)
+             with ordinality as u(run_id, step_slug, task_index, output, ord)
+      order by u.run_id, u.step_slug, u.task_index, u.ord
+    ) b
+    join pgflow.runs r on r.run_id = b.run_id and r.status = 'started'
+    join pgflow.step_states t0 on t0.run_id = b.run_id and t0.step_slug = b.step_slug
+    join pgflow.steps s on s.flow_slug = t0.flow_slug and s.step_slug = b.step_slug
+                       and s.step_type = 'map'
+    group by b.run_id, b.step_slug, t0.flow_slug
+  loop
+    with done as (
+      update pgflow.step_tasks t
+         set status = 'completed', completed_at = pgflow.now(),
+             output = coalesce(u.output, 'null'::jsonb), error_message = null
+        from unnest(v_group.task_indexes, v_group.outputs, v_group.ords) as u(task_index, output, ord)
+       where t.run_id = v_group.run_id and t.step_slug = v_group.step_slug
+         and t.task_index = any(v_group.task_indexes)
+         and t.task_index = u.task_index
+         and t.status = 'started'
+      returning u.ord::int as ord, t.message_id
+    )
+    select array_agg(d.ord), array_agg(d.message_id) into v_group_ords, v_group_msgs from done d;
+    continue when v_group_ords is null;
+    v_done_ords := coalesce(v_done_ords, '{}') || v_group_ords;
+    perform pgmq.archive(v_group.flow_slug, array(select m from unnest(v_group_msgs) m where m is not null));
+    perform pgflow._count_down_step(v_group.run_id, v_group.step_slug, 'map',
+      cardinality(v_group_ords), null);
+  end loop;
+
+  -- Everything else, one by one, in (run, step, task) order.
+  for v_report in
+    select b.run_id, b.step_slug, b.task_index, b.output
+    from unnest(complete_tasks.run_ids, complete_tasks.step_slugs,
+                complete_tasks.task_indexes, complete_tasks.outputs)
+      with ordinality as b(run_id, step_slug, task_index, output, ord)
+    where not (b.ord = any(coalesce(v_done_ords, '{}')))
+    order by b.run_id, b.step_slug, b.task_index
+  loop
+    perform pgflow.complete_task(v_report.run_id, v_report.step_slug, v_report.task_index, v_report.output);
+  end loop;
+
+  return query
+    select b.ord::int, t.status, t.error_message
+    from unnest(complete_tasks.run_ids, complete_tasks.step_slugs, complete_tasks.task_indexes)
+      with ordinality as b(run_id, step_slug, task_index, ord)
+    left join pgflow.step_tasks t
+      on t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
+    order by b.ord;
+end;
+$$;
+
+-- ==== sql/engine/run_reads.sql ====
+-- Reading a run: its row and every step state, for clients (SECURITY DEFINER,
+-- granted like start_flow).
+create or replace function pgflow.get_run_with_states(run_id uuid)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_result jsonb;
+begin
+  select jsonb_build_object(
+           'run', to_jsonb(r),
+           'steps', coalesce((
+             select jsonb_agg(to_jsonb(ss) order by s.step_index)
+             from pgflow.step_states ss
+             join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
+             where ss.run_id = r.run_id), '[]'::jsonb))
+    into v_result
+  from pgflow.runs r
+  where r.run_id = get_run_with_states.run_id;
+  if v_result is null then
+    perform pgflow._no_such(format('get_run_with_states: run %s does not exist',
+      coalesce(get_run_with_states.run_id::text, 'NULL')));
+  end if;
+  return v_result;
+end;
+$$;
+
+-- ==== sql/engine/workers.sql ====
+-- Worker bookkeeping used by the edge worker: registration, heartbeats,
+-- deprecation, stopping.
+
+-- Marks a worker stopped (it shut down cleanly); unknown ids are an error.
+create or replace function pgflow.mark_worker_stopped(worker_id uuid)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+begin
+  update pgflow.workers set stopped_at = coalesce(stopped_at, pgflow.now())
+  where worker_id = mark_worker_stopped.worker_id;
+  if not found then
+    perform pgflow._no_such(format('mark_worker_stopped: worker %s is not registered',
+      coalesce(mark_worker_stopped.worker_id::text, 'NULL')));
+  end if;
+end;
+$$;
+
+-- Registers (or re-registers) a worker serving a flow's queue.
+create or replace function pgflow.register_worker(worker_id uuid, queue_name text, function_name text)
+returns pgflow.workers
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_worker pgflow.workers;
+begin
+  if register_worker.worker_id is null then
+    perform pgflow._raise_invalid('register_worker: worker_id must not be NULL');
+  end if;
+  if coalesce(register_worker.queue_name, '') = '' or coalesce(register_worker.function_name, '') = '' then
+    perform pgflow._raise_invalid(format(
+      'register_worker(%s): queue_name and function_name must be non-empty', register_worker.worker_id));
+  end if;
+  insert into pgflow.workers (worker_id, queue_name, function_name, started_at, last_heartbeat_at)
+  values (register_worker.worker_id, register_worker.queue_name, register_worker.function_name,
+          pgflow.now(), pgflow.now())
+  on conflict (worker_id) do update
+    set queue_name = excluded.queue_name,
+        function_name = excluded.function_name,
+        last_heartbeat_at = pgflow.now(),
+        stopped_at = null
+  returning * into v_worker;
+  return v_worker;
+end;
+$$;
+
+-- Records a heartbeat; returns true when the worker was deprecated and should
+-- stop taking work (a newer version is being deployed).
+create or replace function pgflow.worker_heartbeat(worker_id uuid)
+returns boolean
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_deprecated boolean;
+begin
+  update pgflow.workers set last_heartbeat_at = pgflow.clock_now()
+  where worker_id = worker_heartbeat.worker_id
+  returning deprecated_at is not null into v_deprecated;
+  if not found then
+    perform pgflow._no_such(format('worker_heartbeat: worker %s is not registered',
+      coalesce(worker_heartbeat.worker_id::text, 'NULL')));
+  end if;
+  return v_deprecated;
+end;
+$$;
+
+-- Deprecates the live workers of a function (or of every function when NULL):
+-- they finish their in-flight tasks and stop. Returns how many were marked.
+create or replace function pgflow.deprecate_workers(function_name text default null)
+returns int
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_count int;
+begin
+  update pgflow.workers set deprecated_at = pgflow.now()
+  where deprecated_at is null and stopped_at is null
+    and (deprecate_workers.function_name is null or function_name = deprecate_workers.function_name);
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+
+-- ==== sql/engine/keep_alive.sql ====
+-- Keeping workers alive on Supabase.
+--
+-- An edge function instance lives at most its wall-clock limit (150 s free,
+-- 400 s paid). pg_cron calls pgflow.ensure_workers() every few seconds; for
+-- each tracked function with no live worker it asks pg_net to invoke the
+-- function (debounced), which boots a new worker. Credentials come from
+-- Supabase Vault: secret "edgeflow_functions_url" (e.g.
+-- https://<ref>.supabase.co/functions/v1) and "edgeflow_service_role_key".
+-- Without pg_net the function still reports what it would invoke, so a local
+-- runtime can do the calling (src/dev plays pg_net's part in tests).
+
+-- Registers a function for keep-alive (idempotent): run once per worker function,
+-- e.g. in the migration that deploys it (the demo does it at startup).
+create or replace function pgflow.track_worker_function(function_name text)
+returns pgflow.worker_functions
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_row pgflow.worker_functions;
+begin
+  if coalesce(track_worker_function.function_name, '') = '' then
+    perform pgflow._raise_invalid('track_worker_function: function_name must be non-empty');
+  end if;
+  insert into pgflow.worker_functions (function_name)
+  values (track_worker_function.function_name)
+  on conflict (function_name) do update set updated_at = pgflow.now()
+  returning * into v_row;
+  return v_row;
+end;
+$$;
+
+-- A secret from Supabase Vault, or NULL when Vault or the secret is absent.
+create or replace function pgflow._vault_secret(p_name text)
+returns text
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_secret text;
+begin
+  if pgflow._trusted_relation('vault.decrypted_secrets') is null then
+    return null;
+  end if;
+  execute 'select decrypted_secret from vault.decrypted_secrets where name = $1 limit 1'
+    into v_secret using p_name;
+  return v_secret;
+end;
+$$;
+
+-- True when functions are served locally (supabase start / edgeflow's local
+-- runtime): the functions URL points at this machine, or none is configured.
+create or replace function pgflow.is_local()
+returns boolean
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(
+    pgflow._vault_secret('edgeflow_functions_url') ~ '^https?://(localhost|127\.0\.0\.1|host\.docker\.internal|kong)(:|/|$)',
+    true);
+$$;
+
+-- Invokes (through pg_net) every enabled, tracked function that has no live
+-- worker and was not invoked within its debounce; returns those functions.
+-- A worker is live when it is neither stopped nor deprecated and sent a
+-- heartbeat within heartbeat_timeout.
+create or replace function pgflow.ensure_workers(heartbeat_timeout interval default '15 seconds')
+returns table (function_name text, request_id bigint)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_url text := pgflow._vault_secret('edgeflow_functions_url');
+  v_key text := pgflow._vault_secret('edgeflow_service_role_key');
+  v_has_net boolean := pgflow._trusted_function('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null;
+  v_function text;
+  v_request bigint;
+begin
+  if heartbeat_timeout is null or heartbeat_timeout <= interval '0' then
+    perform pgflow._raise_invalid(format(
+      'ensure_workers: heartbeat_timeout must be a positive interval, got %s',
+      coalesce(heartbeat_timeout::text, 'NULL')));
+  end if;
+  for v_function in
+    update pgflow.worker_functions wf
+       set last_invoked_at = pgflow.now(), updated_at = pgflow.now()
+     where wf.enabled
+       and (wf.last_invoked_at is null or wf.last_invoked_at <= pgflow.now() - wf.debounce)
+       and not exists (
+         select 1 from pgflow.workers w
+         where w.function_name = wf.function_name
+           and w.stopped_at is null and w.deprecated_at is null
+           and w.last_heartbeat_at > pgflow.now() - ensure_workers.heartbeat_timeout)
+    returning wf.function_name
+  loop
+    v_request := null;
+    if v_has_net and v_url is not null then
+      execute 'select net.http_post(url => $1, body => $2, params => $3, headers => $4, timeout_milliseconds => $5)'
+        into v_request
+        using rtrim(v_url, '/') || '/' || v_function,
+              jsonb_build_object('reason', 'no live worker'),
+              '{}'::jsonb,
+              jsonb_build_object('Content-Type', 'application/json')
+                || case when v_key is null then '{}'::jsonb
+                        else jsonb_build_object('Authorization', 'Bearer ' || v_key) end,
+              5000;
+    end if;
+    function_name := v_function;
+    request_id := v_request;
+    return next;
+  end loop;
+end;
+$$;
+
+-- pg_cron, where it exists, runs ensure_workers every 5 seconds (second
+-- intervals need pg_cron 1.5+; older versions get every minute). Installs
+-- cleanly without pg_cron.
+do $$
+begin
+  if to_regnamespace('cron') is not null
+     and pgflow._trusted_function('cron.schedule(text,text,text)') is not null then
+    begin
+      perform cron.schedule('edgeflow_ensure_workers', '5 seconds', 'select pgflow.ensure_workers()');
+    exception when others then
+      perform cron.schedule('edgeflow_ensure_workers', '* * * * *', 'select pgflow.ensure_workers()');
+    end;
+  end if;
+end
+$$;
+
+-- ==== sql/engine/flow_shapes.sql ====
+-- Compile at startup. A worker sends its flow's
+-- shape (src/dsl/flow_shape.ts) and the core creates the flow when it is
+-- missing, verifies it when it exists, or lists what differs.
+--
+-- Shape: {"options": {"maxAttempts", "baseDelay", "timeout"},
+--         "steps": [{"slug", "stepType", "dependencies": [..], "options":
+--                    {"maxAttempts", "baseDelay", "timeout", "startDelay"}}]}
+-- with steps in definition order and step options null when inherited.
+
+-- The stored definition as a shape, or NULL when the flow does not exist.
+create or replace function pgflow._get_flow_shape(p_flow_slug text)
+returns jsonb
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select jsonb_build_object(
+    'options', jsonb_build_object(
+      'maxAttempts', f.opt_max_attempts, 'baseDelay', f.opt_base_delay, 'timeout', f.opt_timeout),
+    'steps', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'slug', s.step_slug,
+               'stepType', s.step_type,
+               'dependencies', coalesce((
+                 select jsonb_agg(d.dep_slug order by d.dep_slug collate "C")
+                 from pgflow.deps d
+                 where d.flow_slug = s.flow_slug and d.step_slug = s.step_slug), '[]'::jsonb),
+               'options', jsonb_build_object(
+                 'maxAttempts', s.opt_max_attempts, 'baseDelay', s.opt_base_delay,
+                 'timeout', s.opt_timeout, 'startDelay', s.opt_start_delay))
+             order by s.step_index)
+      from pgflow.steps s where s.flow_slug = f.flow_slug), '[]'::jsonb))
+  from pgflow.flows f
+  where f.flow_slug = p_flow_slug;
+$$;
+
+-- Checks one option of a shape (camelCase key, e.g. "startDelay"): absent or
+-- null, or an integer within pgflow._option_bounds; raises naming it.
+create or replace function pgflow._check_shape_option(what text, label text, key text, value jsonb)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_option text := lower(regexp_replace(key, '([A-Z])', '_\1', 'g'));
+  v_number numeric;
+  v_bounds record;
+begin
+  if value is null or jsonb_typeof(value) = 'null' then
+    return;
+  end if;
+  if jsonb_typeof(value) = 'number' then
+    v_number := (value #>> '{}')::numeric;
+  end if;
+  if v_number is null or v_number <> trunc(v_number) or not pgflow._option_in_range(v_option, v_number) then
+    v_bounds := pgflow._option_bounds(v_option);
+    perform pgflow._raise_invalid(format('%s: shape %s must be an integer between %s and %s, got %s',
+      what, label, v_bounds.minimum, v_bounds.maximum, value));
+  end if;
+end;
+$$;
+
+-- Checks that a shape has the structure above; raises naming what is wrong.
+create or replace function pgflow._validate_flow_shape(p_flow_slug text, p_shape jsonb)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_what text := format('ensure_flow_compiled(%L)', p_flow_slug);
+  v_step jsonb;
+  v_key text;
+begin
+  if jsonb_typeof(p_shape) is distinct from 'object'
+     or jsonb_typeof(p_shape -> 'options') is distinct from 'object'
+     or jsonb_typeof(p_shape -> 'steps') is distinct from 'array' then
+    perform pgflow._raise_invalid(format(
+      '%s: shape must be an object with "options" (object) and "steps" (array)', v_what));
+  end if;
+  foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
+    if jsonb_typeof(p_shape -> 'options' -> v_key) is distinct from 'number' then
+      perform pgflow._raise_invalid(format('%s: shape options.%s must be a number', v_what, v_key));
+    end if;
+  end loop;
+  foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
+    perform pgflow._check_shape_option(v_what, 'options.' || v_key, v_key, p_shape -> 'options' -> v_key);
+  end loop;
+  for v_step in select value from jsonb_array_elements(p_shape -> 'steps') loop
+    if jsonb_typeof(v_step -> 'slug') is distinct from 'string'
+       or (v_step ->> 'stepType') is null or (v_step ->> 'stepType') not in ('single', 'map')
+       or jsonb_typeof(v_step -> 'dependencies') is distinct from 'array'
+       or jsonb_typeof(v_step -> 'options') is distinct from 'object' then
+      perform pgflow._raise_invalid(format(
+        '%s: each shape step needs "slug" (string), "stepType" (single|map), "dependencies" (array) and "options" (object); got %s',
+        v_what, v_step));
+    end if;
+    foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout', 'startDelay'] loop
+      perform pgflow._check_shape_option(v_what,
+        format('step %L option %s', v_step ->> 'slug', v_key), v_key, v_step -> 'options' -> v_key);
+    end loop;
+  end loop;
+end;
+$$;
+
+-- Differences between the code's shape and the database's, in words; empty when equal.
+create or replace function pgflow._compare_flow_shapes(p_local jsonb, p_db jsonb)
+returns text[]
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_diffs text[] := '{}';
+  v_key text;
+  v_local jsonb;
+  v_db jsonb;
+  v_slug text;
+  v_local_index int;
+  v_db_index int;
+begin
+  foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
+    if (p_local -> 'options' -> v_key) is distinct from (p_db -> 'options' -> v_key) then
+      v_diffs := v_diffs || format('flow option %s: code has %s, database has %s',
+        v_key, p_local -> 'options' -> v_key, p_db -> 'options' -> v_key);
+    end if;
+  end loop;
+
+  for v_slug, v_local_index, v_db_index in
+    select coalesce(l.value ->> 'slug', d.value ->> 'slug'), l.ordinality::int, d.ordinality::int
+    from jsonb_array_elements(p_local -> 'steps') with ordinality l
+    full join jsonb_array_elements(p_db -> 'steps') with ordinality d
+      on l.value ->> 'slug' = d.value ->> 'slug'
+    order by coalesce(l.ordinality, d.ordinality), d.ordinality
+  loop
+    if v_db_index is null then
+      v_diffs := v_diffs || format('step %L is in the code but not in the database', v_slug);
+      continue;
+    elsif v_local_index is null then
+      v_diffs := v_diffs || format('step %L is in the database but not in the code', v_slug);
+      continue;
+    end if;
+    v_local := p_local -> 'steps' -> (v_local_index - 1);
+    v_db := p_db -> 'steps' -> (v_db_index - 1);
+    if v_local_index <> v_db_index then
+      v_diffs := v_diffs || format('step %L: code has it at position %s, database at %s',
+        v_slug, v_local_index - 1, v_db_index - 1);
+    end if;
+    if (v_local ->> 'stepType') is distinct from (v_db ->> 'stepType') then
+      v_diffs := v_diffs || format('step %L: code has step type %s, database has %s',
+        v_slug, v_local ->> 'stepType', v_db ->> 'stepType');
+    end if;
+    if (select coalesce(array_agg(e order by e collate "C"), '{}') from jsonb_array_elements_text(v_local -> 'dependencies') e)
+       is distinct from
+       (select coalesce(array_agg(e order by e collate "C"), '{}') from jsonb_array_elements_text(v_db -> 'dependencies') e) then
+      v_diffs := v_diffs || format('step %L: code depends on %s, database on %s',
+        v_slug, v_local -> 'dependencies', v_db -> 'dependencies');
+    end if;
+    foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout', 'startDelay'] loop
+      if coalesce(v_local -> 'options' -> v_key, 'null') is distinct from coalesce(v_db -> 'options' -> v_key, 'null') then
+        v_diffs := v_diffs || format('step %L option %s: code has %s, database has %s',
+          v_slug, v_key, coalesce(v_local -> 'options' -> v_key, 'null'), coalesce(v_db -> 'options' -> v_key, 'null'));
+      end if;
+    end loop;
+  end loop;
+  return v_diffs;
+end;
+$$;
+
+-- Creates a flow from a shape (create_flow, then add_step in order).
+create or replace function pgflow._create_flow_from_shape(p_flow_slug text, p_shape jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_step jsonb;
+begin
+  perform pgflow.create_flow(
+    flow_slug => p_flow_slug,
+    max_attempts => (p_shape -> 'options' ->> 'maxAttempts')::int,
+    base_delay => (p_shape -> 'options' ->> 'baseDelay')::int,
+    timeout => (p_shape -> 'options' ->> 'timeout')::int);
+  for v_step in
+    select e.value from jsonb_array_elements(p_shape -> 'steps') with ordinality as e(value, ord) order by e.ord
+  loop
+    perform pgflow.add_step(
+      flow_slug => p_flow_slug,
+      step_slug => v_step ->> 'slug',
+      deps_slugs => array(select jsonb_array_elements_text(v_step -> 'dependencies')),
+      max_attempts => (v_step -> 'options' ->> 'maxAttempts')::int,
+      base_delay => (v_step -> 'options' ->> 'baseDelay')::int,
+      timeout => (v_step -> 'options' ->> 'timeout')::int,
+      start_delay => (v_step -> 'options' ->> 'startDelay')::int,
+      step_type => v_step ->> 'stepType');
+  end loop;
+end;
+$$;
+
+-- Deletes a flow with all its runs, states, tasks and its queue. Irreversible.
+create or replace function pgflow.delete_flow_and_data(p_flow_slug text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform 1 from pgflow.flows where flow_slug = p_flow_slug for update;
+  if not found then
+    perform pgflow._no_such(format('delete_flow_and_data: flow %s does not exist',
+      coalesce(quote_literal(p_flow_slug), 'NULL')));
+  end if;
+  delete from pgflow.step_tasks where flow_slug = p_flow_slug;
+  delete from pgflow.step_states where flow_slug = p_flow_slug;
+  delete from pgflow.runs where flow_slug = p_flow_slug;
+  delete from pgflow.deps where flow_slug = p_flow_slug;
+  delete from pgflow.steps where flow_slug = p_flow_slug;
+  delete from pgflow.flows where flow_slug = p_flow_slug;
+  perform pgmq.drop_queue(p_flow_slug);
+end;
+$$;
+
+-- Makes the database's definition of a flow match the code's shape:
+--   compiled   the flow was missing and has been created;
+--   verified   it exists and matches;
+--   recompiled it differed and allow_data_loss let it be deleted and created again;
+--   mismatch   it differs; nothing changed; "differences" says how.
+-- Concurrent callers for one flow are serialised, so it is never created twice.
+create or replace function pgflow.ensure_flow_compiled(
+  flow_slug text,
+  shape jsonb,
+  allow_data_loss boolean default false
+)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_db jsonb;
+  v_diffs text[];
+begin
+  perform pgflow._validate_flow_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
+  perform pg_advisory_xact_lock(hashtext('pgflow.ensure_flow_compiled'), hashtext(ensure_flow_compiled.flow_slug));
+
+  v_db := pgflow._get_flow_shape(ensure_flow_compiled.flow_slug);
+  if v_db is null then
+    perform pgflow._create_flow_from_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
+    return jsonb_build_object('status', 'compiled', 'differences', '[]'::jsonb);
+  end if;
+
+  v_diffs := pgflow._compare_flow_shapes(ensure_flow_compiled.shape, v_db);
+  if cardinality(v_diffs) = 0 then
+    return jsonb_build_object('status', 'verified', 'differences', '[]'::jsonb);
+  end if;
+  if coalesce(ensure_flow_compiled.allow_data_loss, false) then
+    perform pgflow.delete_flow_and_data(ensure_flow_compiled.flow_slug);
+    perform pgflow._create_flow_from_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
+    return jsonb_build_object('status', 'recompiled', 'differences', to_jsonb(v_diffs));
+  end if;
+  return jsonb_build_object('status', 'mismatch', 'differences', to_jsonb(v_diffs));
+end;
+$$;
+
+-- ==== sql/engine/maintenance.sql ====
+-- Maintenance: retention of finished runs, archived messages and old workers.
+
+-- Retention: deletes finished runs (with their step states and tasks),
+-- archived queue messages and stopped (or long silent) workers older than the interval.
+create or replace function pgflow.prune_data_older_than(retention_interval interval)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_cutoff timestamptz;
+  v_runs uuid[];
+  v_tasks int;
+  v_states int;
+  v_messages bigint := 0;
+  v_count bigint;
+  v_workers int;
+  v_flow text;
+begin
+  if retention_interval is null or retention_interval < interval '0' then
+    raise exception 'prune_data_older_than: retention_interval must be a non-negative interval, got %',
+      coalesce(retention_interval::text, 'NULL')
+      using errcode = 'invalid_parameter_value';
+  end if;
+  v_cutoff := pgflow.now() - retention_interval;
+
+  select coalesce(array_agg(r.run_id), '{}') into v_runs
+  from pgflow.runs r
+  where r.status <> 'started' and coalesce(r.completed_at, r.failed_at) < v_cutoff;
+
+  delete from pgflow.step_tasks where run_id = any(v_runs);
+  get diagnostics v_tasks = row_count;
+  delete from pgflow.step_states where run_id = any(v_runs);
+  get diagnostics v_states = row_count;
+  delete from pgflow.runs where run_id = any(v_runs);
+
+  for v_flow in select flow_slug from pgflow.flows loop
+    if to_regclass(format('pgmq.%I', 'a_' || lower(v_flow))) is not null then
+      execute format('delete from pgmq.%I where archived_at < $1', 'a_' || lower(v_flow)) using v_cutoff;
+      get diagnostics v_count = row_count;
+      v_messages := v_messages + v_count;
+    end if;
+  end loop;
+
+  -- A worker row goes when the worker stopped before the cutoff, or fell silent
+  -- before it and at least an hour ago: a live worker is never pruned, even with
+  -- a short interval.
+  delete from pgflow.workers
+  where stopped_at < v_cutoff
+     or (stopped_at is null and last_heartbeat_at < least(v_cutoff, pgflow.now() - interval '1 hour'));
+  get diagnostics v_workers = row_count;
+
+  return jsonb_build_object(
+    'runs', cardinality(v_runs), 'step_states', v_states, 'step_tasks', v_tasks,
+    'archived_messages', v_messages, 'workers', v_workers);
+end;
+$$;
+
+-- ==== sql/engine/privileges.sql ====
+-- Nothing in schema pgflow is reachable by a role that was not granted it.
+-- README.md ("Grants") lists what a client role needs to start and watch runs.
+
+revoke all on schema pgflow from public;
+
+revoke all on all tables in schema pgflow from public;
+
+revoke all on all sequences in schema pgflow from public;
+
+revoke all on all functions in schema pgflow from public;
+
+-- Functions created later by the same role are not executable by PUBLIC either.
+alter default privileges in schema pgflow revoke execute on functions from public;
+
+-- Supabase's API roles get nothing unless the project grants it.
+do $$
+declare
+  v_role text;
+begin
+  foreach v_role in array array['anon', 'authenticated'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
+      execute format('revoke all on schema pgflow from %I', v_role);
+      execute format('revoke all on all tables in schema pgflow from %I', v_role);
+      execute format('revoke all on all functions in schema pgflow from %I', v_role);
+    end if;
+  end loop;
+end
+$$;
+
+revoke all on function pgflow.register_worker(uuid, text, text) from public;
+
+revoke all on function pgflow.worker_heartbeat(uuid) from public;
+
+revoke all on function pgflow.deprecate_workers(text) from public;
+
+revoke all on function pgflow._get_flow_shape(text) from public;
+
+revoke all on function pgflow._validate_flow_shape(text, jsonb) from public;
+
+revoke all on function pgflow._check_shape_option(text, text, text, jsonb) from public;
+
+revoke all on function pgflow._compare_flow_shapes(jsonb, jsonb) from public;
+
+revoke all on function pgflow._create_flow_from_shape(text, jsonb) from public;
+
+revoke all on function pgflow.delete_flow_and_data(text) from public;
+
+revoke all on function pgflow.ensure_flow_compiled(text, jsonb, boolean) from public;
+
+revoke all on function pgflow.track_worker_function(text) from public;
+
+revoke all on function pgflow._vault_secret(text) from public;
+
+revoke all on function pgflow.is_local() from public;
+
+revoke all on function pgflow.ensure_workers(interval) from public;
+
+revoke all on function pgflow.complete_task_and_claim(uuid, text, int, jsonb, uuid, int, int) from public;
+
+revoke all on function pgflow.complete_tasks(uuid[], text[], int[], jsonb[]) from public;
