@@ -13,7 +13,7 @@ import type { PostgresServer } from "../../src/dev/postgres_server.ts";
 import { FAULT_FLOW_SLUG, STEP_TIMEOUT_SECONDS, TASKS_PER_RUN } from "./flow.ts";
 import { startScenarioDatabase } from "./database.ts";
 import { type FaultReport, type FaultTimes, measure, snapshotInFlight } from "./measure.ts";
-import { type Pgbouncer, startPgbouncer } from "./pgbouncer.ts";
+import { findPgbouncer, type Pgbouncer, startPgbouncer } from "../../tests/_support/pgbouncer.ts";
 import { FAULT_WORKER_OPTIONS, type FaultWorker, startFaultWorker } from "./worker.ts";
 
 export interface ScenarioSize {
@@ -46,6 +46,10 @@ export interface ScenarioSpec {
   inject(context: FaultContext): Promise<FaultTimes>;
 }
 
+/** Why a pooler scenario cannot run here. */
+export const PGBOUNCER_MISSING =
+  "pgbouncer is not installed (Debian package pgbouncer: apt-get install pgbouncer)";
+
 /** Step timeout + the 2 s margin start_tasks adds to a message's visibility + one poll. */
 export const RECOVERY_BOUND_MS = (STEP_TIMEOUT_SECONDS + 2 + FAULT_WORKER_OPTIONS.maxPollSeconds) *
   1000;
@@ -55,8 +59,12 @@ export async function runScenario(spec: ScenarioSpec, size: ScenarioSize): Promi
   let pooler: Pgbouncer | undefined;
   const workers: FaultWorker[] = [];
   try {
-    if (spec.pooler) pooler = await startPgbouncer(db.server, "postgres");
-    const workerUrl = pooler?.url ?? db.server.url;
+    if (spec.pooler) {
+      const binary = findPgbouncer();
+      if (!binary) throw new Error(PGBOUNCER_MISSING);
+      pooler = await startPgbouncer(binary, db.server.url);
+    }
+    const workerUrl = pooler?.urlFor(db.server.url) ?? db.server.url;
     const startWorker = async () => {
       const worker = await startFaultWorker(workerUrl, spec.workerOptions);
       workers.push(worker);

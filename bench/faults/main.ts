@@ -5,9 +5,9 @@
  * FAULT_RUNS=<n> sets another size.
  */
 import { exitOnSetupError } from "../../src/dev/postgres_setup_error.ts";
-import { runScenario } from "./harness.ts";
+import { PGBOUNCER_MISSING, runScenario } from "./harness.ts";
 import { type FaultReport, problems } from "./measure.ts";
-import { pgbouncerMissing } from "./pgbouncer.ts";
+import { findPgbouncer } from "../../tests/_support/pgbouncer.ts";
 import { type ScenarioName, SCENARIOS } from "./scenarios.ts";
 import { formatReports } from "./table.ts";
 
@@ -24,8 +24,8 @@ const reports: FaultReport[] = [];
 const skipped: string[] = [];
 for (const name of chosen) {
   const spec = SCENARIOS[name];
-  if (spec.pooler && pgbouncerMissing()) {
-    const reason = `skipped "${spec.name}": ${pgbouncerMissing()}`;
+  if (spec.pooler && !findPgbouncer()) {
+    const reason = `skipped "${spec.name}": ${PGBOUNCER_MISSING}`;
     console.warn(reason);
     skipped.push(reason);
     continue;
@@ -36,7 +36,10 @@ for (const name of chosen) {
   );
   reports.push(report);
   for (const problem of problems(report)) console.warn(`  ${problem}`);
-  if (Deno.env.get("FAULT_DEBUG")) console.warn(JSON.stringify(report.failureLogSamples, null, 2));
+  if (Deno.env.get("FAULT_DEBUG")) {
+    console.warn(JSON.stringify(report.lastPickedUp));
+    for (const line of report.failureLogSamples) console.warn(JSON.stringify(line));
+  }
   if (report.notInFlightDetails.length) {
     console.warn(JSON.stringify(report.notInFlightDetails, null, 2));
   }

@@ -10,6 +10,11 @@ import type { WorkerLogLine } from "./worker.ts";
 export interface FaultTimes {
   /** When the fault began (ms since the epoch). */
   faultAt: number;
+  /**
+   * When it had fully hit (the worker dead, the server stopped): an attempt that started
+   * before this was in flight at the fault.
+   */
+  downAt: number;
   /** When it ended: the worker gone (kill), the database accepting connections again. */
   faultEnd: number;
 }
@@ -35,7 +40,7 @@ export interface FaultReport {
   executions: number;
   reExecutions: number;
   reExecutedTasks: number;
-  /** Re-executions whose earlier attempt began after the fault began: must be 0. */
+  /** Re-executions whose earlier attempt began after the fault hit: must be 0. */
   reExecutionsNotInFlight: number;
   /** Those tasks, for diagnosis: their executions and the engine's last error. */
   notInFlightDetails: unknown[];
@@ -49,6 +54,8 @@ export interface FaultReport {
   faultEndToFirstCompletionMs: number;
   /** Fault ended -> every task in flight at the fault was completed or claimed again. */
   faultEndToInFlightPickedUpMs: number;
+  /** The task in flight at the fault that was picked up last. */
+  lastPickedUp: unknown;
   /** The larger of the two above, checked against the bound. */
   recoveryMs: number;
   /** Step timeout + 2 s margin + one poll (maxPollSeconds). */
@@ -90,8 +97,8 @@ export async function measure(
     stoppingAt: number;
   },
 ): Promise<FaultReport> {
-  const { faultAt, faultEnd } = args.times;
-  const at = new Date(faultAt);
+  const { faultAt, downAt, faultEnd } = args.times;
+  const down = new Date(downAt);
   const end = new Date(faultEnd);
   const [runs] = await sql`
     select count(*) filter (where status = 'completed')::int as completed,
@@ -123,18 +130,18 @@ export async function measure(
            coalesce(sum(n - 1), 0)::int as re_executions,
            count(*) filter (where n > 1)::int as re_executed_tasks
     from per_task`;
-  // Every execution but a task's last must be of an attempt that began before the fault.
+  // Every execution but a task's last must be of an attempt that began before the fault hit.
   const [notInFlight] = await sql`
     select count(*)::int as n from (
       select attempt_started_at,
              row_number() over (partition by run_id, step_slug, task_index order by attempt desc) as rank
       from faults.executions) e
-    where rank > 1 and attempt_started_at >= ${at}`;
+    where rank > 1 and attempt_started_at >= ${down}`;
   const notInFlightDetails = await sql`
     select e.run_id, e.step_slug, e.task_index, t.attempts_count, t.error_message,
            json_agg(json_build_object('attempt', e.attempt, 'pid', e.worker_pid,
-             'startedMsAfterFault', extract(epoch from e.attempt_started_at - ${at}::timestamptz) * 1000,
-             'recordedMsAfterFault', extract(epoch from e.recorded_at - ${at}::timestamptz) * 1000)
+             'startedMsAfterDown', extract(epoch from e.attempt_started_at - ${down}::timestamptz) * 1000,
+             'recordedMsAfterDown', extract(epoch from e.recorded_at - ${down}::timestamptz) * 1000)
              order by e.attempt) as executions
     from faults.executions e
     join pgflow.step_tasks t using (run_id, step_slug, task_index)
@@ -143,7 +150,7 @@ export async function measure(
         select run_id, step_slug, task_index, attempt_started_at,
                row_number() over (partition by run_id, step_slug, task_index order by attempt desc) as rank
         from faults.executions) x
-      where rank > 1 and attempt_started_at >= ${at})
+      where rank > 1 and attempt_started_at >= ${down})
     group by e.run_id, e.step_slug, e.task_index, t.attempts_count, t.error_message
     limit 5`;
   const [unrecorded] = await sql`
@@ -158,15 +165,22 @@ export async function measure(
   // A task in flight at the fault is picked up when it is completed (its report got through)
   // or when a later attempt of it starts, whichever came first.
   const [pickedUp] = await sql`
-    select (extract(epoch from max(picked)) * 1000)::float8 as ms from (
-      select least(t.completed_at, (select min(e.attempt_started_at) from faults.executions e
-        where e.run_id = f.run_id and e.step_slug = f.step_slug and e.task_index = f.task_index
-          and e.attempt > f.attempt)) as picked
+    select (extract(epoch from picked) * 1000)::float8 as ms,
+           json_build_object('run_id', run_id, 'step_slug', step_slug, 'task_index', task_index,
+             'attempt', attempt, 'attempts', attempts_count, 'completedMsAfterFaultEnd',
+             extract(epoch from completed_at - ${end}::timestamptz) * 1000, 'nextAttemptMsAfterFaultEnd',
+             extract(epoch from next_attempt - ${end}::timestamptz) * 1000) as detail
+    from (
+      select f.*, t.completed_at, t.attempts_count, n.next_attempt,
+             least(t.completed_at, n.next_attempt) as picked
       from faults.in_flight f
-      join pgflow.step_tasks t using (run_id, step_slug, task_index)) p`;
-
+      join pgflow.step_tasks t using (run_id, step_slug, task_index)
+      left join lateral (select min(e.attempt_started_at) as next_attempt from faults.executions e
+        where e.run_id = f.run_id and e.step_slug = f.step_slug and e.task_index = f.task_index
+          and e.attempt > f.attempt) n on true) p
+    order by picked desc nulls last limit 1`;
   const firstMs = first.ms === null ? Infinity : first.ms - faultEnd;
-  const pickedMs = pickedUp.ms === null ? 0 : Math.max(0, pickedUp.ms - faultEnd);
+  const pickedMs = pickedUp?.ms == null ? 0 : Math.max(0, pickedUp.ms - faultEnd);
   const failureLogLines: Record<string, number> = {};
   const failureLogSamples: WorkerLogLine[] = [];
   for (const line of args.logs) {
@@ -201,6 +215,7 @@ export async function measure(
       : runs.last_completed - faultAt,
     faultEndToFirstCompletionMs: firstMs,
     faultEndToInFlightPickedUpMs: pickedMs,
+    lastPickedUp: pickedUp?.detail ?? null,
     recoveryMs: Math.max(firstMs, pickedMs),
     recoveryBoundMs: args.recoveryBoundMs,
     faultMs: faultEnd - faultAt,

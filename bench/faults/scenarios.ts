@@ -27,32 +27,19 @@ export const behindPooler: ScenarioSpec = {
   inject: killAndReplace,
 };
 
-/** As behindPooler, with LISTEN turned off by hand (polling only). */
-export const behindPoolerPolling: ScenarioSpec = {
-  name: "behind pgbouncer, listen: false, worker killed",
-  pooler: true,
-  workerOptions: { listen: false },
-  inject: killAndReplace,
-};
-
-export const SCENARIOS = {
-  killWorker,
-  restartDatabase,
-  databaseOutage,
-  behindPooler,
-  behindPoolerPolling,
-};
+export const SCENARIOS = { killWorker, restartDatabase, databaseOutage, behindPooler };
 export type ScenarioName = keyof typeof SCENARIOS;
 
 async function killAndReplace(context: FaultContext): Promise<FaultTimes> {
   const faultAt = Date.now();
   await context.worker.kill();
   const faultEnd = Date.now();
+  const downAt = faultEnd;
   // Nothing changes a task between the kill and the next worker: this is exactly what was
   // in flight.
   await context.snapshot();
   await context.replaceWorker();
-  return { faultAt, faultEnd };
+  return { faultAt, downAt, faultEnd };
 }
 
 async function databaseDown(
@@ -63,11 +50,12 @@ async function databaseDown(
   await context.snapshot();
   const faultAt = Date.now();
   await context.server.halt(mode);
+  const downAt = Date.now();
   // The outage is the fault itself: a database being down is real time, not engine time.
   if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
   await context.server.resume();
   const faultEnd = Date.now();
   // Tasks started between the first look and the stop, still unfinished.
-  await context.snapshot(new Date(faultAt));
-  return { faultAt, faultEnd };
+  await context.snapshot(new Date(downAt));
+  return { faultAt, downAt, faultEnd };
 }
