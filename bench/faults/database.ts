@@ -29,13 +29,22 @@ export async function startScenarioDatabase(): Promise<ScenarioDatabase> {
   const template = await templatePromise;
   const dataDir = await throwawayDataDir("faults");
   await copyCluster(template, dataDir);
-  const server = await startEmbeddedPostgres({ dataDir, durable: true, persistent: false });
+  const server = await startEmbeddedPostgres({
+    dataDir,
+    durable: true,
+    persistent: false,
+    // Crash recovery (after an immediate stop) first fsyncs the data folder: one syncfs() call
+    // instead of one fsync per file keeps that from dominating the outage.
+    settings: { recovery_init_sync_method: "syncfs" },
+  });
   const sql = connect(server.url, { max: 2, applicationName: "edgeflow fault suite" });
   return {
     server,
     sql,
     async stop() {
       await sql.end({ timeout: 1 }).catch(() => {});
+      // Its data is thrown away: no shutdown checkpoint needed.
+      await server.halt("immediate").catch(() => {});
       await server.stop();
       await Deno.remove(dataDir.replace(/\/data$/, ""), { recursive: true }).catch(() => {});
     },

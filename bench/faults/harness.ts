@@ -55,7 +55,9 @@ export const RECOVERY_BOUND_MS = (STEP_TIMEOUT_SECONDS + 2 + FAULT_WORKER_OPTION
   1000;
 
 export async function runScenario(spec: ScenarioSpec, size: ScenarioSize): Promise<FaultReport> {
+  const lap = phaseTimer(spec.name);
   const db = await startScenarioDatabase();
+  lap("database");
   let pooler: Pgbouncer | undefined;
   const workers: FaultWorker[] = [];
   try {
@@ -72,12 +74,14 @@ export async function runScenario(spec: ScenarioSpec, size: ScenarioSize): Promi
     };
     const sql = db.sql;
     const first = await startWorker();
+    lap("worker answered");
     await waitFor("the worker to register", size.deadlineMs, async () => {
       const [row] = await sql`
         select count(*)::int as n from pgflow.workers
         where queue_name = ${FAULT_FLOW_SLUG} and stopped_at is null`;
       return row.n > 0;
     });
+    lap("worker registered");
     await sql`
       select pgflow.start_flow(${FAULT_FLOW_SLUG}, jsonb_build_object('n', i))
       from generate_series(1, ${size.runs}::int) i`;
@@ -91,6 +95,7 @@ export async function runScenario(spec: ScenarioSpec, size: ScenarioSize): Promi
       return row.done >= totalTasks / 4 && row.running >= busy;
     });
 
+    lap("busy mid-run");
     let current = first;
     const times = await spec.inject({
       sql,
@@ -105,14 +110,17 @@ export async function runScenario(spec: ScenarioSpec, size: ScenarioSize): Promi
       snapshot: (startedBefore) => snapshotInFlight(sql, startedBefore),
     });
 
+    lap("fault injected");
     await waitFor("every run to end", size.deadlineMs, async () => {
       const [row] = await sql`
         select count(*)::int as n from pgflow.runs
         where flow_slug = ${FAULT_FLOW_SLUG} and status = 'started'`;
       return row.n === 0;
     }).catch(() => {/* the rest counts as stuck */});
+    lap("runs ended");
     const stoppingAt = Date.now();
     await Promise.all(workers.map((worker) => worker.stop()));
+    lap("workers stopped");
     return await measure(sql, {
       scenario: spec.name,
       runs: size.runs,
@@ -125,7 +133,19 @@ export async function runScenario(spec: ScenarioSpec, size: ScenarioSize): Promi
     await Promise.all(workers.map((worker) => worker.kill().catch(() => {})));
     await pooler?.stop();
     await db.stop();
+    lap("database stopped");
   }
+}
+
+/** With FAULT_DEBUG set, prints how long each phase of a scenario took. */
+function phaseTimer(scenario: string): (phase: string) => void {
+  if (!Deno.env.get("FAULT_DEBUG")) return () => {};
+  let last = performance.now();
+  return (phase) => {
+    const now = performance.now();
+    console.warn(`${scenario}: ${phase} after ${(now - last).toFixed(0)} ms`);
+    last = now;
+  };
 }
 
 /** Polls `probe` (errors count as "not yet": the database may be down) until it holds. */
