@@ -8,7 +8,7 @@ import { exitOnSetupError } from "../../src/dev/postgres_setup_error.ts";
 import { PGBOUNCER_MISSING, runScenario } from "./harness.ts";
 import { type FaultReport, problems } from "./measure.ts";
 import { findPgbouncer } from "../../tests/_support/pgbouncer.ts";
-import { type ScenarioName, SCENARIOS } from "./scenarios.ts";
+import { baseline, type ScenarioName, SCENARIOS } from "./scenarios.ts";
 import { formatReports } from "./table.ts";
 
 const runs = Number(Deno.env.get("FAULT_RUNS") ?? 300);
@@ -22,8 +22,12 @@ for (const name of chosen) {
 
 const reports: FaultReport[] = [];
 const skipped: string[] = [];
-for (const name of chosen) {
-  const spec = SCENARIOS[name];
+// The baseline (no fault) first, when every scenario runs: what the faults cost is against it.
+const specs = Deno.args.length ? chosen.map((name) => SCENARIOS[name]) : [
+  baseline,
+  ...Object.values(SCENARIOS),
+];
+for (const spec of specs) {
   if (spec.pooler && !findPgbouncer()) {
     const reason = `skipped "${spec.name}": ${PGBOUNCER_MISSING}`;
     console.warn(reason);

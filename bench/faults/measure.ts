@@ -48,6 +48,8 @@ export interface FaultReport {
   completedWithoutExecution: number;
   /** Attempts counted by the engine beyond one per task (lost attempts included). */
   extraAttempts: number;
+  /** The first run's start -> the last run's completion. */
+  allRunsMs: number;
   /** Fault began -> the last run completed. */
   faultToAllRunsCompleteMs: number;
   /** Fault ended -> the first task completed after it. */
@@ -105,7 +107,8 @@ export async function measure(
            count(*) filter (where status = 'started')::int as stuck,
            count(*) filter (where status = 'failed')::int as failed,
            count(*)::int as total,
-           (extract(epoch from max(completed_at)) * 1000)::float8 as last_completed
+           (extract(epoch from max(completed_at)) * 1000)::float8 as last_completed,
+           (extract(epoch from max(completed_at) - min(started_at)) * 1000)::float8 as all_runs
     from pgflow.runs where flow_slug = ${FAULT_FLOW_SLUG}`;
   const outputs = await sql<{ n: number; output: unknown }[]>`
     select (input->>'n')::int as n, output from pgflow.runs
@@ -210,6 +213,7 @@ export async function measure(
     notInFlightDetails: [...notInFlightDetails],
     completedWithoutExecution: unrecorded.n,
     extraAttempts: tasks.extra_attempts ?? 0,
+    allRunsMs: runs.all_runs ?? Infinity,
     faultToAllRunsCompleteMs: runs.last_completed === null
       ? Infinity
       : runs.last_completed - faultAt,

@@ -27,6 +27,15 @@ export const behindPooler: ScenarioSpec = {
   inject: killAndReplace,
 };
 
+/** No fault: the yardstick for what a fault costs in time (main.ts runs it first). */
+export const baseline: ScenarioSpec = {
+  name: "no fault (baseline)",
+  inject() {
+    const now = Date.now();
+    return Promise.resolve({ faultAt: now, downAt: now, faultEnd: now });
+  },
+};
+
 export const SCENARIOS = { killWorker, restartDatabase, databaseOutage, behindPooler };
 export type ScenarioName = keyof typeof SCENARIOS;
 

@@ -19,6 +19,7 @@ const ROWS: [string, (report: FaultReport) => string][] = [
   ["fault end -> in-flight tasks picked up", (r) => ms(r.faultEndToInFlightPickedUpMs)],
   ["recovery (bound)", (r) => `${ms(r.recoveryMs)} (${ms(r.recoveryBoundMs)})`],
   ["fault -> all runs complete", (r) => ms(r.faultToAllRunsCompleteMs)],
+  ["first run started -> all runs complete", (r) => ms(r.allRunsMs)],
   [
     "worker warn/error lines after the fault",
     (r) => String(Object.values(r.failureLogLines).reduce((a, b) => a + b, 0)),
