@@ -286,6 +286,9 @@ alter table pgflow.step_tasks
   add constraint step_tasks_status_is_known
     check (status in ('queued', 'started', 'completed', 'failed', 'cancelled'));
 
+-- complete_task_and_claim returns each claimed task's "attempt" (1 = the first), so a
+-- handler knows which attempt it is on every claiming path (engine change only).
+
 -- ==== sql/engine/clock.sql ====
 -- The engine's clock. Every engine function reads time through pgflow.now()
 -- (the transaction's time) or pgflow.clock_now() (the statement's moment, for
@@ -1620,7 +1623,8 @@ $$;
 -- and one wake-up per DAG level. (An edgeflow extension; pgflow has no such call.)
 --
 -- Returns {"status", "error_message"} of the reported task and "claimed": the
--- started tasks, each with its message's read_ct, enqueued_at, vt, message, headers.
+-- started tasks, each with its message's read_ct, enqueued_at, vt, message, headers,
+-- and "attempt": which attempt of the task this is (1 = the first).
 create or replace function pgflow.complete_task_and_claim(
   run_id uuid,
   step_slug text,
@@ -1660,11 +1664,15 @@ begin
                'flow_slug', s.flow_slug, 'run_id', s.run_id, 'step_slug', s.step_slug,
                'input', s.input, 'msg_id', s.msg_id, 'task_index', s.task_index, 'flow_input', s.flow_input,
                'read_ct', m.read_ct, 'enqueued_at', m.enqueued_at, 'vt', m.vt,
-               'message', m.message, 'headers', m.headers)), '[]'::jsonb)
+               'message', m.message, 'headers', m.headers,
+               'attempt', t.attempts_count + 1)), '[]'::jsonb)
         into v_claimed
       from pgflow.start_tasks(v_task.flow_slug,
              array(select (e).msg_id from unnest(v_messages) e), complete_task_and_claim.worker_id) s
-      join unnest(v_messages) m on m.msg_id = s.msg_id;
+      join unnest(v_messages) m on m.msg_id = s.msg_id
+      -- This statement sees step_tasks as before start_tasks counted the attempt.
+      join pgflow.step_tasks t
+        on t.run_id = s.run_id and t.step_slug = s.step_slug and t.task_index = s.task_index;
     end if;
   end if;
 

@@ -302,6 +302,7 @@ dbTest(
     assert.equal(claimed.length, 1, "claims no more than qty");
     const [next] = claimed;
     assert.deepEqual(next.task.input, { run: 5, a: 6 });
+    assert.equal(next.attempt, 1, "the claimed task's first attempt");
     assert.deepEqual(next.message.message, {
       flow_slug: "claim",
       run_id: run.run_id,

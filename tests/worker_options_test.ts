@@ -2,7 +2,6 @@
 import assert from "node:assert/strict";
 import { Flow } from "../src/dsl/mod.ts";
 import { createWorker, functionNameFromUrl } from "../src/worker/create_worker.ts";
-import { decideListen } from "../src/worker/connection.ts";
 import { firstSecretKey } from "../src/worker/context.ts";
 import { WorkerOptionError } from "../src/worker/errors.ts";
 import { failureMessage, failureStack } from "../src/worker/failure_message.ts";
@@ -147,15 +146,6 @@ Deno.test("defaults are filled in", () => {
     baseDelay: 3,
     maxDelay: 300,
   });
-});
-
-Deno.test("listen: auto is off through a transaction pooler", () => {
-  assert.equal(decideListen("auto", "db.abc.supabase.co", 5432), true);
-  assert.equal(decideListen("auto", "127.0.0.1", undefined), true);
-  assert.equal(decideListen("auto", "db.abc.supabase.co", 6543), false);
-  assert.equal(decideListen("auto", "aws-0-eu-central-1.pooler.supabase.com", 5432), false);
-  assert.equal(decideListen(true, "x.pooler.supabase.com", 6543), true);
-  assert.equal(decideListen(false, "127.0.0.1", 5432), false);
 });
 
 Deno.test("function name from the request path", () => {

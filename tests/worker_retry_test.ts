@@ -132,3 +132,35 @@ workerTest(
     );
   },
 );
+
+for (const listen of [true, false]) {
+  workerTest(
+    `handlers see which attempt they are (context.attempt, listen: ${listen})`,
+    async (t) => {
+      const seen: Record<string, number[]> = { first: [], flaky: [] };
+      // baseDelay 0: a failed attempt is retried at once, so no waiting for the backoff.
+      const flow = new Flow<{ n: number }>({ slug: "attempts", maxAttempts: 3, baseDelay: 0 })
+        .step({ slug: "first" }, ({ run }, context) => {
+          seen.first.push(context.attempt);
+          return run.n;
+        })
+        .step({ slug: "flaky", dependsOn: ["first"] }, ({ first }, context) => {
+          seen.flaky.push(context.attempt);
+          if (context.attempt < 3) throw new Error(`attempt ${context.attempt} fails`);
+          return { first, attempt: context.attempt };
+        });
+      await t.run(flow, { listen });
+      const run = await startFlow(t.sql, { flowSlug: "attempts", input: { n: 7 } });
+      const done = await waitForRun(t.sql, run.run_id);
+      assert.deepEqual(seen, { first: [1], flaky: [1, 2, 3] });
+      assert.deepEqual(done.output, { flaky: { first: 7, attempt: 3 } });
+      const tasks = await t.sql<{ step_slug: string; attempts_count: number }[]>`
+        select step_slug, attempts_count from pgflow.step_tasks
+        where run_id = ${run.run_id} order by step_slug`;
+      assert.deepEqual(tasks.map((task) => [task.step_slug, task.attempts_count]), [
+        ["first", 1],
+        ["flaky", 3],
+      ]);
+    },
+  );
+}

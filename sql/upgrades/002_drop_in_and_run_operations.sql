@@ -281,3 +281,6 @@ alter table pgflow.step_tasks
   drop constraint if exists step_tasks_status_is_known,
   add constraint step_tasks_status_is_known
     check (status in ('queued', 'started', 'completed', 'failed', 'cancelled'));
+
+-- complete_task_and_claim returns each claimed task's "attempt" (1 = the first), so a
+-- handler knows which attempt it is on every claiming path (engine change only).

@@ -22,6 +22,29 @@ export function startTasks(
 export interface StartedTask {
   task: StepTaskRecord;
   message: QueueMessage<TaskMessage>;
+  /** Which attempt this is, 1 for the first (`step_tasks.attempts_count` after the start). */
+  attempt: number;
+}
+
+/**
+ * Phase 2 as a worker runs it: `start_tasks`, with each task's attempt number. The statement
+ * sees `step_tasks` as it was before `start_tasks` counted the attempt (a function's changes
+ * are not visible to the statement that calls it), so the attempt is that count plus one.
+ */
+export async function startTasksWithAttempts(
+  sql: Sql,
+  args: { flowSlug: string; msgIds: number[]; workerId: string },
+): Promise<{ task: StepTaskRecord; attempt: number }[]> {
+  const rows = await sql<(StepTaskRecord & { attempt: number })[]>`
+    select s.flow_slug, s.run_id, s.step_slug, s.input, s.msg_id, s.task_index,
+           t.attempts_count + 1 as attempt
+    from pgflow.start_tasks(
+      flow_slug => ${args.flowSlug},
+      msg_ids => ${args.msgIds}::bigint[],
+      worker_id => ${args.workerId}::uuid) s
+    join pgflow.step_tasks t
+      on t.run_id = s.run_id and t.step_slug = s.step_slug and t.task_index = s.task_index`;
+  return rows.map(({ attempt, ...task }) => ({ task, attempt }));
 }
 
 /**
@@ -33,17 +56,22 @@ export async function readAndStartTasks(
   sql: Sql,
   args: { flowSlug: string; workerId: string; vt: number; qty: number },
 ): Promise<StartedTask[]> {
-  const rows = await sql<(StepTaskRecord & Omit<QueueMessage<TaskMessage>, "msg_id">)[]>`
+  // The attempt: see startTasksWithAttempts.
+  const rows = await sql<
+    (StepTaskRecord & Omit<QueueMessage<TaskMessage>, "msg_id"> & { attempt: number })[]
+  >`
     with claimed as materialized (
       select * from pgmq.read(${args.flowSlug}, ${args.vt}::int, ${args.qty}::int)
     )
     select t.flow_slug, t.run_id, t.step_slug, t.input, t.msg_id, t.task_index,
-           m.read_ct, m.enqueued_at, m.vt, m.message, m.headers
+           m.read_ct, m.enqueued_at, m.vt, m.message, m.headers, st.attempts_count + 1 as attempt
     from pgflow.start_tasks(
       flow_slug => ${args.flowSlug},
       msg_ids => (select coalesce(array_agg(msg_id), '{}') from claimed),
       worker_id => ${args.workerId}::uuid) t
-    join claimed m on m.msg_id = t.msg_id`;
+    join claimed m on m.msg_id = t.msg_id
+    join pgflow.step_tasks st
+      on st.run_id = t.run_id and st.step_slug = t.step_slug and st.task_index = t.task_index`;
   return rows.map((row) => {
     const msgId = Number(row.msg_id);
     return {
@@ -63,6 +91,7 @@ export async function readAndStartTasks(
         message: row.message,
         headers: row.headers,
       },
+      attempt: row.attempt,
     };
   });
 }
@@ -169,6 +198,7 @@ export async function completeTaskAndClaim(
         message: item.message,
         headers: item.headers,
       },
+      attempt: item.attempt,
     })),
   };
 }
@@ -182,6 +212,7 @@ interface ClaimOutcome extends CompletionResult {
     vt: string;
     message: TaskMessage;
     headers: Json | null;
+    attempt: number;
   })[];
 }
 

@@ -1,5 +1,6 @@
 /** Typed calls for worker bookkeeping: registration, heartbeats, deprecation, stopping. */
 import type { Sql } from "./connect.ts";
+import { withDeadline } from "./deadline.ts";
 
 export async function registerWorker(
   sql: Sql,
@@ -12,10 +13,20 @@ export async function registerWorker(
       function_name => ${args.functionName})`;
 }
 
-/** `true` when the worker was deprecated and must stop taking work. */
-export async function workerHeartbeat(sql: Sql, workerId: string): Promise<boolean> {
-  const [row] = await sql<{ deprecated: boolean }[]>`
+/**
+ * `true` when the worker was deprecated and must stop taking work. With `timeoutMs`, a
+ * heartbeat that gets no answer in time is cancelled and rejects (QueryTimeoutError).
+ */
+export async function workerHeartbeat(
+  sql: Sql,
+  workerId: string,
+  options: { timeoutMs?: number } = {},
+): Promise<boolean> {
+  const query = sql<{ deprecated: boolean }[]>`
     select pgflow.worker_heartbeat(${workerId}::uuid) as deprecated`;
+  const [row] = options.timeoutMs === undefined
+    ? await query
+    : await withDeadline(query, options.timeoutMs, "heartbeat");
   return row.deprecated;
 }
 

@@ -41,6 +41,12 @@ export interface StepContext {
   signal: AbortSignal;
   /** Aborts as soon as the worker starts shutting down (it still waits for the handler). */
   shutdownSignal: AbortSignal;
+  /**
+   * Which attempt at this task this is: 1 for the first, 2 for the first retry, and so on up to
+   * the step's `maxAttempts` (`step_tasks.attempts_count` as `start_tasks` counted it; unlike
+   * `rawMessage.read_ct`, which counts every read of the message).
+   */
+  attempt: number;
   rawMessage: RawMessage;
   stepTask: StepTask;
   /** The worker's resolved configuration, read-only. */

@@ -15,6 +15,7 @@ import {
   type StartedTask,
   type TaskCompletion,
 } from "../db/tasks.ts";
+import type { Logger } from "./logger.ts";
 import { withReportRetries } from "./report_retry.ts";
 
 /** How a lone completion claims further tasks for the worker. */
@@ -42,15 +43,45 @@ export class CompletionBatcher {
   #queue: Pending[] = [];
 
   readonly #claimer: Claimer | undefined;
+  readonly #log: Logger | undefined;
+  readonly #signal: AbortSignal | undefined;
 
   constructor(
     sql: Sql,
-    options: { maxInFlight: number; maxBatch: number; claimer?: Claimer },
+    options: {
+      maxInFlight: number;
+      maxBatch: number;
+      claimer?: Claimer;
+      /** Where a report that has to wait for the database says so (once per episode). */
+      log?: Logger;
+      /** Ends the retries of reports that cannot get through (the worker closes its pool). */
+      signal?: AbortSignal;
+    },
   ) {
     this.#sql = sql;
     this.#maxInFlight = Math.max(1, options.maxInFlight);
     this.#maxBatch = Math.max(1, options.maxBatch);
     this.#claimer = options.claimer;
+    this.#log = options.log;
+    this.#signal = options.signal;
+  }
+
+  /** Retries a report until it gets through (see report_retry.ts). */
+  #retried<T>(call: () => Promise<T>, completions: TaskCompletion[]): Promise<T> {
+    const [one] = completions;
+    return withReportRetries(
+      call,
+      this.#log && {
+        log: this.#log,
+        what: completions.length === 1
+          ? "the completed task"
+          : `${completions.length} completed tasks`,
+        fields: completions.length === 1
+          ? { step: one.stepSlug, run: one.runId, task: one.taskIndex }
+          : undefined,
+        signal: this.#signal,
+      },
+    );
   }
 
   /** Reports one completion; resolves with the task's status after it, rejects if it failed. */
@@ -77,8 +108,10 @@ export class CompletionBatcher {
       return;
     }
     try {
-      const results = await withReportRetries(() =>
-        completeTasks(this.#sql, batch.map((pending) => pending.completion))
+      const completions = batch.map((pending) => pending.completion);
+      const results = await this.#retried(
+        () => completeTasks(this.#sql, completions),
+        completions,
       );
       batch.forEach((pending, index) => pending.resolve(results[index]));
     } catch (error) {
@@ -89,8 +122,9 @@ export class CompletionBatcher {
       // One bad completion must not sink the others: the batch rolled back, so send each alone.
       await Promise.all(batch.map(async (pending) => {
         try {
-          const [result] = await withReportRetries(() =>
-            completeTasks(this.#sql, [pending.completion])
+          const [result] = await this.#retried(
+            () => completeTasks(this.#sql, [pending.completion]),
+            [pending.completion],
           );
           pending.resolve(result);
         } catch (single) {

@@ -21,7 +21,9 @@ export interface QueueContext<TPayload = Json> {
   signal: AbortSignal;
   /** Aborts as soon as the worker starts shutting down. */
   shutdownSignal: AbortSignal;
-  /** The message as `pgmq.read` returned it; `read_ct` is the attempt number. */
+  /** Which attempt at this message this is, 1 for the first (its `read_ct`). */
+  attempt: number;
+  /** The message as `pgmq.read` returned it. */
   rawMessage: QueueMessage<TPayload>;
   workerConfig: Readonly<Record<string, unknown>>;
 }
@@ -80,9 +82,11 @@ export function stepContext(
   shared: SharedContext,
   task: StepTaskRecord,
   message: QueueMessage<unknown>,
+  attempt: number,
   signal: AbortSignal,
 ): StepContext {
   return handlerContext(shared, signal, {
+    attempt,
     rawMessage: message as unknown as RawMessage,
     stepTask: task,
   });
@@ -93,7 +97,7 @@ export function queueContext<TPayload>(
   message: QueueMessage<TPayload>,
   signal: AbortSignal,
 ): QueueContext<TPayload> {
-  return handlerContext(shared, signal, { rawMessage: message });
+  return handlerContext(shared, signal, { attempt: message.read_ct, rawMessage: message });
 }
 
 /** The parts every handler's context has, with the handler's own (`rawMessage`, ...) added. */

@@ -6,7 +6,7 @@
 import { flowShape } from "../dsl/flow_shape.ts";
 import type { Sql } from "../db/connect.ts";
 import { ensureFlowCompiled } from "../db/definitions.ts";
-import { failTask, readAndStartTasks, startTasks } from "../db/tasks.ts";
+import { failTask, readAndStartTasks, startTasksWithAttempts } from "../db/tasks.ts";
 import type { Json, QueueMessage, StepTaskRecord, TaskMessage } from "../db/types.ts";
 import type { AnyFlow } from "../dsl/flow.ts";
 import { CompletionBatcher } from "./completion_batcher.ts";
@@ -38,6 +38,8 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
       const reporter: CompletionBatcher = new CompletionBatcher(runtime.sql, {
         maxInFlight: Math.max(1, config.maxPgConnections - 1),
         maxBatch: Math.max(config.batchSize, 50),
+        log: runtime.log,
+        signal: runtime.closing,
         claimer: {
           workerId: runtime.workerId,
           vt: config.visibilityTimeout,
@@ -52,8 +54,8 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
           },
           give(claimed, taken) {
             runtime.executor.release(taken - claimed.length);
-            for (const { task, message } of claimed) {
-              runtime.executor.execute(taskJob(flow, flowRuntime, task, message));
+            for (const { task, message, attempt } of claimed) {
+              runtime.executor.execute(taskJob(flow, flowRuntime, task, message, attempt));
             }
           },
         },
@@ -69,8 +71,8 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
             qty,
           });
           runtime.executor.release(qty - started.length);
-          for (const { task, message } of started) {
-            runtime.executor.execute(taskJob(flow, flowRuntime, task, message));
+          for (const { task, message, attempt } of started) {
+            runtime.executor.execute(taskJob(flow, flowRuntime, task, message, attempt));
           }
           return started.length;
         },
@@ -119,9 +121,9 @@ interface FlowRuntime extends WorkerRuntime {
 function dispatch(flow: AnyFlow, runtime: FlowRuntime, messages: QueueMessage<Json>[]): void {
   const { executor, sql, log, workerId } = runtime;
   executor.track((async () => {
-    let tasks: StepTaskRecord[];
+    let tasks: { task: StepTaskRecord; attempt: number }[];
     try {
-      tasks = await startTasks(sql, {
+      tasks = await startTasksWithAttempts(sql, {
         flowSlug: flow.slug,
         msgIds: messages.map((message) => message.msg_id),
         workerId,
@@ -137,8 +139,8 @@ function dispatch(flow: AnyFlow, runtime: FlowRuntime, messages: QueueMessage<Js
     // Messages whose task was not started (run failed meanwhile, duplicate, stale) free their slot.
     executor.release(messages.length - tasks.length);
     const byId = new Map(messages.map((message) => [message.msg_id, message]));
-    for (const task of tasks) {
-      executor.execute(taskJob(flow, runtime, task, byId.get(Number(task.msg_id))!));
+    for (const { task, attempt } of tasks) {
+      executor.execute(taskJob(flow, runtime, task, byId.get(Number(task.msg_id))!, attempt));
     }
   })());
 }
@@ -148,10 +150,16 @@ function taskJob(
   runtime: FlowRuntime,
   task: StepTaskRecord,
   message: QueueMessage<Json> | QueueMessage<TaskMessage>,
+  attempt: number,
 ): Job {
   const { sql, stats } = runtime;
   const step = flow.getStep(task.step_slug);
-  const log = runtime.log.child({ step: task.step_slug, run: task.run_id, task: task.task_index });
+  const log = runtime.log.child({
+    step: task.step_slug,
+    run: task.run_id,
+    task: task.task_index,
+    attempt,
+  });
   const key = { runId: task.run_id, stepSlug: task.step_slug, taskIndex: task.task_index };
   const what = `step "${task.step_slug}" of flow "${flow.slug}"`;
   const cancellation = runtime.cancellations.track(task.run_id);
@@ -159,14 +167,16 @@ function taskJob(
   const fail = async (error: unknown, cause: string, durationMs: number, withStack: boolean) => {
     const errorMessage = failureMessage(error);
     try {
-      const row = await withReportRetries(() => failTask(sql, { ...key, errorMessage }));
+      const row = await withReportRetries(
+        () => failTask(sql, { ...key, errorMessage }),
+        { log, what: "the failed task", signal: runtime.closing },
+      );
       stats.failed++;
       const willRetry = row?.status === "queued";
       log.warn(willRetry ? "task failed; will be retried" : "task failed", {
         cause,
         error: errorText(error),
         ...(withStack ? { stack: failureStack(error) } : {}),
-        attempt: row?.attempts_count,
         durationMs,
       });
     } catch (reportError) {
@@ -185,7 +195,10 @@ function taskJob(
         throw new Error(`${what} is not defined in this worker's code (a newer deployment?)`);
       }
       log.debug("task started");
-      return step.handler(task.input, stepContext(runtime.context, task, message, signal));
+      return step.handler(
+        task.input,
+        stepContext(runtime.context, task, message, attempt, signal),
+      );
     },
     async report(outcome: Outcome) {
       cancellation.done(); // the outcome is decided: nothing left to abort

@@ -7,7 +7,10 @@ import type { Sql } from "../db/connect.ts";
 import { WorkerOptionError } from "./errors.ts";
 import { LOG_LEVELS, type LogLevel, type LogSink } from "./logger.ts";
 
-/** `true`: LISTEN for wake-ups; `false`: poll only; `"auto"`: LISTEN unless the URL is a pooler. */
+/**
+ * `true`: LISTEN for wake-ups; `false`: poll only; `"auto"`: LISTEN when a test notification
+ * arrives at startup (it does not through a transaction pooler).
+ */
 export type ListenMode = boolean | "auto";
 
 /** Options shared by flow workers and queue workers. */
@@ -32,8 +35,8 @@ export interface BaseWorkerOptions {
   /** How often the worker reports that it is alive (and learns it was deprecated), in ms. */
   heartbeatIntervalMs?: number;
   /**
-   * Size of the worker's own pool, at least 2: without LISTEN one connection is kept for long
-   * polls; with LISTEN, postgres.js opens one more connection for it.
+   * Size of the worker's own pool, at least 2. LISTEN, or without it the long polls, use one
+   * more connection of their own.
    */
   maxPgConnections?: number;
   /** Time in-flight handlers get to finish on shutdown, in ms. */

@@ -34,9 +34,9 @@ import {
 } from "../db/queue.ts";
 import type { Json, QueueMessage } from "../db/types.ts";
 import type { Executor } from "./executor.ts";
+import { FailureEpisode } from "./failure_episode.ts";
 import { errorText } from "./failure_message.ts";
 import type { Logger } from "./logger.ts";
-import { sleep } from "./ticker.ts";
 
 export type IdleMode = "listen" | "long-poll";
 
@@ -64,7 +64,11 @@ export interface PollerOptions {
   log: Logger;
 }
 
-const MAX_ERROR_BACKOFF_MS = 5_000;
+/**
+ * Longest pause after failed reads. Short, so that polling resumes within a second of the
+ * database's return; a wake-up (LISTEN is back) ends the pause at once.
+ */
+const MAX_ERROR_BACKOFF_MS = 1_000;
 
 export class Poller {
   readonly #o: PollerOptions;
@@ -77,6 +81,8 @@ export class Poller {
   #longPoll: { cancel(): unknown } | undefined;
   #loop: Promise<void> | undefined;
   #errorBackoffMs = 0;
+  /** One log line when reads start failing, one when they work again. */
+  readonly #episode: FailureEpisode;
   /** Listen mode: when (performance.now()) the idle wait ends; undefined = ask the database. */
   #idleUntil: number | undefined;
   /** Counters for status and tests. */
@@ -90,6 +96,10 @@ export class Poller {
       throw new Error("Poller: long-poll mode needs longPollSql");
     }
     this.#o = options;
+    this.#episode = new FailureEpisode(options.log, {
+      failed: "poll failed",
+      recovered: "polling recovered",
+    });
   }
 
   get stopped(): boolean {
@@ -172,11 +182,11 @@ export class Poller {
         executor.release(qty - claimed);
         this.#hand(messages);
       }
-      this.#errorBackoffMs = 0;
+      this.#succeeded();
     } catch (error) {
       executor.release(qty);
-      await this.#failed("poll failed", error);
       this.#wakeRequested = true;
+      await this.#failed("read", error);
     }
     this.#moreLikely = claimed === qty;
   }
@@ -196,10 +206,10 @@ export class Poller {
     let messages: QueueMessage<Json>[] = [];
     try {
       messages = normalizeMsgIds(await query);
-      this.#errorBackoffMs = 0;
+      this.#succeeded();
     } catch (error) {
       // A long poll cancelled by stop() ends with an error; that one is expected.
-      if (!this.stopped) await this.#failed("long poll failed", error);
+      if (!this.stopped) await this.#failed("long poll", error);
     } finally {
       this.#longPoll = undefined;
     }
@@ -224,11 +234,10 @@ export class Poller {
         if (dueMs !== null) {
           waitMs = Math.min(capMs, dueMs > 0 ? dueMs : this.#o.pollIntervalMs);
         }
+        this.#succeeded();
       } catch (error) {
-        this.#o.log.warn("could not read when the next message is due", {
-          error: errorText(error),
-        });
-        waitMs = Math.min(capMs, this.#o.pollIntervalMs);
+        this.#episode.failed(error, { during: "next due" });
+        waitMs = Math.min(capMs, Math.max(this.#o.pollIntervalMs, MAX_ERROR_BACKOFF_MS));
       }
       this.#idleUntil = performance.now() + waitMs;
     }
@@ -265,13 +274,21 @@ export class Poller {
     );
   }
 
-  async #failed(what: string, error: unknown): Promise<void> {
-    this.#o.log.error(what, { error: errorText(error) });
+  #succeeded(): void {
+    this.#errorBackoffMs = 0;
+    this.#episode.succeeded();
+  }
+
+  /** Logs the failure (once per episode) and pauses, until a wake-up or stop at the latest. */
+  async #failed(during: string, error: unknown): Promise<void> {
+    this.#episode.failed(error, { during });
     this.#errorBackoffMs = Math.min(
       MAX_ERROR_BACKOFF_MS,
       Math.max(this.#o.pollIntervalMs, this.#errorBackoffMs * 2),
     );
-    await sleep(this.#errorBackoffMs, this.#stop.signal);
+    const timer = setTimeout(() => this.#trigger.fire(), this.#errorBackoffMs);
+    await this.#trigger.wait();
+    clearTimeout(timer);
   }
 }
 

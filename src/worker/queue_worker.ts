@@ -2,7 +2,7 @@
  * A plain pgmq queue worker: `createWorker(handler, { queueName })`. Each message's payload goes
  * to the handler; success archives the message; failure retries it after the retry policy's
  * delay (`pgmq.set_vt`), until the policy's limit, after which the message is archived and the
- * failure logged at error level. `read_ct` is the attempt number. A handler that runs past the
+ * failure logged at error level. `read_ct` is the attempt number (`context.attempt`). A handler that runs past the
  * visibility timeout is aborted and counts as failed (its message would reappear anyway).
  */
 import type { Sql } from "../db/connect.ts";
@@ -73,7 +73,10 @@ function messageJob<TPayload>(
     async report(outcome) {
       try {
         if (outcome.ok) {
-          await withReportRetries(() => archiveMessage(sql, queueName, message.msg_id));
+          await withReportRetries(
+            () => archiveMessage(sql, queueName, message.msg_id),
+            { log, what: "the processed message", signal: runtime.closing },
+          );
           stats.completed++;
           log.info("message processed; archived", { durationMs: outcome.durationMs });
           return;
@@ -81,7 +84,10 @@ function messageJob<TPayload>(
         stats.failed++;
         const error = errorText(outcome.error);
         if (message.read_ct > retry.limit) {
-          await withReportRetries(() => archiveMessage(sql, queueName, message.msg_id));
+          await withReportRetries(
+            () => archiveMessage(sql, queueName, message.msg_id),
+            { log, what: "the failed message", signal: runtime.closing },
+          );
           log.error("message failed and has no retries left; archived", {
             error,
             retryLimit: retry.limit,
@@ -90,7 +96,10 @@ function messageJob<TPayload>(
           return;
         }
         const delay = retryDelay(retry, message.read_ct);
-        await withReportRetries(() => delayMessage(sql, queueName, message.msg_id, delay));
+        await withReportRetries(
+          () => delayMessage(sql, queueName, message.msg_id, delay),
+          { log, what: "the failed message", signal: runtime.closing },
+        );
         log.warn("message failed; will be retried", {
           error,
           retryInSeconds: delay,

@@ -1,12 +1,15 @@
-/** Runs an async task every `intervalMs`, never overlapping itself; `stop()` waits for a run in progress. */
+/**
+ * Runs an async task every `intervalMs` (a number, or a function asked before each wait), never
+ * overlapping itself; `stop()` waits for a run in progress.
+ */
 export class Ticker {
-  readonly #intervalMs: number;
+  readonly #intervalMs: number | (() => number);
   readonly #task: () => Promise<void>;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #current: Promise<void> | undefined;
   #stopped = false;
 
-  constructor(intervalMs: number, task: () => Promise<void>) {
+  constructor(intervalMs: number | (() => number), task: () => Promise<void>) {
     this.#intervalMs = intervalMs;
     this.#task = task;
   }
@@ -23,7 +26,7 @@ export class Ticker {
         this.#current = undefined;
         if (!this.#stopped) this.#schedule();
       });
-    }, this.#intervalMs);
+    }, typeof this.#intervalMs === "function" ? this.#intervalMs() : this.#intervalMs);
   }
 
   async stop(): Promise<void> {

@@ -4,8 +4,8 @@
  * graceful shutdown. What differs between the two kinds lives in a `WorkerKind`.
  *
  * Startup: resolve the connection; `kind.prepare` (a flow worker checks/compiles its flow);
- * register in `pgflow.workers`; LISTEN for wake-ups when allowed, else reserve a connection for
- * long polls; then run.
+ * register in `pgflow.workers`; LISTEN for wake-ups when notifications arrive (wakeup.ts), else
+ * open a connection of its own for long polls; then run.
  *
  * Shutdown (stop(), beforeunload, SIGTERM/SIGINT, deprecation): stop polling; let in-flight
  * handlers finish within `shutdownGraceMs` and report them (those still running after it are
@@ -13,7 +13,7 @@
  * (only a pool the worker opened itself); then wait for the successor request, if a platform
  * limit made it send one (it is bounded by its own timeout).
  */
-import type { Sql } from "../db/connect.ts";
+import { companionPool, keepArrayTypes, type Sql } from "../db/connect.ts";
 import type { Json, QueueMessage } from "../db/types.ts";
 import { markWorkerStopped, registerWorker } from "../db/workers.ts";
 import { resolveConnection, type WorkerConnection } from "./connection.ts";
@@ -28,7 +28,7 @@ import { type IdleMode, Poller } from "./poller.ts";
 import { StalledTaskRecovery } from "./recovery.ts";
 import { onPlatformShutdown } from "./shutdown.ts";
 import { requestSuccessor, wantsSuccessor } from "./successor.ts";
-import { listenForWakeups, listenOn } from "./wakeup.ts";
+import { setUpWakeups, type Wakeups } from "./wakeup.ts";
 import { cancelChannel, RunCancellations } from "./cancellation.ts";
 
 /** What `GET` on the worker's endpoint answers, and `worker.status()` returns. */
@@ -65,6 +65,8 @@ export interface WorkerRuntime {
   stats: WorkerStats;
   /** Aborts the handlers of tasks whose run was cancelled (flow workers track their tasks). */
   cancellations: RunCancellations;
+  /** Aborts when the worker closes its pool: reports still waiting for the database give up. */
+  closing: AbortSignal;
 }
 
 /** The part that differs between a flow worker and a queue worker. */
@@ -110,6 +112,7 @@ export class Worker {
   readonly #lifecycle: Lifecycle;
   readonly #log: Logger;
   readonly #shutdown = new AbortController();
+  readonly #closing = new AbortController();
   readonly #stats: WorkerStats = { completed: 0, failed: 0 };
   readonly #done: Promise<void>;
   #resolveDone!: () => void;
@@ -120,15 +123,14 @@ export class Worker {
   #error: Error | undefined;
   #connection: WorkerConnection | undefined;
   #registered = false;
-  #longPollSql: (Sql & { release(): void }) | undefined;
+  #longPollSql: Sql | undefined;
   #executor: Executor | undefined;
   #poller: Poller | undefined;
   #heartbeat: Heartbeat | undefined;
   #recovery: StalledTaskRecovery | undefined;
-  #unlisten: (() => Promise<void>) | undefined;
+  #wakeups: Wakeups | undefined;
   #cancellations: RunCancellations | undefined;
-  #unlistenCancellations: (() => Promise<void>) | undefined;
-  #listening = false;
+  #cancellationsListened = false;
   #unsubscribePlatform: (() => void) | undefined;
   #successor: Promise<void> | undefined;
   #context: SharedContext | undefined;
@@ -239,12 +241,11 @@ export class Worker {
         connectionString: config.connectionString,
         env: config.env,
         maxPgConnections: config.maxPgConnections,
-        listen: config.listen,
         applicationName: `edgeflow worker ${this.#kind.queueName}`,
       });
       this.#connection = connection;
       const sql = connection.sql;
-      log.debug("connecting", { connection: connection.source, listen: connection.listen });
+      log.debug("connecting", { connection: connection.source });
 
       await this.#kind.prepare(sql, log);
       this.#checkStop();
@@ -255,25 +256,27 @@ export class Worker {
         functionName,
       });
       this.#registered = true;
+      // The pool has fetched the array types by now: reconnections need not (see there).
+      keepArrayTypes(sql);
       this.#checkStop();
       // With LISTEN an idle worker waits for notifications; without, it long-polls on a
-      // connection of its own.
-      if (this.#kind.announced && connection.listen) {
-        const listening = await listenForWakeups(
-          sql,
-          this.#kind.queueName,
-          () => this.#poller?.wake(),
-          log,
-        );
-        this.#unlisten = listening?.unlisten;
-        this.#listening = listening !== undefined;
-        this.#checkStop();
-      }
-      const idleMode: IdleMode = this.#listening ? "listen" : "long-poll";
-      if (idleMode === "long-poll") {
-        this.#longPollSql = await sql.reserve();
-        this.#checkStop();
-      }
+      // connection of its own (a pool, so that it reconnects after an outage).
+      const wakeups = await setUpWakeups({
+        sql,
+        queueName: this.#kind.queueName,
+        mode: config.listen,
+        announced: this.#kind.announced,
+        onWake: () => this.#poller?.wake(),
+        log,
+      });
+      this.#wakeups = wakeups;
+      this.#checkStop();
+      const idleMode: IdleMode = wakeups.listening ? "listen" : "long-poll";
+      if (idleMode === "long-poll") this.#longPollSql = companionPool(sql);
+      log.info(wakeups.listening ? "LISTENing for wake-ups" : "long-polling: no LISTEN", {
+        listen: String(config.listen),
+        why: wakeups.reason,
+      });
 
       const executor = new Executor(config.maxConcurrent, {
         onFree: () => this.#poller?.nudge(),
@@ -281,7 +284,7 @@ export class Worker {
         // notification says so (and only then); without it, poll once to find out. A failed
         // task may come back after a retry delay shorter than the idle wait: look again.
         onTaskDone: (ok) => {
-          if (this.#kind.wakeOnSettle && !this.#listening) this.#poller?.wake();
+          if (this.#kind.wakeOnSettle && !wakeups.listening) this.#poller?.wake();
           else if (!ok) this.#poller?.recheck();
         },
         onError: (error) => log.error("task bookkeeping failed", { error: errorText(error) }),
@@ -295,14 +298,11 @@ export class Worker {
         log,
       });
       this.#cancellations = cancellations;
-      if (this.#kind.announced && this.#listening) {
-        const listening = await listenOn(
-          sql,
+      if (this.#kind.announced) {
+        this.#cancellationsListened = await wakeups.listenAlso(
           cancelChannel(this.#kind.queueName),
           () => void cancellations.check(),
-          log,
         );
-        this.#unlistenCancellations = listening?.unlisten;
         this.#checkStop();
       }
       const runtime: WorkerRuntime = {
@@ -313,6 +313,7 @@ export class Worker {
         config,
         stats: this.#stats,
         cancellations,
+        closing: this.#closing.signal,
         context: this.#context = await sharedContext({
           env: config.env,
           sql,
@@ -359,7 +360,7 @@ export class Worker {
       poller.start();
       this.#heartbeat.start();
       this.#recovery?.start();
-      if (this.#kind.announced && !this.#unlistenCancellations) cancellations.start();
+      if (this.#kind.announced && !this.#cancellationsListened) cancellations.start();
       log.info("worker started", {
         function: functionName,
         connection: connection.source,
@@ -421,14 +422,11 @@ export class Worker {
     await this.#heartbeat?.stop();
     await this.#recovery?.stop();
     await this.#cancellations?.stop();
-    await this.#unlistenCancellations?.();
-    await this.#unlisten?.();
+    await this.#wakeups?.close();
+    await this.#longPollSql?.end({ timeout: 1 }).catch(() => {});
+    // Reports still retrying give up now (their tasks are recovered after their timeout).
+    this.#closing.abort();
     await this.#context?.close();
-    try {
-      this.#longPollSql?.release();
-    } catch {
-      // Already released or the pool is gone.
-    }
     const connection = this.#connection;
     if (connection && this.#registered) {
       await markWorkerStopped(connection.sql, this.workerId).catch((error) =>

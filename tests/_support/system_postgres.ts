@@ -1,13 +1,27 @@
 /**
  * Starts a throwaway cluster of a system-installed PostgreSQL (Debian's
- * postgresql-NN package), to check the core on other major versions. The
- * real pgmq from ../shared is installed into its extension folder when this
- * process may write there (root on CI).
+ * postgresql-NN package), to check the core on other major versions, or of the
+ * embedded PostgreSQL 17's own binaries (a server a test may stop and start
+ * again, e.g. to simulate an outage). The real pgmq from ../shared is installed
+ * into its extension folder when this process may write there (root on CI).
  */
 import { type PostgresServer, startPostgres } from "../../src/dev/postgres_server.ts";
-import { hasSharedPgmq, installPgmqFiles, throwawayDataDir } from "../../src/dev/server_files.ts";
+import {
+  embeddedNativeDir,
+  hasSharedPgmq,
+  installPgmqFiles,
+  throwawayDataDir,
+} from "../../src/dev/server_files.ts";
 
-export type SystemServer = PostgresServer;
+export interface SystemServer extends PostgresServer {
+  /** A fast stop, then a start on the same port and data; resolves once it takes connections. */
+  restart(): Promise<void>;
+}
+
+/** The bin folder of the embedded PostgreSQL 17 (it has pg_ctl too), with the real pgmq. */
+export async function embeddedPostgresBin(): Promise<string> {
+  return `${await embeddedNativeDir()}/bin`;
+}
 
 export function systemPostgresBin(major: number): string | undefined {
   const bin = `/usr/lib/postgresql/${major}/bin`;
@@ -46,11 +60,18 @@ export async function startSystemPostgres(
   options: { pgCron?: boolean } = {},
 ): Promise<SystemServer> {
   await installSystemPgmq(bin);
-  return await startPostgres({
+  const server = await startPostgres({
     bin,
     dataDir: await throwawayDataDir("syspg"),
     settings: options.pgCron
       ? { shared_preload_libraries: "pg_cron", "cron.database_name": "postgres" }
       : {},
   });
+  return {
+    ...server,
+    async restart() {
+      await server.halt("fast");
+      await server.resume();
+    },
+  };
 }
