@@ -35,7 +35,6 @@ export class Heartbeat {
   readonly #ticker: Ticker;
   readonly #episode: FailureEpisode;
   #deprecated = false;
-  beats = 0;
 
   constructor(options: HeartbeatOptions) {
     this.#o = options;
@@ -64,7 +63,6 @@ export class Heartbeat {
       const deprecated = await workerHeartbeat(sql, workerId, {
         timeoutMs: Math.min(HEARTBEAT_TIMEOUT_MS, Math.max(this.#o.intervalMs, 1_000)),
       });
-      this.beats++;
       this.#episode.succeeded();
       if (deprecated && !this.#deprecated) {
         this.#deprecated = true;
