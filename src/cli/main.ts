@@ -23,6 +23,9 @@ commands:
   start <flow> <json input> [--no-wait]  start a run and follow it until it ends
   status <run id>                        show a run; follow it while it is in progress
   runs [--flow slug] [--limit 20]        list recent runs
+  inspect [--host 127.0.0.1] [--port 54330] [--token t]
+                                         serve the inspector web page (a token is
+                                         required when the host is not loopback)
 
 options: --db-url (default: DATABASE_URL, else the dev database of \`deno task db\`)`;
 
@@ -43,6 +46,11 @@ export async function main(args: string[]): Promise<number> {
         return await statusCommand(rest);
       case "runs":
         return await runsCommand(rest);
+      case "inspect": {
+        // Loaded only here: the web server and its layout library are not part of the CLI's core.
+        const { inspectMain } = await import("../inspector/main.ts");
+        return await inspectMain(rest);
+      }
       case undefined:
       case "help":
       case "--help":
