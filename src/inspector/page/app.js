@@ -51,6 +51,13 @@ function showNotice(text) {
   notice.hidden = !text;
 }
 
+/** Replaces what the view shows; arrays are flattened and empty parts left out. */
+function show(...children) {
+  view.replaceChildren(
+    ...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false),
+  );
+}
+
 const badge = (status) => h("span", { class: `badge ${status}` }, status);
 
 function when(iso) {
@@ -188,7 +195,7 @@ async function showRuns(params) {
       options.map((option) => h("option", { value: option, selected: option === value }, option)),
     );
   const cursor = (c) => `${c.startedAt}~${c.runId}`;
-  view.replaceChildren(
+  show(
     h("h2", {}, "Runs"),
     h(
       "div",
@@ -248,7 +255,7 @@ async function showRuns(params) {
 async function showFlows() {
   const flows = await api("/api/flows");
   stopFollowing();
-  view.replaceChildren(
+  show(
     h("h2", {}, "Flows"),
     flows.length === 0 ? h("p", { class: "muted" }, "No flows defined.") : null,
     flows.map((flow) =>
@@ -334,7 +341,7 @@ async function showRun(runId) {
   const finishedAt = run.completed_at ?? run.failed_at ?? run.cancelled_at;
   const errors = steps.filter((st) => st.error_message);
   const states = Object.fromEntries(steps.map((st) => [st.step_slug, st.status]));
-  view.replaceChildren(
+  show(
     h(
       "div",
       { class: "run-head" },
