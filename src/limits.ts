@@ -17,6 +17,16 @@ export const RESERVED_SLUG = "run";
 export const QUEUE_CHANNEL_PREFIX = "pgflow:queue:";
 
 /**
+ * The channel `pgflow.cancel_run` notifies (payload: the run id) so that workers of the flow
+ * abort its handlers at once; with a 47-character flow slug it stays within PostgreSQL's
+ * 63-byte channel names.
+ */
+export const CANCEL_CHANNEL_PREFIX = "pgflow:cancel:";
+
+/** The longest reason `pgflow.cancel_run` accepts (it is copied onto each cancelled step and task). */
+export const MAX_CANCEL_REASON_LENGTH = 1000;
+
+/**
  * Seconds added to a step's timeout for the message's visibility: the worker aborts the
  * handler at the timeout and reports; the margin lets that report arrive before the
  * message reappears for another worker.
@@ -28,7 +38,8 @@ export const TIMEOUT_MARGIN_SECONDS = 2;
  * overflows: `timeout + margin` is an int visibility timeout and `timeout * 1000` a JS
  * timer; retry delays are capped by `calculate_retry_delay`.
  */
-export const MIN_MAX_ATTEMPTS = 1;
+/** 0 is pgflow's "one attempt, no retry" (fail_task retries while attempts < max_attempts). */
+export const MIN_MAX_ATTEMPTS = 0;
 export const MAX_MAX_ATTEMPTS = 1000;
 export const MIN_BASE_DELAY = 0;
 export const MAX_BASE_DELAY = 86_400;

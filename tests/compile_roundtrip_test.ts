@@ -139,16 +139,15 @@ dbTest(
       shape: flowShape(changed),
     });
     assert.equal(result.status, "mismatch");
+    // Structure only, by position, as pgflow compares; options are not structure.
     assert.deepEqual(result.differences, [
-      "flow option maxAttempts: code has 6, database has 7",
-      "step 'list': code has it at position 0, database at 1",
-      `step 'list': code depends on [], database on ["first"]`,
-      "step 'first': code has it at position 1, database at 0",
-      `step 'first': code depends on ["list"], database on []`,
-      "step 'first' option timeout: code has 9, database has 8",
-      "step 'each': code has step type single, database has map",
-      `step 'each': code depends on [], database on ["list"]`,
-      "step 'extra' is in the code but not in the database",
+      "step count: code has 4, database has 3",
+      "step at index 0: code has slug 'list', database has 'first'",
+      "step at index 1: code has slug 'first', database has 'list'",
+      "step at index 1 ('first'): code depends on [list], database on [first]",
+      "step at index 2 ('each'): code has step type single, database has map",
+      "step at index 2 ('each'): code depends on [], database on [list]",
+      "step at index 3: the code has 'extra', the database has none",
     ]);
     const missing = new Flow<null>({
       slug: "all_options",
@@ -161,8 +160,9 @@ dbTest(
       (await ensureFlowCompiled(sql, { flowSlug: "all_options", shape: flowShape(missing) }))
         .differences,
       [
-        "step 'list' is in the database but not in the code",
-        "step 'each' is in the database but not in the code",
+        "step count: code has 1, database has 3",
+        "step at index 1: the code has none, the database has 'list'",
+        "step at index 2: the code has none, the database has 'each'",
       ],
     );
     assert.deepEqual(
@@ -215,8 +215,11 @@ dbTest("concurrent ensure_flow_compiled calls create the flow once", async ({ sq
 dbTest("ensure_flow_compiled rejects a malformed shape", async ({ sql }) => {
   for (
     const [shape, pattern] of [
-      [null, /shape must be an object with "options" \(object\) and "steps" \(array\)/],
-      [{ options: {}, steps: [] }, /shape options.maxAttempts must be a number/],
+      [null, /shape must be an object with "steps" \(array\) and optionally "options" \(object\)/],
+      [
+        { options: { maxAttempts: "3" }, steps: [] },
+        /shape options.maxAttempts must be an integer/,
+      ],
       [
         { options: { maxAttempts: 1, baseDelay: 1, timeout: 1 }, steps: [{ slug: "a" }] },
         /each shape step needs "slug" \(string\), "stepType" \(single\|map\)/,

@@ -138,7 +138,7 @@ Deno.test("compileFlow quotes whatever a hand-made AnyFlow holds", () => {
   assert.throws(() => compileFlow(missing), /step .* is listed but not defined/);
 });
 
-Deno.test("flowShape: defaults filled in, unset step options null, dependencies sorted", () => {
+Deno.test("flowShape: pgflow's format, unset step options left out, dependencies sorted", () => {
   const flow = new Flow<number[]>({ slug: "shape", timeout: 30 })
     .map({ slug: "b", startDelay: 0 }, (n) => n)
     .step({ slug: "a" }, noop)
@@ -161,15 +161,10 @@ Deno.test("flowShape: defaults filled in, unset step options null, dependencies 
   assert.ok(
     JSON.stringify(shape).startsWith(
       '{"options":{"maxAttempts":3,"baseDelay":5,"timeout":30},"steps":[{"slug":"b","stepType":"map",' +
-        '"dependencies":[],"options":{"maxAttempts":null,"baseDelay":null,"timeout":null,"startDelay":0}}',
+        '"dependencies":[],"options":{"startDelay":0}},{"slug":"a","stepType":"single","dependencies":[]}',
     ),
   );
-  assert.deepEqual(Object.keys(shape.steps[0].options), [
-    "maxAttempts",
-    "baseDelay",
-    "timeout",
-    "startDelay",
-  ]);
+  assert.deepEqual(Object.keys(shape.steps[4].options!), ["baseDelay", "timeout"]);
   // The shape is a copy: changing it does not touch the flow.
   shape.steps[4].dependencies.push("x");
   assert.deepEqual(flow.getStep("join").dependencies, ["b", "a", "_z", "B"]);
@@ -181,7 +176,9 @@ Deno.test("flowShape of an empty flow and of the example", () => {
     steps: [],
   });
   assert.deepEqual(
-    flowShape(analyzeWebsite).steps.map((s) => [s.slug, s.dependencies, s.options.timeout]),
+    flowShape(analyzeWebsite).steps.map((
+      s,
+    ) => [s.slug, s.dependencies, s.options?.timeout ?? null]),
     [
       ["website", [], null],
       ["sentiment", ["website"], 30],
@@ -197,17 +194,9 @@ function step(
   dependencies: string[],
   options: { maxAttempts?: number; baseDelay?: number; timeout?: number; startDelay?: number },
 ) {
-  return {
-    slug,
-    stepType,
-    dependencies,
-    options: {
-      maxAttempts: options.maxAttempts ?? null,
-      baseDelay: options.baseDelay ?? null,
-      timeout: options.timeout ?? null,
-      startDelay: options.startDelay ?? null,
-    },
-  };
+  return Object.keys(options).length
+    ? { slug, stepType, dependencies, options }
+    : { slug, stepType, dependencies };
 }
 
 // --- writeFlowMigration -----------------------------------------------------------------

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { dbTest } from "./_support/db.ts";
 import { define, takeTasks } from "./_support/drive.ts";
 import { addStep, type AddStepArgs, createFlow, isValidSlug } from "../src/db/definitions.ts";
@@ -67,8 +68,8 @@ dbTest("create_flow rejects bad arguments with a clear error", async ({ sql }) =
     [() => createFlow(sql, { flowSlug: "" }), /flow_slug must match/],
     [() => createFlow(sql, { flowSlug: "a".repeat(48) }), /at most 47/],
     [
-      () => createFlow(sql, { flowSlug: "f", maxAttempts: 0 }),
-      /max_attempts must be between 1 and 1000, got 0/,
+      () => createFlow(sql, { flowSlug: "f", maxAttempts: -1 }),
+      /max_attempts must be between 0 and 1000, got -1/,
     ],
     [
       () => createFlow(sql, { flowSlug: "f", baseDelay: -1 }),
@@ -78,18 +79,42 @@ dbTest("create_flow rejects bad arguments with a clear error", async ({ sql }) =
       () => createFlow(sql, { flowSlug: "f", timeout: 0 }),
       /timeout must be between 1 and 86400, got 0/,
     ],
-    [
-      () => createFlow(sql, { flowSlug: "exists", timeout: 10 }),
-      /the flow exists with max_attempts=3, base_delay=5, timeout=60; asked for .*timeout=10/,
-    ],
   ];
   for (const [call, pattern] of cases) await rejectsCleanly(sql, call, pattern);
-  await rejectsCleanly(
-    sql,
-    () => sql`select pgflow.create_flow('n', max_attempts => null)`,
-    /must not be NULL/,
-  );
 });
+
+dbTest(
+  "create_flow and add_step behave as pgflow's on NULL, 0 and repeated calls",
+  async ({ url }) => {
+    const notices: string[] = [];
+    const session = postgres(url, { max: 1, onnotice: (n) => notices.push(n.message) });
+    try {
+      // NULL options take the defaults; max_attempts 0 is one attempt, no retry.
+      const [flow] = await session`
+      select * from pgflow.create_flow('n', max_attempts => null, base_delay => null, timeout => null)`;
+      assert.deepEqual([flow.opt_max_attempts, flow.opt_base_delay, flow.opt_timeout], [3, 5, 60]);
+      const [zero] = await session`select * from pgflow.create_flow('z', max_attempts => 0)`;
+      assert.equal(zero.opt_max_attempts, 0);
+      const [step] = await session`select * from pgflow.add_step('z', 'a', max_attempts => 0)`;
+      assert.equal(step.opt_max_attempts, 0);
+      // Again with other options: the existing row, unchanged, and a NOTICE naming it.
+      const [again] = await session`select * from pgflow.create_flow('n', timeout => 10)`;
+      assert.equal(again.opt_timeout, 60);
+      assert.match(
+        notices.join("\n"),
+        /create_flow\('n'\): the flow exists with .*timeout=60; kept unchanged/,
+      );
+      const [stepAgain] = await session`select * from pgflow.add_step('z', 'a', timeout => 7)`;
+      assert.deepEqual([stepAgain.opt_timeout, stepAgain.opt_max_attempts], [null, 0]);
+      assert.match(notices.join("\n"), /add_step\('z', 'a'\): the step exists .*kept unchanged/);
+      const [{ timeouts }] = await session`
+      select array_agg(coalesce(opt_timeout, -1) order by step_slug) as timeouts from pgflow.steps`;
+      assert.deepEqual(timeouts, [-1]);
+    } finally {
+      await session.end();
+    }
+  },
+);
 
 dbTest("add_step rejects bad arguments with a clear error", async ({ sql }) => {
   await define(
@@ -122,13 +147,13 @@ dbTest("add_step rejects bad arguments with a clear error", async ({ sql }) => {
       () => step({ stepType: "fanout" as "map" }),
       /step_type must be 'single' or 'map', got 'fanout'/,
     ],
-    [() => step({ maxAttempts: 0 }), /max_attempts must be between 1 and 1000, got 0/],
+    [() => step({ maxAttempts: -1 }), /max_attempts must be between 0 and 1000, got -1/],
     [() => step({ baseDelay: -2 }), /base_delay must be between 0 and 86400, got -2/],
     [() => step({ timeout: -1 }), /timeout must be between 1 and 86400, got -1/],
     [() => step({ startDelay: -5 }), /start_delay must be between 0 and 604800, got -5/],
     [
       () => step({ stepSlug: "a", depsSlugs: ["b"] }),
-      /the step exists with a different definition/,
+      /the step exists with step_type=single and deps=\{\}; asked for step_type=single and deps=\{b\}/,
     ],
   ];
   for (const [call, pattern] of cases) await rejectsCleanly(sql, call, pattern);

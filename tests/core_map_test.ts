@@ -180,7 +180,7 @@ dbTest(
       taskIndex: 0,
       output: 1,
     });
-    assert.equal(late.status, "failed");
+    assert.equal(late.status, "cancelled");
     assert.equal(late.output, null);
   },
 );

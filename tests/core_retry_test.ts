@@ -93,12 +93,12 @@ dbTest("step options override the flow's retry options", async ({ sql }) => {
   const once = tasks.find((t) => t.step_slug === "once")!;
   assert.equal((await failOne(sql, once, "only one attempt")).status, "failed");
   assert.equal((await getRun(sql, run.run_id)).status, "failed");
-  // The other step's pending retry was closed with the run.
+  // The other step's pending retry was cancelled with the run (pgflow 0.15.1's status).
   const [fastRow] = await sql`
     select status, error_message from pgflow.step_tasks
     where run_id = ${run.run_id} and step_slug = 'fast'`;
   assert.deepEqual(fastRow, {
-    status: "failed",
+    status: "cancelled",
     error_message: "cancelled: run failed at step once",
   });
 });
@@ -121,7 +121,7 @@ dbTest(
       await sql`select * from pgflow.step_tasks where run_id = ${run.run_id} order by step_slug`;
 
     const lateFail = await failOne(sql, b, "b broke later");
-    assert.equal(lateFail.status, "failed");
+    assert.equal(lateFail.status, "cancelled");
     assert.equal(lateFail.error_message, "cancelled: run failed at step a");
     const lateDone = await completeTask(sql, {
       runId: run.run_id,
@@ -129,7 +129,7 @@ dbTest(
       taskIndex: 0,
       output: 1,
     });
-    assert.equal(lateDone.status, "failed");
+    assert.equal(lateDone.status, "cancelled");
     const after =
       await sql`select * from pgflow.step_tasks where run_id = ${run.run_id} order by step_slug`;
     assert.deepEqual(after, before);

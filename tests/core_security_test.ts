@@ -22,6 +22,10 @@ const FUNCTIONS = [
   "select pgflow.worker_heartbeat(gen_random_uuid())",
   "select pgflow.deprecate_workers()",
   "select pgflow.mark_worker_stopped(gen_random_uuid())",
+  "select pgflow.cancel_run(gen_random_uuid(), 'x')",
+  "select pgflow.resume_run(gen_random_uuid())",
+  "select pgflow.restart_run(gen_random_uuid())",
+  "select pgflow.cancelled_runs(array[gen_random_uuid()])",
 ];
 const TABLES = [
   "flows",
@@ -110,13 +114,51 @@ dbTest(
   },
 );
 
+dbTest(
+  "a client role with only EXECUTE on the run operations cancels, resumes and restarts runs",
+  async ({ sql }) => {
+    await define(sql, `select pgflow.create_flow('f'); select pgflow.add_step('f', 'a');`);
+    const [{ run_id: runId }] = await sql`select run_id from pgflow.start_flow('f', '{}')`;
+    await withRole(sql, "operator", async (role) => {
+      await sql.unsafe(`
+      grant usage on schema pgflow to ${role};
+      grant execute on function pgflow.cancel_run(uuid, text) to ${role};
+      grant execute on function pgflow.resume_run(uuid) to ${role};
+      grant execute on function pgflow.restart_run(uuid) to ${role};`);
+      const statuses = await sql.begin(async (tx) => {
+        await tx.unsafe(`set local role ${role}`);
+        const [cancelled] = await tx`select status from pgflow.cancel_run(${runId}::uuid, 'ops')`;
+        const [resumed] = await tx`select status from pgflow.resume_run(${runId}::uuid)`;
+        const [again] = await tx`select status from pgflow.cancel_run(${runId}::uuid)`;
+        const [restarted] = await tx`
+          select status, restart_of_run_id from pgflow.restart_run(${runId}::uuid)`;
+        return [cancelled.status, resumed.status, again.status, restarted];
+      });
+      assert.deepEqual(statuses.slice(0, 3), ["cancelled", "started", "cancelled"]);
+      assert.deepEqual({ ...statuses[3] }, { status: "started", restart_of_run_id: runId });
+      await assertDenied(sql, role, [
+        "select pgflow.start_flow('f', '{}'::jsonb)",
+        "select pgflow.cancelled_runs(array[gen_random_uuid()])",
+        "select * from pgflow.runs",
+      ]);
+    });
+  },
+);
+
 // search_path of every function: tests/pg_temp_escalation_test.ts.
-dbTest("only the three client entry points are security definers", async ({ sql }) => {
+dbTest("only the client entry points are security definers", async ({ sql }) => {
   const rows = await sql`
     select p.proname, p.prosecdef
     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
     where n.nspname = 'pgflow' order by p.proname`;
   assert.ok(rows.length > 10);
   const definers = rows.filter((r) => r.prosecdef).map((r) => r.proname);
-  assert.deepEqual(definers, ["get_run_with_states", "start_flow", "start_flow_with_states"]);
+  assert.deepEqual(definers, [
+    "cancel_run",
+    "get_run_with_states",
+    "restart_run",
+    "resume_run",
+    "start_flow",
+    "start_flow_with_states",
+  ]);
 });

@@ -139,10 +139,10 @@ Deno.test("a map step has at most one source", () => {
 
 Deno.test("option ranges", () => {
   const bad: [string, unknown, string][] = [
-    ["maxAttempts", 0, "between 1 and"],
-    ["maxAttempts", 1.5, "between 1 and"],
-    ["maxAttempts", "3", "between 1 and"],
-    ["maxAttempts", null, "between 1 and"],
+    ["maxAttempts", -1, "between 0 and"],
+    ["maxAttempts", 1.5, "between 0 and"],
+    ["maxAttempts", "3", "between 0 and"],
+    ["maxAttempts", null, "between 0 and"],
     ["baseDelay", -1, "between 0 and"],
     ["baseDelay", 0.5, "between 0 and"],
     ["timeout", 0, "between 1 and"],

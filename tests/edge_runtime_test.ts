@@ -30,6 +30,8 @@ async function withRuntime(
   const runtime = await startEdgeRuntime({
     functionsDir: FIXTURES,
     earlyDropMs: Infinity,
+    // A loaded machine can take many seconds to load a function's modules.
+    bootTimeoutMs: 60_000,
     ...options,
     env: { EDGE_TEST_DIR: dir, ...options.env },
   });

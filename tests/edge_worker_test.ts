@@ -24,6 +24,7 @@ dbTest(
     const runtime = await startEdgeRuntime({
       functionsDir: `${SUPABASE_DIR}functions`,
       env: { SUPABASE_DB_URL: url },
+      bootTimeoutMs: 60_000,
     });
     try {
       const boot = await runtime.invoke("analyze-website-worker", { method: "POST" });
@@ -58,8 +59,11 @@ dbTest(
     await sql`create table handover_log (run_id uuid, task_index int, instance text, at timestamptz default clock_timestamp())`;
     const runtime = await startEdgeRuntime({
       functionsDir: FIXTURES,
+      bootTimeoutMs: 60_000,
       env: { SUPABASE_DB_URL: url },
-      wallClockMs: 2_500,
+      // Long enough for an instance to boot and work on a loaded machine, short enough
+      // that 100 runs of 150 ms tasks (4 at a time, ~3.8 s of work) outlive one instance.
+      wallClockMs: 4_000,
       earlyDropMs: 60_000,
     });
     await sql`select pgflow.track_worker_function('handover-worker')`;
@@ -71,23 +75,22 @@ dbTest(
       heartbeatTimeout: "2 seconds",
     });
     try {
-      // The first worker compiles the flow at startup; then 60 runs of 150 ms tasks,
-      // 4 at a time, need about 2.3 s of work: more than one instance's life.
+      // The first worker compiles the flow at startup; then the runs.
       await eventually("the flow compiled by the first worker", async () => {
         const [row] =
           await sql`select count(*)::int as n from pgflow.flows where flow_slug = 'handover'`;
         return row.n === 1;
       });
       const runIds: string[] = [];
-      for (let i = 0; i < 60; i++) {
+      for (let i = 0; i < 100; i++) {
         runIds.push((await startFlow(sql, { flowSlug: "handover", input: i })).run_id);
       }
 
-      await eventually("60 handover runs completed", async () => {
+      await eventually("100 handover runs completed", async () => {
         const [row] = await sql`
         select count(*)::int as n from pgflow.runs where flow_slug = 'handover' and status = 'completed'`;
-        return row.n === 60;
-      }, 45_000);
+        return row.n === 100;
+      }, 90_000);
 
       const outputs = await sql`select input, output from pgflow.runs where flow_slug = 'handover'`;
       for (const row of outputs) assert.deepEqual(row.output, { work: row.input * 2 });
@@ -95,7 +98,7 @@ dbTest(
       select t.run_id, t.attempts_count, t.status,
              (select count(*)::int from handover_log l where l.run_id = t.run_id) as executions
       from pgflow.step_tasks t where t.flow_slug = 'handover'`;
-      assert.equal(tasks.length, 60);
+      assert.equal(tasks.length, 100);
       for (const task of tasks) {
         assert.equal(task.status, "completed");
         // Each attempt ran at most once; an attempt cut off by the limit was retried.
@@ -106,7 +109,11 @@ dbTest(
       }
       const [archived] =
         await sql`select count(*)::int as n, count(distinct message->>'run_id')::int as runs from pgmq.a_handover`;
-      assert.deepEqual(archived, { n: 60, runs: 60 }, "each task's message archived exactly once");
+      assert.deepEqual(
+        archived,
+        { n: 100, runs: 100 },
+        "each task's message archived exactly once",
+      );
       const [instances] = await sql`select count(distinct instance)::int as n from handover_log`;
       assert.ok(
         instances.n >= 2,
@@ -129,6 +136,7 @@ dbTest(
     const port = freePort();
     const runtime = await startEdgeRuntime({
       functionsDir: FIXTURES,
+      bootTimeoutMs: 60_000,
       port,
       // The worker finds its own function through SUPABASE_URL, as on Supabase.
       env: {
@@ -136,7 +144,7 @@ dbTest(
         SUPABASE_URL: `http://127.0.0.1:${port}`,
         SUPABASE_SERVICE_ROLE_KEY: "local-key",
       },
-      wallClockMs: 2_000,
+      wallClockMs: 4_000,
       earlyDropMs: 60_000,
     });
     try {
@@ -148,12 +156,12 @@ dbTest(
           await sql`select count(*)::int as n from pgflow.flows where flow_slug = 'handover'`;
         return row.n === 1;
       });
-      for (let i = 0; i < 50; i++) await startFlow(sql, { flowSlug: "handover", input: i });
-      await eventually("50 handover runs completed", async () => {
+      for (let i = 0; i < 100; i++) await startFlow(sql, { flowSlug: "handover", input: i });
+      await eventually("100 handover runs completed", async () => {
         const [row] = await sql`
         select count(*)::int as n from pgflow.runs where flow_slug = 'handover' and status = 'completed'`;
-        return row.n === 50;
-      }, 45_000);
+        return row.n === 100;
+      }, 90_000);
       const [instances] = await sql`select count(distinct instance)::int as n from handover_log`;
       assert.ok(instances.n >= 2, `work was done by ${instances.n} instance(s)`);
     } finally {

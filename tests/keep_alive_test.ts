@@ -5,9 +5,9 @@ import { advanceSeconds } from "./_support/clock.ts";
 
 async function ensureWorkers(
   sql: Sql,
-): Promise<{ function_name: string; request_id: number | null }[]> {
+): Promise<{ function_name: string; invoked: boolean; request_id: number | null }[]> {
   return [
-    ...await sql<{ function_name: string; request_id: number | null }[]>`
+    ...await sql<{ function_name: string; invoked: boolean; request_id: number | null }[]>`
     select * from pgflow.ensure_workers()`,
   ];
 }
@@ -21,8 +21,10 @@ dbTest(
     await sql`select pgflow.track_worker_function('disabled-worker')`;
     await sql`update pgflow.worker_functions set enabled = false where function_name = 'disabled-worker'`;
 
+    // Without pg_net nothing is sent: the due function is reported, not invoked.
     assert.deepEqual(await ensureWorkers(sql), [{
       function_name: "analyze-worker",
+      invoked: false,
       request_id: null,
     }]);
     assert.deepEqual(await ensureWorkers(sql), [], "debounced");

@@ -92,7 +92,7 @@ dbTest("ensure_flow_compiled refuses out-of-range or fractional shape options", 
     ],
     [
       { ...shape, options: { ...shape.options, maxAttempts: 1e20 } },
-      /shape options\.maxAttempts must be an integer between 1 and 1000/,
+      /shape options\.maxAttempts must be an integer between 0 and 1000/,
     ],
     [
       { ...shape, options: { ...shape.options, baseDelay: 1.5 } },

@@ -25,6 +25,12 @@ const DEFINER_CALLS: Record<string, string> = {
   "pgflow.start_flow_with_states(text,jsonb,uuid)":
     "select pgflow.start_flow_with_states('sec', '{}'::pg_catalog.jsonb)",
   "pgflow.get_run_with_states(uuid)": "select pgflow.get_run_with_states('$RUN'::pg_catalog.uuid)",
+  // Each run operation on the run, in an order where each one does its work.
+  "pgflow.cancel_run(uuid,text)":
+    "select pgflow.cancel_run('$RUN'::pg_catalog.uuid, 'attack'::pg_catalog.text)",
+  "pgflow.resume_run(uuid)": "select pgflow.resume_run('$RUN'::pg_catalog.uuid)",
+  "pgflow.restart_run(uuid)":
+    "select pgflow.cancel_run('$RUN'::pg_catalog.uuid); select pgflow.restart_run('$RUN'::pg_catalog.uuid)",
 };
 
 /** The README's client grants, to the attacker. */
@@ -33,6 +39,9 @@ const CLIENT_GRANTS = `
   grant execute on function pgflow.start_flow(text, jsonb, uuid) to ${ATTACKER};
   grant execute on function pgflow.start_flow_with_states(text, jsonb, uuid) to ${ATTACKER};
   grant execute on function pgflow.get_run_with_states(uuid) to ${ATTACKER};
+  grant execute on function pgflow.cancel_run(uuid, text) to ${ATTACKER};
+  grant execute on function pgflow.resume_run(uuid) to ${ATTACKER};
+  grant execute on function pgflow.restart_run(uuid) to ${ATTACKER};
   grant select on pgflow.runs, pgflow.step_states to ${ATTACKER};`;
 
 /**
@@ -131,7 +140,7 @@ dbTest(
           call,
           `no attack call for SECURITY DEFINER ${signature}: add one to DEFINER_CALLS`,
         );
-        await attack(db, call.replace("$RUN", runId));
+        await attack(db, call.replaceAll("$RUN", runId));
         assert.equal(
           await isSuperuser(sql),
           false,

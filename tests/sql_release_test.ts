@@ -95,3 +95,15 @@ dbTest(
   },
   { template: "empty" },
 );
+
+Deno.test("ARCHITECTURE.md names every engine function under its file", async () => {
+  const architecture = await Deno.readTextFile(new URL("../ARCHITECTURE.md", import.meta.url));
+  for (const file of ENGINE_FILES) {
+    const text = await Deno.readTextFile(new URL(`engine/${file}`, SQL_DIR));
+    const row = architecture.split("\n").find((line) => line.startsWith(`| \`${file}\``));
+    assert.ok(row, `ARCHITECTURE.md has a row for ${file}`);
+    for (const [, name] of text.matchAll(/create or replace function pgflow\.(\w+)\s*\(/g)) {
+      assert.ok(row.includes(`\`${name}\``), `ARCHITECTURE.md lists ${name} under ${file}`);
+    }
+  }
+});

@@ -5,7 +5,7 @@ import { createWorker, functionNameFromUrl } from "../src/worker/create_worker.t
 import { decideListen } from "../src/worker/connection.ts";
 import { firstSecretKey } from "../src/worker/context.ts";
 import { WorkerOptionError } from "../src/worker/errors.ts";
-import { failureMessage } from "../src/worker/failure_message.ts";
+import { failureMessage, failureStack } from "../src/worker/failure_message.ts";
 import { plainLine, prettyLine } from "../src/worker/logger.ts";
 import {
   FLOW_WORKER_DEFAULTS,
@@ -195,12 +195,13 @@ Deno.test("outputs: JSON values pass (falsy included); functions, symbols, BigIn
   assert.throws(() => serializeOutput({ n: 1n }, "step s"), /not JSON: .*BigInt/i);
 });
 
-Deno.test("failure messages: name, message, a few frames, bounded length", () => {
+Deno.test("failure messages: the message for error_message, name and frames for the log", () => {
   const error = new TypeError("bad thing");
-  const text = failureMessage(error);
-  assert.match(text, /^TypeError: bad thing\n {4}at /);
-  assert.ok(text.split("\n").length <= 9);
-  assert.equal(failureMessage(error, false), "TypeError: bad thing");
+  assert.equal(failureMessage(error), "bad thing");
+  const stack = failureStack(error)!;
+  assert.match(stack, /^TypeError: bad thing\n {4}at /);
+  assert.ok(stack.split("\n").length <= 9);
+  assert.equal(failureStack("plain string"), undefined);
   assert.equal(failureMessage("plain string"), "plain string");
   assert.equal(failureMessage({ code: 7 }), 'non-Error value thrown: {"code":7}');
   assert.equal(failureMessage(new Error("y".repeat(3_000))).length, 2_000);

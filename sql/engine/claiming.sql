@@ -2,28 +2,31 @@
 -- marks the read messages' tasks started and hands back their inputs.
 
 -- Sets each message's visibility timeout (seconds from now) in one statement.
+-- As in pgflow: NULL or empty arrays change nothing and return no rows; the
+-- rows are the updated messages (pgmq's message columns).
 -- pgmq names a queue's table q_<lower-cased queue name>.
 create or replace function pgflow.set_vt_batch(queue_name text, msg_ids bigint[], vt_offsets int[])
-returns setof pgmq.message_record
+returns table (msg_id bigint, read_ct int, enqueued_at timestamptz, vt timestamptz, message jsonb, headers jsonb)
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  if cardinality(msg_ids) is distinct from cardinality(vt_offsets) then
-    raise exception 'set_vt_batch(%): msg_ids has % elements but vt_offsets has %',
-      queue_name, coalesce(cardinality(msg_ids), 0), coalesce(cardinality(vt_offsets), 0)
-      using errcode = 'invalid_parameter_value';
-  end if;
-  if array_position(vt_offsets, null) is not null then
-    raise exception 'set_vt_batch(%): vt_offsets must not contain NULL', queue_name
-      using errcode = 'invalid_parameter_value';
-  end if;
-  if to_regclass(format('pgmq.%I', 'q_' || lower(queue_name))) is null then
-    raise exception 'set_vt_batch: queue % does not exist', coalesce(quote_literal(queue_name), 'NULL')
-      using errcode = 'no_data_found';
-  end if;
-  if coalesce(cardinality(msg_ids), 0) = 0 then
+  if set_vt_batch.msg_ids is null or set_vt_batch.vt_offsets is null
+     or coalesce(cardinality(set_vt_batch.msg_ids), 0) = 0 then
     return;
+  end if;
+  if cardinality(set_vt_batch.msg_ids) <> cardinality(set_vt_batch.vt_offsets) then
+    raise exception 'set_vt_batch(%): msg_ids has % elements but vt_offsets has %',
+      set_vt_batch.queue_name, cardinality(set_vt_batch.msg_ids), cardinality(set_vt_batch.vt_offsets)
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if array_position(set_vt_batch.vt_offsets, null) is not null then
+    raise exception 'set_vt_batch(%): vt_offsets must not contain NULL', set_vt_batch.queue_name
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if to_regclass(format('pgmq.%I', 'q_' || lower(set_vt_batch.queue_name))) is null then
+    raise exception 'set_vt_batch: queue % does not exist', coalesce(quote_literal(set_vt_batch.queue_name), 'NULL')
+      using errcode = 'no_data_found';
   end if;
   return query execute format(
     'update pgmq.%I q
@@ -31,8 +34,8 @@ begin
        from unnest($1, $2) as v(msg_id, vt_offset)
       where q.msg_id = v.msg_id
   returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers',
-    'q_' || lower(queue_name))
-  using msg_ids, vt_offsets;
+    'q_' || lower(set_vt_batch.queue_name))
+  using set_vt_batch.msg_ids, set_vt_batch.vt_offsets;
 end;
 $$;
 
@@ -40,6 +43,9 @@ $$;
 -- pgmq.read_with_poll into started tasks with their inputs. A message whose
 -- task is still 'started' past the step timeout came back because its worker
 -- vanished: that attempt counts as failed (retry with backoff, or fail).
+-- Each row carries the task's input ({"run": flow input, <dep>: output, ...},
+-- or a map's element) and flow_input, the run's input, which pgflow 0.12+
+-- workers hand to root steps.
 create or replace function pgflow.start_tasks(flow_slug text, msg_ids bigint[], worker_id uuid)
 returns setof pgflow.step_task_record
 language plpgsql
@@ -55,6 +61,7 @@ declare
   v_msgs bigint[];
   v_group record;
   v_input jsonb;
+  v_flow_input jsonb;
   v_dep record;
 begin
   perform 1 from pgflow.flows where flow_slug = start_tasks.flow_slug;
@@ -112,6 +119,7 @@ begin
     join pgflow.steps s on s.flow_slug = start_tasks.flow_slug and s.step_slug = p.step_slug
     group by p.run_id, p.step_slug, s.step_type, s.deps_count
   loop
+    select r.input into v_flow_input from pgflow.runs r where r.run_id = v_group.run_id;
     if v_group.step_type = 'single' then
       select jsonb_build_object('run', r.input) || coalesce((
                select jsonb_object_agg(d.dep_slug, pgflow._step_output(r.run_id, d.dep_slug, ds.step_type))
@@ -122,7 +130,7 @@ begin
       from pgflow.runs r where r.run_id = v_group.run_id;
       return query
         select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, v_input,
-               v_group.message_ids[1], v_group.task_indexes[1];
+               v_group.message_ids[1], v_group.task_indexes[1], v_flow_input;
       continue;
     end if;
 
@@ -134,7 +142,8 @@ begin
     if v_dep.step_type = 'map' then
       -- Map over a map: element i is task i's output of the source map.
       return query
-        select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx
+        select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx,
+               v_flow_input
         from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
         join pgflow.step_tasks src
           on src.run_id = v_group.run_id and src.step_slug = v_dep.dep_slug and src.task_index = u.idx
@@ -144,16 +153,37 @@ begin
 
     -- Root map (the flow input) or map over a single step's array output.
     if v_dep.dep_slug is null then
-      select r.input into v_input from pgflow.runs r where r.run_id = v_group.run_id;
+      v_input := v_flow_input;
     else
       select t.output into v_input from pgflow.step_tasks t
       where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
     end if;
     return query
-      select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, e.value, u.msg_id, u.idx
+      select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, e.value, u.msg_id, u.idx,
+             v_flow_input
       from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
       cross join lateral (select v_input -> u.idx as value) e
       order by u.idx;
   end loop;
+end;
+$$;
+
+-- pgflow's one-call polling, deprecated by pgflow itself in favour of
+-- pgmq.read_with_poll + start_tasks. Kept so old callers do not break: it
+-- claims nothing, returns no rows and says so in a NOTICE.
+create or replace function pgflow.poll_for_tasks(
+  queue_name text,
+  vt int,
+  qty int,
+  max_poll_seconds int default 5,
+  poll_interval_ms int default 100
+)
+returns setof pgflow.step_task_record
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise notice 'poll_for_tasks(%) is deprecated and claims nothing: read with pgmq.read_with_poll, then call pgflow.start_tasks',
+    coalesce(quote_literal(poll_for_tasks.queue_name), 'NULL');
 end;
 $$;

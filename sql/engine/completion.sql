@@ -50,7 +50,8 @@ as $$
 declare
   v_task pgflow.step_tasks;
   v_step record;
-  v_output jsonb := coalesce(complete_task.output, 'null'::jsonb);
+  -- SQL NULL is stored as SQL NULL (pgflow does the same); 'null'::jsonb as JSON null.
+  v_output jsonb := complete_task.output;
   v_error text;
 begin
   v_task := pgflow._lock_task('complete_task', complete_task.run_id, complete_task.step_slug, complete_task.task_index);
@@ -72,16 +73,17 @@ begin
   -- A single step feeding a map must produce an array; otherwise the run fails,
   -- keeping the offending output on the task for debugging.
   if v_step.map_dependent is not null and v_step.step_type = 'single'
-     and jsonb_typeof(v_output) <> 'array' then
+     and coalesce(jsonb_typeof(v_output), 'SQL NULL') <> 'array' then
     v_error := format('[TYPE_VIOLATION] step %L must return an array because map step %L maps over it; got %s',
-                      complete_task.step_slug, v_step.map_dependent, jsonb_typeof(v_output));
+                      complete_task.step_slug, v_step.map_dependent, coalesce(jsonb_typeof(v_output), 'SQL NULL'));
     return query select (pgflow._fail_task_terminally(complete_task.run_id, complete_task.step_slug,
       complete_task.task_index, v_error, v_output)).*;
     return;
   end if;
 
+  -- error_message keeps the last failed attempt's message, as in pgflow.
   update pgflow.step_tasks
-     set status = 'completed', completed_at = pgflow.now(), output = v_output, error_message = null
+     set status = 'completed', completed_at = pgflow.now(), output = v_output
    where run_id = complete_task.run_id and step_slug = complete_task.step_slug
      and task_index = complete_task.task_index
   returning * into v_task;
@@ -138,7 +140,7 @@ begin
     if cardinality(v_messages) > 0 then
       select coalesce(jsonb_agg(jsonb_build_object(
                'flow_slug', s.flow_slug, 'run_id', s.run_id, 'step_slug', s.step_slug,
-               'input', s.input, 'msg_id', s.msg_id, 'task_index', s.task_index,
+               'input', s.input, 'msg_id', s.msg_id, 'task_index', s.task_index, 'flow_input', s.flow_input,
                'read_ct', m.read_ct, 'enqueued_at', m.enqueued_at, 'vt', m.vt,
                'message', m.message, 'headers', m.headers)), '[]'::jsonb)
         into v_claimed
@@ -220,8 +222,7 @@ begin
   loop
     with done as (
       update pgflow.step_tasks t
-         set status = 'completed', completed_at = pgflow.now(),
-             output = coalesce(u.output, 'null'::jsonb), error_message = null
+         set status = 'completed', completed_at = pgflow.now(), output = u.output
         from unnest(v_group.task_indexes, v_group.outputs, v_group.ords) as u(task_index, output, ord)
        where t.run_id = v_group.run_id and t.step_slug = v_group.step_slug
          and t.task_index = any(v_group.task_indexes)

@@ -19,3 +19,15 @@ begin
   raise exception '%', what using errcode = 'no_data_found';
 end;
 $$;
+
+-- A call that is valid but not in the run's current state (55000), e.g.
+-- resuming a run that is still running.
+create or replace function pgflow._raise_state(message text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception '%', message using errcode = 'object_not_in_prerequisite_state';
+end;
+$$;

@@ -87,7 +87,8 @@ begin
     select jsonb_object_agg(e.key, e.value)
     from jsonb_each(v_body) e
     where e.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
-                    'failed_step', 'started_at', 'completed_at', 'failed_at'))::text);
+                    'failed_step', 'started_at', 'completed_at', 'failed_at', 'cancelled_at',
+                    'restart_of_run_id', 'restarted_as'))::text);
 end;
 $$;
 

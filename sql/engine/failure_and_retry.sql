@@ -24,8 +24,9 @@ begin
 end;
 $$;
 
--- Fails the run because step_slug failed: closes every open step and task of
--- the run and archives their messages so no worker picks them up again.
+-- Fails the run because step_slug failed: closes every open step, cancels
+-- every open task of the run (status 'cancelled', as in pgflow 0.15.1) and
+-- archives their messages so no worker picks them up again.
 create or replace function pgflow._fail_run(run_id uuid, step_slug text, error_message text)
 returns void
 language plpgsql
@@ -42,7 +43,8 @@ begin
    where run_id = _fail_run.run_id and step_slug = _fail_run.step_slug
   returning * into v_state;
   perform pgflow._emit_step(_fail_run.run_id, _fail_run.step_slug, 'failed',
-    jsonb_build_object('error_message', _fail_run.error_message, 'failed_at', v_state.failed_at));
+    jsonb_build_object('error_message', _fail_run.error_message, 'started_at', v_state.started_at,
+                       'failed_at', v_state.failed_at));
 
   for v_state in
     update pgflow.step_states
@@ -51,7 +53,8 @@ begin
     returning *
   loop
     perform pgflow._emit_step(_fail_run.run_id, v_state.step_slug, 'failed',
-      jsonb_build_object('error_message', v_cancelled, 'failed_at', v_state.failed_at));
+      jsonb_build_object('error_message', v_cancelled, 'started_at', v_state.started_at,
+                         'failed_at', v_state.failed_at));
   end loop;
 
   select * into v_run from pgflow.runs where run_id = _fail_run.run_id;
@@ -60,7 +63,7 @@ begin
     where t.run_id = _fail_run.run_id and t.status in ('queued', 'started')
       and t.message_id is not null));
   update pgflow.step_tasks
-     set status = 'failed', failed_at = pgflow.now(), error_message = v_cancelled
+     set status = 'cancelled', error_message = v_cancelled
    where run_id = _fail_run.run_id and status in ('queued', 'started');
 
   update pgflow.runs set status = 'failed', failed_at = pgflow.now()

@@ -1,6 +1,8 @@
 -- Defining flows and steps: slugs, option bounds, create_flow and add_step.
--- Both functions are idempotent for an identical definition and refuse a
--- different one, so re-applying a compiled flow is safe and drift is loud.
+-- As in pgflow, calling either again for an existing flow or step returns the
+-- existing row unchanged, even when the options differ (a NOTICE names the
+-- difference: options are tuned with UPDATE, see README "Switching from
+-- pgflow"). A step whose structure (type, dependencies) differs is refused.
 
 -- A slug names a flow or a step: an identifier-like word, and never "run",
 -- which is the key of the flow input in every step's input object.
@@ -93,29 +95,25 @@ begin
       '%s: flow_slug is %s characters; a flow slug names its pgmq queue and may have at most {{MAX_FLOW_SLUG_LENGTH}}',
       v_what, length(create_flow.flow_slug)));
   end if;
-  if create_flow.max_attempts is null or create_flow.base_delay is null or create_flow.timeout is null then
-    perform pgflow._raise_invalid(format(
-      '%s: max_attempts, base_delay and timeout must not be NULL (omit them for the defaults 3, 5, 60)',
-      v_what));
-  end if;
   perform pgflow._check_option(v_what, 'max_attempts', create_flow.max_attempts);
   perform pgflow._check_option(v_what, 'base_delay', create_flow.base_delay);
   perform pgflow._check_option(v_what, 'timeout', create_flow.timeout);
 
+  -- NULL takes the default, as omitting the argument does.
   insert into pgflow.flows (flow_slug, opt_max_attempts, opt_base_delay, opt_timeout)
-  values (create_flow.flow_slug, create_flow.max_attempts, create_flow.base_delay, create_flow.timeout)
+  values (create_flow.flow_slug, coalesce(create_flow.max_attempts, 3),
+          coalesce(create_flow.base_delay, 5), coalesce(create_flow.timeout, 60))
   on conflict (flow_slug) do nothing
   returning * into v_flow;
 
   if v_flow.flow_slug is null then
     select * into v_flow from pgflow.flows where flow_slug = create_flow.flow_slug;
     if (v_flow.opt_max_attempts, v_flow.opt_base_delay, v_flow.opt_timeout)
-       is distinct from (create_flow.max_attempts, create_flow.base_delay, create_flow.timeout) then
-      perform pgflow._raise_invalid(format(
-        '%s: the flow exists with max_attempts=%s, base_delay=%s, timeout=%s; '
-        || 'asked for max_attempts=%s, base_delay=%s, timeout=%s',
+       is distinct from (coalesce(create_flow.max_attempts, 3), coalesce(create_flow.base_delay, 5),
+                         coalesce(create_flow.timeout, 60)) then
+      raise notice '%: the flow exists with max_attempts=%, base_delay=%, timeout=%; kept unchanged (asked for %, %, %)',
         v_what, v_flow.opt_max_attempts, v_flow.opt_base_delay, v_flow.opt_timeout,
-        create_flow.max_attempts, create_flow.base_delay, create_flow.timeout));
+        coalesce(create_flow.max_attempts, 3), coalesce(create_flow.base_delay, 5), coalesce(create_flow.timeout, 60);
     end if;
     return v_flow;
   end if;
@@ -190,14 +188,17 @@ begin
     select coalesce(array_agg(dep_slug order by dep_slug), '{}') into v_existing_deps
     from pgflow.deps where flow_slug = add_step.flow_slug and step_slug = add_step.step_slug;
     if v_existing.step_type is distinct from v_type
-       or v_existing_deps is distinct from (select coalesce(array_agg(d order by d), '{}') from unnest(v_deps) d)
-       or (v_existing.opt_max_attempts, v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay)
-          is distinct from (add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay) then
+       or v_existing_deps is distinct from (select coalesce(array_agg(d order by d), '{}') from unnest(v_deps) d) then
       perform pgflow._raise_invalid(format(
-        '%s: the step exists with a different definition (step_type=%s, deps=%s, max_attempts=%s, '
-        || 'base_delay=%s, timeout=%s, start_delay=%s)',
-        v_what, v_existing.step_type, v_existing_deps, v_existing.opt_max_attempts,
-        v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay));
+        '%s: the step exists with step_type=%s and deps=%s; asked for step_type=%s and deps=%s '
+        || '(a different structure needs a new flow slug)',
+        v_what, v_existing.step_type, v_existing_deps, v_type, v_deps));
+    end if;
+    if (v_existing.opt_max_attempts, v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay)
+       is distinct from (add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay) then
+      raise notice '%: the step exists with max_attempts=%, base_delay=%, timeout=%, start_delay=%; kept unchanged',
+        v_what, v_existing.opt_max_attempts, v_existing.opt_base_delay, v_existing.opt_timeout,
+        v_existing.opt_start_delay;
     end if;
     return v_existing;
   end if;

@@ -1,37 +1,50 @@
--- Compile at startup. A worker sends its flow's
--- shape (src/dsl/flow_shape.ts) and the core creates the flow when it is
+-- Compile at startup. A worker sends its flow's shape (src/dsl/flow_shape.ts,
+-- or pgflow's extractFlowShape) and the core creates the flow when it is
 -- missing, verifies it when it exists, or lists what differs.
 --
--- Shape: {"options": {"maxAttempts", "baseDelay", "timeout"},
---         "steps": [{"slug", "stepType", "dependencies": [..], "options":
---                    {"maxAttempts", "baseDelay", "timeout", "startDelay"}}]}
--- with steps in definition order and step options null when inherited.
+-- Shape (pgflow's format): {"options"?: {"maxAttempts"?, "baseDelay"?, "timeout"?},
+--   "steps": [{"slug", "stepType", "dependencies": [..],
+--              "options"?: {"maxAttempts"?, "baseDelay"?, "timeout"?, "startDelay"?}}]}
+-- with steps in definition order. Options may be absent or null (the default,
+-- or inherited from the flow). They are used when the flow is created and are
+-- not compared: operators tune them with UPDATE pgflow.steps / pgflow.flows.
+-- pgflow 0.14's condition keys (whenUnmet, whenExhausted, requiredInputPattern,
+-- forbiddenInputPattern) are accepted at their defaults only: edgeflow has no
+-- step conditions.
 
--- The stored definition as a shape, or NULL when the flow does not exist.
+-- The stored definition as a shape: {"steps": []} when the flow does not exist;
+-- dependencies sorted; options without null values, a step's left out when
+-- it has none.
 create or replace function pgflow._get_flow_shape(p_flow_slug text)
 returns jsonb
 language sql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select jsonb_build_object(
-    'options', jsonb_build_object(
-      'maxAttempts', f.opt_max_attempts, 'baseDelay', f.opt_base_delay, 'timeout', f.opt_timeout),
-    'steps', coalesce((
-      select jsonb_agg(jsonb_build_object(
-               'slug', s.step_slug,
-               'stepType', s.step_type,
-               'dependencies', coalesce((
-                 select jsonb_agg(d.dep_slug order by d.dep_slug collate "C")
-                 from pgflow.deps d
-                 where d.flow_slug = s.flow_slug and d.step_slug = s.step_slug), '[]'::jsonb),
-               'options', jsonb_build_object(
+  select coalesce((
+    select jsonb_build_object(
+      'options', jsonb_build_object(
+        'maxAttempts', f.opt_max_attempts, 'baseDelay', f.opt_base_delay, 'timeout', f.opt_timeout),
+      'steps', coalesce((
+        select jsonb_agg(
+                 jsonb_build_object(
+                   'slug', s.step_slug,
+                   'stepType', s.step_type,
+                   'dependencies', coalesce((
+                     select jsonb_agg(d.dep_slug order by d.dep_slug collate "C")
+                     from pgflow.deps d
+                     where d.flow_slug = s.flow_slug and d.step_slug = s.step_slug), '[]'::jsonb))
+                 || case when o.options = '{}'::jsonb then '{}'::jsonb
+                         else jsonb_build_object('options', o.options) end
+               order by s.step_index)
+        from pgflow.steps s
+        cross join lateral (select jsonb_strip_nulls(jsonb_build_object(
                  'maxAttempts', s.opt_max_attempts, 'baseDelay', s.opt_base_delay,
-                 'timeout', s.opt_timeout, 'startDelay', s.opt_start_delay))
-             order by s.step_index)
-      from pgflow.steps s where s.flow_slug = f.flow_slug), '[]'::jsonb))
-  from pgflow.flows f
-  where f.flow_slug = p_flow_slug;
+                 'timeout', s.opt_timeout, 'startDelay', s.opt_start_delay)) as options) o
+        where s.flow_slug = f.flow_slug), '[]'::jsonb))
+    from pgflow.flows f
+    where f.flow_slug = p_flow_slug),
+    jsonb_build_object('steps', '[]'::jsonb));
 $$;
 
 -- Checks one option of a shape (camelCase key, e.g. "startDelay"): absent or
@@ -74,16 +87,11 @@ declare
   v_key text;
 begin
   if jsonb_typeof(p_shape) is distinct from 'object'
-     or jsonb_typeof(p_shape -> 'options') is distinct from 'object'
-     or jsonb_typeof(p_shape -> 'steps') is distinct from 'array' then
+     or jsonb_typeof(p_shape -> 'steps') is distinct from 'array'
+     or jsonb_typeof(coalesce(p_shape -> 'options', '{}')) not in ('object', 'null') then
     perform pgflow._raise_invalid(format(
-      '%s: shape must be an object with "options" (object) and "steps" (array)', v_what));
+      '%s: shape must be an object with "steps" (array) and optionally "options" (object)', v_what));
   end if;
-  foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
-    if jsonb_typeof(p_shape -> 'options' -> v_key) is distinct from 'number' then
-      perform pgflow._raise_invalid(format('%s: shape options.%s must be a number', v_what, v_key));
-    end if;
-  end loop;
   foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
     perform pgflow._check_shape_option(v_what, 'options.' || v_key, v_key, p_shape -> 'options' -> v_key);
   end loop;
@@ -91,20 +99,31 @@ begin
     if jsonb_typeof(v_step -> 'slug') is distinct from 'string'
        or (v_step ->> 'stepType') is null or (v_step ->> 'stepType') not in ('single', 'map')
        or jsonb_typeof(v_step -> 'dependencies') is distinct from 'array'
-       or jsonb_typeof(v_step -> 'options') is distinct from 'object' then
+       or jsonb_typeof(coalesce(v_step -> 'options', '{}')) not in ('object', 'null') then
       perform pgflow._raise_invalid(format(
-        '%s: each shape step needs "slug" (string), "stepType" (single|map), "dependencies" (array) and "options" (object); got %s',
+        '%s: each shape step needs "slug" (string), "stepType" (single|map), "dependencies" (array) '
+        || 'and optionally "options" (object); got %s',
         v_what, v_step));
     end if;
     foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout', 'startDelay'] loop
       perform pgflow._check_shape_option(v_what,
         format('step %L option %s', v_step ->> 'slug', v_key), v_key, v_step -> 'options' -> v_key);
     end loop;
+    if coalesce(v_step ->> 'whenExhausted', 'fail') <> 'fail'
+       or coalesce((v_step -> 'requiredInputPattern' ->> 'defined')::boolean, false)
+       or coalesce((v_step -> 'forbiddenInputPattern' ->> 'defined')::boolean, false) then
+      perform pgflow._raise_invalid(format(
+        '%s: step %L uses step conditions (whenExhausted, requiredInputPattern, forbiddenInputPattern), '
+        || 'which edgeflow does not support; remove them or keep this flow on pgflow',
+        v_what, v_step ->> 'slug'));
+    end if;
   end loop;
 end;
 $$;
 
--- Differences between the code's shape and the database's, in words; empty when equal.
+-- Structural differences between the code's shape and the database's, in
+-- words, compared by position as pgflow does: step count, the slug at each
+-- index, step type and dependencies. Options are not structure. Empty when equal.
 create or replace function pgflow._compare_flow_shapes(p_local jsonb, p_db jsonb)
 returns text[]
 language plpgsql
@@ -113,56 +132,46 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_diffs text[] := '{}';
-  v_key text;
+  v_local_steps jsonb := coalesce(p_local -> 'steps', '[]');
+  v_db_steps jsonb := coalesce(p_db -> 'steps', '[]');
+  v_local_count int := jsonb_array_length(coalesce(p_local -> 'steps', '[]'));
+  v_db_count int := jsonb_array_length(coalesce(p_db -> 'steps', '[]'));
   v_local jsonb;
   v_db jsonb;
-  v_slug text;
-  v_local_index int;
-  v_db_index int;
+  v_local_deps text[];
+  v_db_deps text[];
 begin
-  foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
-    if (p_local -> 'options' -> v_key) is distinct from (p_db -> 'options' -> v_key) then
-      v_diffs := v_diffs || format('flow option %s: code has %s, database has %s',
-        v_key, p_local -> 'options' -> v_key, p_db -> 'options' -> v_key);
-    end if;
-  end loop;
-
-  for v_slug, v_local_index, v_db_index in
-    select coalesce(l.value ->> 'slug', d.value ->> 'slug'), l.ordinality::int, d.ordinality::int
-    from jsonb_array_elements(p_local -> 'steps') with ordinality l
-    full join jsonb_array_elements(p_db -> 'steps') with ordinality d
-      on l.value ->> 'slug' = d.value ->> 'slug'
-    order by coalesce(l.ordinality, d.ordinality), d.ordinality
-  loop
-    if v_db_index is null then
-      v_diffs := v_diffs || format('step %L is in the code but not in the database', v_slug);
+  if v_local_count <> v_db_count then
+    v_diffs := v_diffs || format('step count: code has %s, database has %s', v_local_count, v_db_count);
+  end if;
+  for v_index in 0 .. greatest(v_local_count, v_db_count) - 1 loop
+    v_local := v_local_steps -> v_index;
+    v_db := v_db_steps -> v_index;
+    if v_local is null then
+      v_diffs := v_diffs || format('step at index %s: the code has none, the database has %L',
+        v_index, v_db ->> 'slug');
       continue;
-    elsif v_local_index is null then
-      v_diffs := v_diffs || format('step %L is in the database but not in the code', v_slug);
+    elsif v_db is null then
+      v_diffs := v_diffs || format('step at index %s: the code has %L, the database has none',
+        v_index, v_local ->> 'slug');
       continue;
     end if;
-    v_local := p_local -> 'steps' -> (v_local_index - 1);
-    v_db := p_db -> 'steps' -> (v_db_index - 1);
-    if v_local_index <> v_db_index then
-      v_diffs := v_diffs || format('step %L: code has it at position %s, database at %s',
-        v_slug, v_local_index - 1, v_db_index - 1);
+    if (v_local ->> 'slug') is distinct from (v_db ->> 'slug') then
+      v_diffs := v_diffs || format('step at index %s: code has slug %L, database has %L',
+        v_index, v_local ->> 'slug', v_db ->> 'slug');
     end if;
     if (v_local ->> 'stepType') is distinct from (v_db ->> 'stepType') then
-      v_diffs := v_diffs || format('step %L: code has step type %s, database has %s',
-        v_slug, v_local ->> 'stepType', v_db ->> 'stepType');
+      v_diffs := v_diffs || format('step at index %s (%L): code has step type %s, database has %s',
+        v_index, v_local ->> 'slug', v_local ->> 'stepType', v_db ->> 'stepType');
     end if;
-    if (select coalesce(array_agg(e order by e collate "C"), '{}') from jsonb_array_elements_text(v_local -> 'dependencies') e)
-       is distinct from
-       (select coalesce(array_agg(e order by e collate "C"), '{}') from jsonb_array_elements_text(v_db -> 'dependencies') e) then
-      v_diffs := v_diffs || format('step %L: code depends on %s, database on %s',
-        v_slug, v_local -> 'dependencies', v_db -> 'dependencies');
+    select coalesce(array_agg(e order by e collate "C"), '{}') into v_local_deps
+    from jsonb_array_elements_text(coalesce(v_local -> 'dependencies', '[]')) e;
+    select coalesce(array_agg(e order by e collate "C"), '{}') into v_db_deps
+    from jsonb_array_elements_text(coalesce(v_db -> 'dependencies', '[]')) e;
+    if v_local_deps is distinct from v_db_deps then
+      v_diffs := v_diffs || format('step at index %s (%L): code depends on [%s], database on [%s]',
+        v_index, v_local ->> 'slug', array_to_string(v_local_deps, ', '), array_to_string(v_db_deps, ', '));
     end if;
-    foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout', 'startDelay'] loop
-      if coalesce(v_local -> 'options' -> v_key, 'null') is distinct from coalesce(v_db -> 'options' -> v_key, 'null') then
-        v_diffs := v_diffs || format('step %L option %s: code has %s, database has %s',
-          v_slug, v_key, coalesce(v_local -> 'options' -> v_key, 'null'), coalesce(v_db -> 'options' -> v_key, 'null'));
-      end if;
-    end loop;
   end loop;
   return v_diffs;
 end;
@@ -223,7 +232,8 @@ $$;
 -- Makes the database's definition of a flow match the code's shape:
 --   compiled   the flow was missing and has been created;
 --   verified   it exists and matches;
---   recompiled it differed and allow_data_loss let it be deleted and created again;
+--   recompiled it differed and allow_data_loss (or, as in pgflow, a local
+--              Supabase stack: pgflow.is_local()) let it be deleted and created again;
 --   mismatch   it differs; nothing changed; "differences" says how.
 -- Concurrent callers for one flow are serialised, so it is never created twice.
 create or replace function pgflow.ensure_flow_compiled(
@@ -243,17 +253,18 @@ begin
   perform pgflow._validate_flow_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
   perform pg_advisory_xact_lock(hashtext('pgflow.ensure_flow_compiled'), hashtext(ensure_flow_compiled.flow_slug));
 
-  v_db := pgflow._get_flow_shape(ensure_flow_compiled.flow_slug);
-  if v_db is null then
+  perform 1 from pgflow.flows where flow_slug = ensure_flow_compiled.flow_slug;
+  if not found then
     perform pgflow._create_flow_from_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
     return jsonb_build_object('status', 'compiled', 'differences', '[]'::jsonb);
   end if;
 
+  v_db := pgflow._get_flow_shape(ensure_flow_compiled.flow_slug);
   v_diffs := pgflow._compare_flow_shapes(ensure_flow_compiled.shape, v_db);
   if cardinality(v_diffs) = 0 then
     return jsonb_build_object('status', 'verified', 'differences', '[]'::jsonb);
   end if;
-  if coalesce(ensure_flow_compiled.allow_data_loss, false) then
+  if coalesce(ensure_flow_compiled.allow_data_loss, false) or pgflow.is_local() then
     perform pgflow.delete_flow_and_data(ensure_flow_compiled.flow_slug);
     perform pgflow._create_flow_from_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
     return jsonb_build_object('status', 'recompiled', 'differences', to_jsonb(v_diffs));

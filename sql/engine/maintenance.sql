@@ -1,8 +1,9 @@
 -- Maintenance: retention of finished runs, archived messages and old workers.
 
 -- Retention: deletes finished runs (with their step states and tasks),
--- archived queue messages and stopped (or long silent) workers older than the interval.
-create or replace function pgflow.prune_data_older_than(retention_interval interval)
+-- archived queue messages and stopped (or long silent) workers older than the
+-- interval; returns how many of each went.
+create or replace function pgflow.prune_finished_data(retention_interval interval)
 returns jsonb
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -18,7 +19,7 @@ declare
   v_flow text;
 begin
   if retention_interval is null or retention_interval < interval '0' then
-    raise exception 'prune_data_older_than: retention_interval must be a non-negative interval, got %',
+    raise exception 'prune_finished_data: retention_interval must be a non-negative interval, got %',
       coalesce(retention_interval::text, 'NULL')
       using errcode = 'invalid_parameter_value';
   end if;
@@ -26,7 +27,7 @@ begin
 
   select coalesce(array_agg(r.run_id), '{}') into v_runs
   from pgflow.runs r
-  where r.status <> 'started' and coalesce(r.completed_at, r.failed_at) < v_cutoff;
+  where r.status <> 'started' and coalesce(r.completed_at, r.failed_at, r.cancelled_at) < v_cutoff;
 
   delete from pgflow.step_tasks where run_id = any(v_runs);
   get diagnostics v_tasks = row_count;
@@ -55,5 +56,18 @@ begin
   return jsonb_build_object(
     'runs', cardinality(v_runs), 'step_states', v_states, 'step_tasks', v_tasks,
     'archived_messages', v_messages, 'workers', v_workers);
+end;
+$$;
+
+-- pgflow's documented signature (returns nothing). pgflow's users created it
+-- in their own migrations from pgflow's docs; with the same signature and
+-- return type, their CREATE OR REPLACE keeps working after the switch.
+create or replace function pgflow.prune_data_older_than(retention_interval interval)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pgflow.prune_finished_data(prune_data_older_than.retention_interval);
 end;
 $$;

@@ -53,7 +53,8 @@ begin
   returning * into v_state;
 
   perform pgflow._emit_step(_finish_step.run_id, _finish_step.step_slug, 'completed',
-    jsonb_build_object('output', _finish_step.output, 'completed_at', v_state.completed_at));
+    jsonb_build_object('output', _finish_step.output, 'started_at', v_state.started_at,
+                       'completed_at', v_state.completed_at));
 
   -- A map that depends on this step now knows its size: this map's task count,
   -- or the length of this single step's array output (checked by the caller).

@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { connect, type Sql } from "../db/connect.ts";
 import { applyMigrations, readMigrations } from "../db/migrate.ts";
 import { startFlow } from "../db/runs.ts";
+import { cancelRun, restartRun, resumeRun } from "../db/run_operations.ts";
 import { main as compileMain } from "../compile/main.ts";
 import { DEV_URL } from "../dev/dev_url.ts";
 import { install } from "./install.ts";
@@ -23,6 +24,9 @@ commands:
   start <flow> <json input> [--no-wait]  start a run and follow it until it ends
   status <run id>                        show a run; follow it while it is in progress
   runs [--flow slug] [--limit 20]        list recent runs
+  cancel <run id> [--reason text]        cancel a running run (its handlers are aborted)
+  resume <run id>                        continue a failed or cancelled run where it stopped
+  restart <run id>                       start a finished run's flow again with its input
   inspect [--host 127.0.0.1] [--port 54330] [--token t]
                                          serve the inspector web page (a token is
                                          required when the host is not loopback)
@@ -46,6 +50,10 @@ export async function main(args: string[]): Promise<number> {
         return await statusCommand(rest);
       case "runs":
         return await runsCommand(rest);
+      case "cancel":
+      case "resume":
+      case "restart":
+        return await runOperationCommand(command, rest);
       case "inspect": {
         // Loaded only here: the web server and its layout library are not part of the CLI's core.
         const { inspectMain } = await import("../inspector/main.ts");
@@ -201,6 +209,46 @@ async function runsCommand(args: string[]): Promise<number> {
         }  ` +
           `${row.remaining_steps} step(s) left`,
       );
+    }
+    return 0;
+  });
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+async function runOperationCommand(
+  command: "cancel" | "resume" | "restart",
+  args: string[],
+): Promise<number> {
+  const { values, positionals } = parse(args, {
+    "db-url": { type: "string" },
+    ...(command === "cancel" ? { reason: { type: "string" } } : {}),
+  });
+  if (positionals.length !== 1) throw new UsageError(`${command} needs exactly one <run id>`);
+  const [runId] = positionals;
+  if (!UUID.test(runId)) throw new UsageError(`<run id> must be a UUID, got "${runId}"`);
+  const reason = values.reason as string | undefined;
+  return await withDatabase(values["db-url"] as string | undefined, async (sql) => {
+    switch (command) {
+      case "cancel": {
+        const run = await cancelRun(sql, { runId, reason });
+        console.log(
+          `run ${run.run_id} of flow ${run.flow_slug} is cancelled (at ${run.cancelled_at?.toISOString()})`,
+        );
+        break;
+      }
+      case "resume": {
+        const run = await resumeRun(sql, runId);
+        console.log(
+          `resumed run ${run.run_id} of flow ${run.flow_slug}: ${run.remaining_steps} step(s) left`,
+        );
+        break;
+      }
+      case "restart": {
+        const run = await restartRun(sql, runId);
+        console.log(`restarted run ${runId} as run ${run.run_id} of flow ${run.flow_slug}`);
+        break;
+      }
     }
     return 0;
   });

@@ -12,6 +12,6 @@ export async function requeueStalledTasks(sql: Sql, flowSlug?: string): Promise<
 /** Deletes finished runs, archived messages and old workers older than `interval` (e.g. '30 days'). */
 export async function pruneDataOlderThan(sql: Sql, interval: string): Promise<PruneResult> {
   const [row] = await sql<{ result: PruneResult }[]>`
-    select pgflow.prune_data_older_than(${interval}::interval) as result`;
+    select pgflow.prune_finished_data(${interval}::interval) as result`;
   return row.result;
 }

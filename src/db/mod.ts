@@ -3,6 +3,7 @@ export { connect, type ConnectOptions, type Sql } from "./connect.ts";
 export * from "./types.ts";
 export * from "./definitions.ts";
 export * from "./runs.ts";
+export * from "./run_operations.ts";
 export * from "./queue.ts";
 export * from "./tasks.ts";
 export * from "./workers.ts";

@@ -158,6 +158,7 @@ export async function completeTaskAndClaim(
         input: item.input,
         msg_id: Number(item.msg_id),
         task_index: item.task_index,
+        flow_input: item.flow_input,
       },
       message: {
         msg_id: Number(item.msg_id),

@@ -3,9 +3,9 @@
 /** Any value a jsonb column can hold. */
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
-export type RunStatus = "started" | "completed" | "failed";
-export type StepStatus = "created" | "started" | "completed" | "failed";
-export type TaskStatus = "queued" | "started" | "completed" | "failed";
+export type RunStatus = "started" | "completed" | "failed" | "cancelled";
+export type StepStatus = "created" | "started" | "completed" | "failed" | "cancelled";
+export type TaskStatus = "queued" | "started" | "completed" | "failed" | "cancelled";
 export type StepType = "single" | "map";
 
 export interface FlowRow {
@@ -39,6 +39,9 @@ export interface RunRow {
   started_at: Date;
   completed_at: Date | null;
   failed_at: Date | null;
+  cancelled_at: Date | null;
+  /** The run this one restarts (`pgflow.restart_run`), if any. */
+  restart_of_run_id: string | null;
 }
 
 export interface StepStateRow {
@@ -54,6 +57,7 @@ export interface StepStateRow {
   started_at: Date | null;
   completed_at: Date | null;
   failed_at: Date | null;
+  cancelled_at: Date | null;
 }
 
 export interface StepTaskRow {
@@ -71,6 +75,7 @@ export interface StepTaskRow {
   started_at: Date | null;
   completed_at: Date | null;
   failed_at: Date | null;
+  cancelled_at: Date | null;
 }
 
 /** What `pgflow.start_tasks` returns for each task to run. */
@@ -81,6 +86,8 @@ export interface StepTaskRecord {
   input: Json;
   msg_id: number;
   task_index: number;
+  /** The run's input (what pgflow 0.12+ workers hand to root steps). */
+  flow_input?: Json;
 }
 
 /** A pgmq message as `pgmq.read` / `read_with_poll` return it. */

@@ -37,12 +37,14 @@ export const ENGINE_FILES = [
   "failure_and_retry.sql",
   "stall_recovery.sql",
   "completion.sql",
+  "run_operations.sql",
   "run_reads.sql",
   "workers.sql",
   "keep_alive.sql",
   "flow_shapes.sql",
   "maintenance.sql",
   "privileges.sql",
+  "switch_grants.sql",
 ];
 
 const UPGRADE_NAME = /^(\d{3})_([a-z0-9_]+)\.sql$/;

@@ -1,6 +1,7 @@
 /**
- * The canonical JSON description of a flow's structure. The SQL core builds the same object
- * from the stored definition; equal shapes mean the database runs what the code defines.
+ * The canonical JSON description of a flow's structure, in pgflow's format. The SQL core
+ * builds the same object from the stored definition (`pgflow._get_flow_shape`); it compares
+ * structure only (steps, types, dependencies), options being tunable in the database.
  */
 import type { AnyFlow } from "./flow.ts";
 import type { StepType } from "./step_definition.ts";
@@ -18,13 +19,15 @@ export interface StepShape {
   stepType: StepType;
   /** Sorted in code-unit order (JS default sort), so declaration order does not matter. */
   dependencies: string[];
-  /** `null` where the step inherits the flow's option. */
-  options: {
-    maxAttempts: number | null;
-    baseDelay: number | null;
-    timeout: number | null;
-    startDelay: number | null;
-  };
+  /** The options the step sets; left out (as pgflow does) where it inherits the flow's. */
+  options?: StepShapeOptions;
+}
+
+export interface StepShapeOptions {
+  maxAttempts?: number;
+  baseDelay?: number;
+  timeout?: number;
+  startDelay?: number;
 }
 
 /** Keys are built in a fixed order so that `JSON.stringify` of two equal shapes is equal too. */
@@ -32,16 +35,19 @@ export function flowShape(flow: AnyFlow): FlowShape {
   const { maxAttempts, baseDelay, timeout } = flow.options;
   return {
     options: { maxAttempts, baseDelay, timeout },
-    steps: stepsInOrder(flow).map((step) => ({
-      slug: step.slug,
-      stepType: step.stepType,
-      dependencies: [...step.dependencies].sort(),
-      options: {
-        maxAttempts: step.options.maxAttempts ?? null,
-        baseDelay: step.options.baseDelay ?? null,
-        timeout: step.options.timeout ?? null,
-        startDelay: step.options.startDelay ?? null,
-      },
-    })),
+    steps: stepsInOrder(flow).map((step) => {
+      const options: StepShapeOptions = {};
+      for (const key of ["maxAttempts", "baseDelay", "timeout", "startDelay"] as const) {
+        const value = step.options[key];
+        if (value !== undefined && value !== null) options[key] = value;
+      }
+      const shape: StepShape = {
+        slug: step.slug,
+        stepType: step.stepType,
+        dependencies: [...step.dependencies].sort(),
+      };
+      if (Object.keys(options).length) shape.options = options;
+      return shape;
+    }),
   };
 }

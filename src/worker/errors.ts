@@ -67,3 +67,13 @@ export class WorkerShutdownError extends Error {
 function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
+
+/** Why a handler's signal was aborted because its run was cancelled (`pgflow.cancel_run`). */
+export class RunCancelledError extends Error {
+  readonly runId: string;
+  constructor(runId: string) {
+    super(`cancelled: run ${runId} was cancelled; the handler was aborted`);
+    this.name = "RunCancelledError";
+    this.runId = runId;
+  }
+}

@@ -7,7 +7,7 @@
  * remaining handlers' signals and lets them report as failed, so nothing waits for the
  * visibility timeout when it does not have to.
  */
-import { TaskTimeoutError, WorkerShutdownError } from "./errors.ts";
+import { RunCancelledError, TaskTimeoutError, WorkerShutdownError } from "./errors.ts";
 
 /** How a handler ended. */
 export type Outcome =
@@ -15,8 +15,11 @@ export type Outcome =
   | {
     ok: false;
     error: unknown;
-    /** `error`: it threw; `timeout`: its time ran out; `shutdown`: the worker gave up on it. */
-    cause: "error" | "timeout" | "shutdown";
+    /**
+     * `error`: it threw; `timeout`: its time ran out; `shutdown`: the worker gave up on it;
+     * `cancelled`: its run was cancelled (`job.signal`).
+     */
+    cause: "error" | "timeout" | "shutdown" | "cancelled";
     durationMs: number;
   };
 
@@ -24,8 +27,10 @@ export interface Job {
   /** What the timeout message calls it, e.g. `step "fetch"`. */
   what: string;
   timeoutMs: number;
-  /** Calls the handler; `signal` aborts at the timeout or when the worker gives up. */
+  /** Calls the handler; `signal` aborts at the timeout, on `job.signal`, or when the worker gives up. */
   run(signal: AbortSignal): unknown;
+  /** Aborts the handler from outside with this signal's reason (e.g. its run was cancelled). */
+  signal?: AbortSignal;
   /** Sends the outcome to the database; the slot is freed after it settles. */
   report(outcome: Outcome): Promise<void>;
   /** Called if the handler settles after its outcome was already decided (timeout/shutdown). */
@@ -117,6 +122,9 @@ export class Executor {
     const giveUp = () => controller.abort(new WorkerShutdownError(this.#graceMs));
     if (this.#giveUp.signal.aborted) giveUp();
     else this.#giveUp.signal.addEventListener("abort", giveUp, { once: true });
+    const fromOutside = () => controller.abort(job.signal!.reason);
+    if (job.signal?.aborted) fromOutside();
+    else job.signal?.addEventListener("abort", fromOutside, { once: true });
     const timeoutMs = Math.min(job.timeoutMs, MAX_TIMER_MS);
     const timer = setTimeout(
       () => controller.abort(new TaskTimeoutError(job.what, timeoutMs)),
@@ -143,6 +151,8 @@ export class Executor {
         ? "timeout"
         : reason instanceof WorkerShutdownError
         ? "shutdown"
+        : reason instanceof RunCancelledError
+        ? "cancelled"
         : "error";
       outcome = {
         ok: false,
@@ -154,6 +164,7 @@ export class Executor {
       decided = true;
       clearTimeout(timer);
       this.#giveUp.signal.removeEventListener("abort", giveUp);
+      job.signal?.removeEventListener("abort", fromOutside);
     }
     await job.report(outcome);
     return outcome.ok;

@@ -2,27 +2,34 @@
 
 /** Longest error text sent to the database. */
 export const MAX_ERROR_LENGTH = 2_000;
-/** Stack frames kept under the message. */
+/** Stack frames kept in the log. */
 const MAX_FRAMES = 8;
 
 /**
- * `Name: message` followed by the first stack frames, truncated to MAX_ERROR_LENGTH.
- * The worker's own timeout and shutdown errors carry no stack (it would point at the worker).
+ * The error's message (as pgflow's worker stores it), truncated to MAX_ERROR_LENGTH;
+ * the stack goes to the log (`failureStack`), not to `error_message`.
  */
-export function failureMessage(error: unknown, withStack = true): string {
+export function failureMessage(error: unknown): string {
   let text: string;
   if (error instanceof Error) {
-    const head = error.message ? `${error.name}: ${error.message}` : error.name;
-    const frames = withStack && typeof error.stack === "string"
-      ? error.stack.split("\n").filter((line) => /^\s+at /.test(line)).slice(0, MAX_FRAMES)
-      : [];
-    text = frames.length ? `${head}\n${frames.map((line) => line.trimEnd()).join("\n")}` : head;
+    text = error.message || error.name;
   } else if (typeof error === "string") {
     text = error;
   } else {
     text = `non-Error value thrown: ${safeJson(error)}`;
   }
   return truncate(text, MAX_ERROR_LENGTH);
+}
+
+/** `Name: message` and the first stack frames, for the log; undefined for non-Errors. */
+export function failureStack(error: unknown): string | undefined {
+  if (!(error instanceof Error) || typeof error.stack !== "string") return undefined;
+  const frames = error.stack.split("\n").filter((line) => /^\s+at /.test(line)).slice(
+    0,
+    MAX_FRAMES,
+  );
+  const head = error.message ? `${error.name}: ${error.message}` : error.name;
+  return truncate([head, ...frames.map((line) => line.trimEnd())].join("\n"), MAX_ERROR_LENGTH);
 }
 
 /** One line for logs. */

@@ -13,7 +13,7 @@ import { CompletionBatcher } from "./completion_batcher.ts";
 import { stepContext } from "./context.ts";
 import { FlowMismatchError } from "./errors.ts";
 import type { Job, Outcome } from "./executor.ts";
-import { errorText, failureMessage } from "./failure_message.ts";
+import { errorText, failureMessage, failureStack } from "./failure_message.ts";
 import type { Logger } from "./logger.ts";
 import type { WorkerConfig } from "./options.ts";
 import { withReportRetries } from "./report_retry.ts";
@@ -154,9 +154,10 @@ function taskJob(
   const log = runtime.log.child({ step: task.step_slug, run: task.run_id, task: task.task_index });
   const key = { runId: task.run_id, stepSlug: task.step_slug, taskIndex: task.task_index };
   const what = `step "${task.step_slug}" of flow "${flow.slug}"`;
+  const cancellation = runtime.cancellations.track(task.run_id);
 
   const fail = async (error: unknown, cause: string, durationMs: number, withStack: boolean) => {
-    const errorMessage = failureMessage(error, withStack);
+    const errorMessage = failureMessage(error);
     try {
       const row = await withReportRetries(() => failTask(sql, { ...key, errorMessage }));
       stats.failed++;
@@ -164,6 +165,7 @@ function taskJob(
       log.warn(willRetry ? "task failed; will be retried" : "task failed", {
         cause,
         error: errorText(error),
+        ...(withStack ? { stack: failureStack(error) } : {}),
         attempt: row?.attempts_count,
         durationMs,
       });
@@ -177,6 +179,7 @@ function taskJob(
   return {
     what,
     timeoutMs: (step?.options.timeout ?? flow.options.timeout) * 1000,
+    signal: cancellation.signal,
     run(signal) {
       if (!step) {
         throw new Error(`${what} is not defined in this worker's code (a newer deployment?)`);
@@ -185,6 +188,15 @@ function taskJob(
       return step.handler(task.input, stepContext(runtime.context, task, message, signal));
     },
     async report(outcome: Outcome) {
+      cancellation.done(); // the outcome is decided: nothing left to abort
+      if (!outcome.ok && outcome.cause === "cancelled") {
+        // The run's tasks are cancelled already; a report could only reach a task that a
+        // resume_run has queued again since, for another attempt.
+        log.info("task aborted: its run was cancelled; nothing to report", {
+          durationMs: outcome.durationMs,
+        });
+        return;
+      }
       if (!outcome.ok) {
         return fail(outcome.error, outcome.cause, outcome.durationMs, outcome.cause === "error");
       }

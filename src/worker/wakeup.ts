@@ -18,16 +18,28 @@ export function wakeupChannel(queueName: string): string {
  * (re)connection of the listening connection, when notifications may have been missed.
  * Returns `unlisten`, or `undefined` (logged) when LISTEN failed and the worker polls only.
  */
-export async function listenForWakeups(
+export function listenForWakeups(
   sql: Sql,
   queueName: string,
   onWake: () => void,
   log: Logger,
 ): Promise<{ unlisten(): Promise<void> } | undefined> {
-  const channel = wakeupChannel(queueName);
+  return listenOn(sql, wakeupChannel(queueName), onWake, log);
+}
+
+/**
+ * LISTENs on `channel`; `onNotify` runs for each notification and after each (re)connection.
+ * Returns `unlisten`, or `undefined` (logged) when LISTEN failed.
+ */
+export async function listenOn(
+  sql: Sql,
+  channel: string,
+  onNotify: () => void,
+  log: Logger,
+): Promise<{ unlisten(): Promise<void> } | undefined> {
   try {
-    const { unlisten } = await sql.listen(channel, () => onWake(), () => onWake());
-    log.debug("listening for wake-ups", { channel });
+    const { unlisten } = await sql.listen(channel, () => onNotify(), () => onNotify());
+    log.debug("listening", { channel });
     return {
       async unlisten() {
         try {

@@ -28,7 +28,8 @@ import { type IdleMode, Poller } from "./poller.ts";
 import { StalledTaskRecovery } from "./recovery.ts";
 import { onPlatformShutdown } from "./shutdown.ts";
 import { requestSuccessor, wantsSuccessor } from "./successor.ts";
-import { listenForWakeups } from "./wakeup.ts";
+import { listenForWakeups, listenOn } from "./wakeup.ts";
+import { cancelChannel, RunCancellations } from "./cancellation.ts";
 
 /** What `GET` on the worker's endpoint answers, and `worker.status()` returns. */
 export interface WorkerStatus {
@@ -62,6 +63,8 @@ export interface WorkerRuntime {
   context: SharedContext;
   config: WorkerConfig;
   stats: WorkerStats;
+  /** Aborts the handlers of tasks whose run was cancelled (flow workers track their tasks). */
+  cancellations: RunCancellations;
 }
 
 /** The part that differs between a flow worker and a queue worker. */
@@ -123,6 +126,8 @@ export class Worker {
   #heartbeat: Heartbeat | undefined;
   #recovery: StalledTaskRecovery | undefined;
   #unlisten: (() => Promise<void>) | undefined;
+  #cancellations: RunCancellations | undefined;
+  #unlistenCancellations: (() => Promise<void>) | undefined;
   #listening = false;
   #unsubscribePlatform: (() => void) | undefined;
   #successor: Promise<void> | undefined;
@@ -282,6 +287,24 @@ export class Worker {
         onError: (error) => log.error("task bookkeeping failed", { error: errorText(error) }),
       });
       this.#executor = executor;
+      // With LISTEN, checked on each notification and after each reconnection of the listening
+      // connection (when one may have been missed); without, every heartbeat interval.
+      const cancellations = new RunCancellations({
+        sql,
+        intervalMs: config.heartbeatIntervalMs,
+        log,
+      });
+      this.#cancellations = cancellations;
+      if (this.#kind.announced && this.#listening) {
+        const listening = await listenOn(
+          sql,
+          cancelChannel(this.#kind.queueName),
+          () => void cancellations.check(),
+          log,
+        );
+        this.#unlistenCancellations = listening?.unlisten;
+        this.#checkStop();
+      }
       const runtime: WorkerRuntime = {
         workerId: this.workerId,
         sql,
@@ -289,6 +312,7 @@ export class Worker {
         executor,
         config,
         stats: this.#stats,
+        cancellations,
         context: this.#context = await sharedContext({
           env: config.env,
           sql,
@@ -335,6 +359,7 @@ export class Worker {
       poller.start();
       this.#heartbeat.start();
       this.#recovery?.start();
+      if (this.#kind.announced && !this.#unlistenCancellations) cancellations.start();
       log.info("worker started", {
         function: functionName,
         connection: connection.source,
@@ -395,6 +420,8 @@ export class Worker {
     const log = this.#log;
     await this.#heartbeat?.stop();
     await this.#recovery?.stop();
+    await this.#cancellations?.stop();
+    await this.#unlistenCancellations?.();
     await this.#unlisten?.();
     await this.#context?.close();
     try {

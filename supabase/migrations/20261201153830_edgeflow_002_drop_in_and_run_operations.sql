@@ -1,19 +1,299 @@
--- edgeflow SQL engine, release 002 (clock_moves_queue_times).
+-- edgeflow SQL engine, release 002 (drop_in_and_run_operations).
 -- Generated from sql/ by `deno task sql:build`; never edit: change sql/ and build a release.
 
--- ==== sql/upgrades/002_clock_moves_queue_times.sql ====
--- Release 002: advancing the engine's clock also moves the times pgmq stamped on
+-- ==== sql/upgrades/002_drop_in_and_run_operations.sql ====
+-- Release 002: a drop-in for pgflow. Its workers (0.10 and 0.12+) run on this
+-- core, its SQL behaves as pgflow's where callers can tell, and a database
+-- where pgflow is installed is taken over in place (release 001 set pgflow's
+-- schema aside as pgflow_pre_edgeflow; this copies what it holds).
+
+------------------------------------------------------------------------------
+-- Behaviour shared with pgflow
+------------------------------------------------------------------------------
+
+-- max_attempts 0 is pgflow's "one attempt, no retry".
+alter table pgflow.flows
+  drop constraint flows_max_attempts_range,
+  add constraint flows_max_attempts_range check (opt_max_attempts between 0 and 1000);
+alter table pgflow.steps
+  drop constraint steps_max_attempts_range,
+  add constraint steps_max_attempts_range check (opt_max_attempts between 0 and 1000);
+
+-- The open tasks of a failed run end 'cancelled' (pgflow 0.15.1's status).
+alter table pgflow.step_tasks
+  drop constraint step_tasks_status_is_known,
+  add constraint step_tasks_status_is_known
+    check (status in ('queued', 'started', 'completed', 'failed', 'cancelled'));
+-- Release 001 closed them as 'failed' with a "cancelled: ..." message.
+update pgflow.step_tasks t
+   set status = 'cancelled', failed_at = null
+  from pgflow.runs r
+ where r.run_id = t.run_id and r.status = 'failed' and t.status = 'failed'
+   and t.error_message like 'cancelled: run failed at step %';
+
+-- pgflow 0.12+ workers hand the run's input to root steps from this column.
+alter type pgflow.step_task_record add attribute flow_input jsonb;
+
+-- Signatures whose result changes (recreated by the engine files below):
+-- set_vt_batch returns pgflow's columns, ensure_workers pgflow's
+-- (function_name, invoked, request_id), prune_data_older_than nothing (pgflow's
+-- documented signature; the counts moved to prune_finished_data).
+drop function pgflow.set_vt_batch(text, bigint[], int[]);
+drop function pgflow.ensure_workers(interval);
+drop function pgflow.prune_data_older_than(interval);
+
+------------------------------------------------------------------------------
+-- Taking over a pgflow installation
+------------------------------------------------------------------------------
+
+-- Grants that pgflow's objects had, applied to edgeflow's objects of the same
+-- name by the last engine file (sql/engine/switch_grants.sql), once every
+-- function exists and the release's revokes have run.
+create table pgflow.switch_grants (
+  object_kind text not null,
+  object_name text not null,
+  grantee text not null,
+  privilege text not null,
+  grantable boolean not null,
+  constraint switch_grants_kind_is_known check (object_kind in ('schema', 'table', 'sequence', 'function'))
+);
+revoke all on pgflow.switch_grants from public;
+
+do $$
+declare
+  v_old oid := to_regnamespace('pgflow_pre_edgeflow');
+  v_has_conditions boolean;
+  v_blockers text;
+  v_found int;
+begin
+  if v_old is null then
+    return;
+  end if;
+
+  -- Step conditions (pgflow 0.14) have no counterpart here: refuse rather than
+  -- run such flows differently.
+  if exists (select 1 from information_schema.columns
+             where table_schema = 'pgflow_pre_edgeflow' and table_name = 'steps'
+               and column_name = 'when_exhausted') then
+    execute 'select string_agg(distinct flow_slug, '', '') from pgflow_pre_edgeflow.steps
+             where when_exhausted <> ''fail'' or required_input_pattern is not null
+                or forbidden_input_pattern is not null'
+      into v_blockers;
+    if v_blockers is not null then
+      raise exception 'edgeflow cannot take over pgflow: flows % use step conditions, which edgeflow does not support', v_blockers
+        using hint = 'Remove the conditions from those flows (or delete them) in pgflow first, then migrate again.';
+    end if;
+  end if;
+
+  create temporary table pg_temp.switch_columns on commit drop as
+    select table_name::text, column_name::text
+    from information_schema.columns where table_schema = 'pgflow_pre_edgeflow';
+
+  -- Definitions. Options outside edgeflow's bounds are clamped to them.
+  insert into pgflow.flows (flow_slug, opt_max_attempts, opt_base_delay, opt_timeout, created_at)
+  select f.flow_slug,
+         least(greatest(f.opt_max_attempts, 0), 1000),
+         least(greatest(f.opt_base_delay, 0), 86400),
+         least(greatest(f.opt_timeout, 1), 86400),
+         f.created_at
+  from pgflow_pre_edgeflow.flows f;
+
+  execute format($sql$
+    insert into pgflow.steps (flow_slug, step_slug, step_type, step_index, deps_count,
+                              opt_max_attempts, opt_base_delay, opt_timeout, opt_start_delay, created_at)
+    select s.flow_slug, s.step_slug, s.step_type, s.step_index, s.deps_count,
+           least(greatest(s.opt_max_attempts, 0), 1000),
+           least(greatest(s.opt_base_delay, 0), 86400),
+           least(greatest(s.opt_timeout, 1), 86400),
+           least(greatest(%s, 0), 604800),
+           s.created_at
+    from pgflow_pre_edgeflow.steps s$sql$,
+    case when exists (select 1 from pg_temp.switch_columns where table_name = 'steps' and column_name = 'opt_start_delay')
+         then 's.opt_start_delay' else 'null::int' end);
+
+  insert into pgflow.deps (flow_slug, dep_slug, step_slug, created_at)
+  select d.flow_slug, d.dep_slug, d.step_slug, d.created_at from pgflow_pre_edgeflow.deps d;
+
+  -- Runs, their step states and tasks, as they stand: runs in progress go on
+  -- under edgeflow's worker, their messages stay in pgmq's queues.
+  insert into pgflow.runs (run_id, flow_slug, status, input, output, remaining_steps,
+                           started_at, completed_at, failed_at)
+  select r.run_id, r.flow_slug, r.status, r.input, r.output, r.remaining_steps,
+         r.started_at, r.completed_at, r.failed_at
+  from pgflow_pre_edgeflow.runs r;
+
+  execute 'select 1 from pgflow_pre_edgeflow.step_states where status not in (''created'', ''started'', ''completed'', ''failed'') limit 1'
+    into v_found;
+  if v_found is not null then
+    raise exception 'edgeflow cannot take over pgflow: some step states are skipped (step conditions), which edgeflow does not support'
+      using hint = 'Delete those runs (or their flows) in pgflow first, then migrate again.';
+  end if;
+
+  execute format($sql$
+    insert into pgflow.step_states (flow_slug, run_id, step_slug, status, remaining_deps, initial_tasks,
+                                    remaining_tasks, error_message, created_at, started_at, completed_at, failed_at)
+    select ss.flow_slug, ss.run_id, ss.step_slug, ss.status, ss.remaining_deps, %s,
+           ss.remaining_tasks, %s, ss.created_at, ss.started_at, ss.completed_at, ss.failed_at
+    from pgflow_pre_edgeflow.step_states ss
+    join pgflow_pre_edgeflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug$sql$,
+    case when exists (select 1 from pg_temp.switch_columns where table_name = 'step_states' and column_name = 'initial_tasks')
+         then 'ss.initial_tasks'
+         -- Before map steps every step had one task.
+         else 'case when ss.status = ''created'' then 1 else coalesce(ss.remaining_tasks, 1) end' end,
+    case when exists (select 1 from pg_temp.switch_columns where table_name = 'step_states' and column_name = 'error_message')
+         then 'ss.error_message' else 'null::text' end);
+
+  execute format($sql$
+    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, message_id, task_index, status, attempts_count,
+                                   error_message, output, last_worker_id, queued_at, started_at,
+                                   completed_at, failed_at)
+    select t.flow_slug, t.run_id, t.step_slug, t.message_id, t.task_index, t.status, t.attempts_count,
+           t.error_message, t.output, %s, t.queued_at, %s, t.completed_at, t.failed_at
+    from pgflow_pre_edgeflow.step_tasks t$sql$,
+    case when exists (select 1 from pg_temp.switch_columns where table_name = 'step_tasks' and column_name = 'last_worker_id')
+         then 't.last_worker_id' else 'null::uuid' end,
+    case when exists (select 1 from pg_temp.switch_columns where table_name = 'step_tasks' and column_name = 'started_at')
+         then 't.started_at' else 'null::timestamptz' end);
+
+  -- pgflow left the open tasks of failed runs queued: cancel them, and take
+  -- their messages out of the queues so no worker reads them again.
+  perform pgmq.archive(c.flow_slug, c.msg_ids)
+  from (
+    select t.flow_slug, array_agg(t.message_id) as msg_ids
+    from pgflow.step_tasks t join pgflow.runs r on r.run_id = t.run_id
+    where r.status = 'failed' and t.status in ('queued', 'started') and t.message_id is not null
+    group by t.flow_slug) c;
+  update pgflow.step_tasks t
+     set status = 'cancelled', error_message = coalesce(t.error_message, 'cancelled: the run failed')
+    from pgflow.runs r
+   where r.run_id = t.run_id and r.status = 'failed' and t.status in ('queued', 'started');
+
+  -- Workers and the functions ensure_workers keeps alive.
+  execute format($sql$
+    insert into pgflow.workers (worker_id, queue_name, function_name, started_at, last_heartbeat_at,
+                                deprecated_at, stopped_at)
+    select w.worker_id, w.queue_name, w.function_name, w.started_at, w.last_heartbeat_at, %s, %s
+    from pgflow_pre_edgeflow.workers w$sql$,
+    case when exists (select 1 from pg_temp.switch_columns where table_name = 'workers' and column_name = 'deprecated_at')
+         then 'w.deprecated_at' else 'null::timestamptz' end,
+    case when exists (select 1 from pg_temp.switch_columns where table_name = 'workers' and column_name = 'stopped_at')
+         then 'w.stopped_at' else 'null::timestamptz' end);
+
+  if to_regclass('pgflow_pre_edgeflow.worker_functions') is not null then
+    insert into pgflow.worker_functions (function_name, enabled, debounce, last_invoked_at, created_at, updated_at)
+    select wf.function_name, wf.enabled, wf.debounce, wf.last_invoked_at, wf.created_at, wf.updated_at
+    from pgflow_pre_edgeflow.worker_functions wf;
+  end if;
+
+  -- The grants users gave on pgflow's schema, tables, sequences and functions
+  -- (pgflow's migrations grant nothing). PUBLIC's are not carried over: edgeflow
+  -- revokes PUBLIC by design (README, "Grants").
+  insert into pgflow.switch_grants (object_kind, object_name, grantee, privilege, grantable)
+  select 'schema', 'pgflow', pg_get_userbyid(a.grantee), a.privilege_type, a.is_grantable
+  from pg_namespace n, aclexplode(n.nspacl) a
+  where n.oid = v_old and a.grantee <> 0 and a.grantee <> n.nspowner
+  union all
+  select case when c.relkind = 'S' then 'sequence' else 'table' end,
+         format('pgflow.%I', c.relname), pg_get_userbyid(a.grantee), a.privilege_type, a.is_grantable
+  from pg_class c, aclexplode(c.relacl) a
+  where c.relnamespace = v_old and c.relkind in ('r', 'p', 'v', 'm', 'S')
+    and a.grantee <> 0 and a.grantee <> c.relowner
+  union all
+  select 'function',
+         format('pgflow.%I(%s)', p.proname,
+                replace(oidvectortypes(p.proargtypes), 'pgflow_pre_edgeflow.', 'pgflow.')),
+         pg_get_userbyid(a.grantee), a.privilege_type, a.is_grantable
+  from pg_proc p, aclexplode(p.proacl) a
+  where p.pronamespace = v_old and a.grantee <> 0 and a.grantee <> p.proowner;
+
+  -- pgflow's cron jobs (pgflow_ensure_workers, pgflow_cleanup_logs,
+  -- pgflow_requeue_stalled_tasks) call functions of the same names here and
+  -- stay as the user scheduled them; edgeflow's own keep-alive job would
+  -- duplicate pgflow_ensure_workers.
+  if to_regclass('cron.job') is not null then
+    perform cron.unschedule('edgeflow_ensure_workers')
+    where exists (select 1 from cron.job where jobname = 'pgflow_ensure_workers')
+      and exists (select 1 from cron.job where jobname = 'edgeflow_ensure_workers');
+  end if;
+
+  -- The old schema goes, unless objects outside it depend on it (a user's view
+  -- of pgflow.runs, a foreign key to it): then it stays, with a warning naming them.
+  select string_agg(distinct pg_describe_object(d.classid, d.objid, d.objsubid), '; ')
+    into v_blockers
+  from pg_depend d
+  where d.deptype = 'n'
+    and (d.refclassid, d.refobjid) in (
+      select 'pg_class'::regclass, oid from pg_class where relnamespace = v_old
+      union all select 'pg_proc'::regclass, oid from pg_proc where pronamespace = v_old
+      union all select 'pg_type'::regclass, oid from pg_type where typnamespace = v_old)
+    and coalesce(
+      case d.classid
+        when 'pg_class'::regclass then (select relnamespace from pg_class where oid = d.objid)
+        when 'pg_proc'::regclass then (select pronamespace from pg_proc where oid = d.objid)
+        when 'pg_type'::regclass then (select typnamespace from pg_type where oid = d.objid)
+        when 'pg_rewrite'::regclass then (select c.relnamespace from pg_rewrite r join pg_class c on c.oid = r.ev_class where r.oid = d.objid)
+        when 'pg_constraint'::regclass then (select connamespace from pg_constraint where oid = d.objid)
+        when 'pg_trigger'::regclass then (select c.relnamespace from pg_trigger t join pg_class c on c.oid = t.tgrelid where t.oid = d.objid)
+        when 'pg_attrdef'::regclass then (select c.relnamespace from pg_attrdef a join pg_class c on c.oid = a.adrelid where a.oid = d.objid)
+      end, v_old) <> v_old;
+  if v_blockers is null then
+    drop schema pgflow_pre_edgeflow cascade;
+  else
+    raise warning 'edgeflow took pgflow''s data over, but kept schema pgflow_pre_edgeflow because other objects depend on it: %', v_blockers
+      using hint = 'Point those objects at schema pgflow, then DROP SCHEMA pgflow_pre_edgeflow CASCADE.';
+  end if;
+end
+$$;
+
+-- Advancing the engine's clock also moves the times pgmq stamped on
 -- queued and archived messages (enqueued_at, archived_at), so retention judges
 -- archived messages by engine time (pgflow._queue_time). Engine functions only.
+
+-- Release 002: operating runs (cancel_run, resume_run, restart_run in
+-- sql/engine/run_operations.sql). A run, its open steps and their open tasks
+-- can end 'cancelled'; a run remembers which run it restarts.
+-- Columns are added "if not exists" and constraints replaced whole, so this
+-- file composes with other upgrades that touch the same statuses.
+
+alter table pgflow.runs
+  add column if not exists cancelled_at timestamptz,
+  -- Pruning the original keeps its restarts: the link is cleared, not the run.
+  add column if not exists restart_of_run_id uuid references pgflow.runs (run_id) on delete set null;
+
+alter table pgflow.runs
+  drop constraint if exists runs_status_is_known,
+  add constraint runs_status_is_known check (status in ('started', 'completed', 'failed', 'cancelled')),
+  drop constraint if exists runs_cancelled_at_matches,
+  add constraint runs_cancelled_at_matches check ((status = 'cancelled') = (cancelled_at is not null));
+
+create index if not exists runs_restart_of_idx on pgflow.runs (restart_of_run_id)
+  where restart_of_run_id is not null;
+
+-- Retention scans finished runs by age; a cancelled run is finished at cancelled_at.
+drop index if exists pgflow.runs_finished_idx;
+create index runs_finished_idx on pgflow.runs (coalesce(completed_at, failed_at, cancelled_at))
+  where status <> 'started';
+
+alter table pgflow.step_states
+  add column if not exists cancelled_at timestamptz,
+  drop constraint if exists step_states_status_is_known,
+  add constraint step_states_status_is_known
+    check (status in ('created', 'started', 'completed', 'failed', 'cancelled'));
+
+alter table pgflow.step_tasks
+  add column if not exists cancelled_at timestamptz,
+  drop constraint if exists step_tasks_status_is_known,
+  add constraint step_tasks_status_is_known
+    check (status in ('queued', 'started', 'completed', 'failed', 'cancelled'));
 
 -- The inspector's list of runs, newest first, paged by (started_at, run_id):
 -- each filter the page offers is an index range scan that stops after one page,
 -- however many runs there are: all runs, by status, by flow (runs_flow_started_idx
 -- gains run_id for the tie-break), by flow and status.
-create index runs_started_idx on pgflow.runs (started_at, run_id);
-create index runs_status_started_idx on pgflow.runs (status, started_at, run_id);
-create index runs_flow_status_started_idx on pgflow.runs (flow_slug, status, started_at, run_id);
-drop index pgflow.runs_flow_started_idx;
+create index if not exists runs_started_idx on pgflow.runs (started_at, run_id);
+create index if not exists runs_status_started_idx on pgflow.runs (status, started_at, run_id);
+create index if not exists runs_flow_status_started_idx on pgflow.runs (flow_slug, status, started_at, run_id);
+drop index if exists pgflow.runs_flow_started_idx;
 create index runs_flow_started_idx on pgflow.runs (flow_slug, started_at, run_id);
 
 -- ==== sql/engine/clock.sql ====
@@ -117,6 +397,18 @@ begin
 end;
 $$;
 
+-- A call that is valid but not in the run's current state (55000), e.g.
+-- resuming a run that is still running.
+create or replace function pgflow._raise_state(message text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception '%', message using errcode = 'object_not_in_prerequisite_state';
+end;
+$$;
+
 -- ==== sql/engine/events.sql ====
 -- Realtime events: every state change is announced on topic pgflow:run:<run_id>.
 
@@ -207,7 +499,8 @@ begin
     select jsonb_object_agg(e.key, e.value)
     from jsonb_each(v_body) e
     where e.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
-                    'failed_step', 'started_at', 'completed_at', 'failed_at'))::text);
+                    'failed_step', 'started_at', 'completed_at', 'failed_at', 'cancelled_at',
+                    'restart_of_run_id', 'restarted_as'))::text);
 end;
 $$;
 
@@ -244,8 +537,10 @@ $$;
 
 -- ==== sql/engine/flow_definitions.sql ====
 -- Defining flows and steps: slugs, option bounds, create_flow and add_step.
--- Both functions are idempotent for an identical definition and refuse a
--- different one, so re-applying a compiled flow is safe and drift is loud.
+-- As in pgflow, calling either again for an existing flow or step returns the
+-- existing row unchanged, even when the options differ (a NOTICE names the
+-- difference: options are tuned with UPDATE, see README "Switching from
+-- pgflow"). A step whose structure (type, dependencies) differs is refused.
 
 -- A slug names a flow or a step: an identifier-like word, and never "run",
 -- which is the key of the flow input in every step's input object.
@@ -270,7 +565,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
   case option
-    when 'max_attempts' then minimum := 1; maximum := 1000;
+    when 'max_attempts' then minimum := 0; maximum := 1000;
     when 'base_delay' then minimum := 0; maximum := 86400;
     when 'timeout' then minimum := 1; maximum := 86400;
     when 'start_delay' then minimum := 0; maximum := 604800;
@@ -338,29 +633,25 @@ begin
       '%s: flow_slug is %s characters; a flow slug names its pgmq queue and may have at most 47',
       v_what, length(create_flow.flow_slug)));
   end if;
-  if create_flow.max_attempts is null or create_flow.base_delay is null or create_flow.timeout is null then
-    perform pgflow._raise_invalid(format(
-      '%s: max_attempts, base_delay and timeout must not be NULL (omit them for the defaults 3, 5, 60)',
-      v_what));
-  end if;
   perform pgflow._check_option(v_what, 'max_attempts', create_flow.max_attempts);
   perform pgflow._check_option(v_what, 'base_delay', create_flow.base_delay);
   perform pgflow._check_option(v_what, 'timeout', create_flow.timeout);
 
+  -- NULL takes the default, as omitting the argument does.
   insert into pgflow.flows (flow_slug, opt_max_attempts, opt_base_delay, opt_timeout)
-  values (create_flow.flow_slug, create_flow.max_attempts, create_flow.base_delay, create_flow.timeout)
+  values (create_flow.flow_slug, coalesce(create_flow.max_attempts, 3),
+          coalesce(create_flow.base_delay, 5), coalesce(create_flow.timeout, 60))
   on conflict (flow_slug) do nothing
   returning * into v_flow;
 
   if v_flow.flow_slug is null then
     select * into v_flow from pgflow.flows where flow_slug = create_flow.flow_slug;
     if (v_flow.opt_max_attempts, v_flow.opt_base_delay, v_flow.opt_timeout)
-       is distinct from (create_flow.max_attempts, create_flow.base_delay, create_flow.timeout) then
-      perform pgflow._raise_invalid(format(
-        '%s: the flow exists with max_attempts=%s, base_delay=%s, timeout=%s; '
-        || 'asked for max_attempts=%s, base_delay=%s, timeout=%s',
+       is distinct from (coalesce(create_flow.max_attempts, 3), coalesce(create_flow.base_delay, 5),
+                         coalesce(create_flow.timeout, 60)) then
+      raise notice '%: the flow exists with max_attempts=%, base_delay=%, timeout=%; kept unchanged (asked for %, %, %)',
         v_what, v_flow.opt_max_attempts, v_flow.opt_base_delay, v_flow.opt_timeout,
-        create_flow.max_attempts, create_flow.base_delay, create_flow.timeout));
+        coalesce(create_flow.max_attempts, 3), coalesce(create_flow.base_delay, 5), coalesce(create_flow.timeout, 60);
     end if;
     return v_flow;
   end if;
@@ -435,14 +726,17 @@ begin
     select coalesce(array_agg(dep_slug order by dep_slug), '{}') into v_existing_deps
     from pgflow.deps where flow_slug = add_step.flow_slug and step_slug = add_step.step_slug;
     if v_existing.step_type is distinct from v_type
-       or v_existing_deps is distinct from (select coalesce(array_agg(d order by d), '{}') from unnest(v_deps) d)
-       or (v_existing.opt_max_attempts, v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay)
-          is distinct from (add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay) then
+       or v_existing_deps is distinct from (select coalesce(array_agg(d order by d), '{}') from unnest(v_deps) d) then
       perform pgflow._raise_invalid(format(
-        '%s: the step exists with a different definition (step_type=%s, deps=%s, max_attempts=%s, '
-        || 'base_delay=%s, timeout=%s, start_delay=%s)',
-        v_what, v_existing.step_type, v_existing_deps, v_existing.opt_max_attempts,
-        v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay));
+        '%s: the step exists with step_type=%s and deps=%s; asked for step_type=%s and deps=%s '
+        || '(a different structure needs a new flow slug)',
+        v_what, v_existing.step_type, v_existing_deps, v_type, v_deps));
+    end if;
+    if (v_existing.opt_max_attempts, v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay)
+       is distinct from (add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay) then
+      raise notice '%: the step exists with max_attempts=%, base_delay=%, timeout=%, start_delay=%; kept unchanged',
+        v_what, v_existing.opt_max_attempts, v_existing.opt_base_delay, v_existing.opt_timeout,
+        v_existing.opt_start_delay;
     end if;
     return v_existing;
   end if;
@@ -553,7 +847,8 @@ begin
   returning * into v_state;
 
   perform pgflow._emit_step(_finish_step.run_id, _finish_step.step_slug, 'completed',
-    jsonb_build_object('output', _finish_step.output, 'completed_at', v_state.completed_at));
+    jsonb_build_object('output', _finish_step.output, 'started_at', v_state.started_at,
+                       'completed_at', v_state.completed_at));
 
   -- A map that depends on this step now knows its size: this map's task count,
   -- or the length of this single step's array output (checked by the caller).
@@ -834,28 +1129,31 @@ $$;
 -- marks the read messages' tasks started and hands back their inputs.
 
 -- Sets each message's visibility timeout (seconds from now) in one statement.
+-- As in pgflow: NULL or empty arrays change nothing and return no rows; the
+-- rows are the updated messages (pgmq's message columns).
 -- pgmq names a queue's table q_<lower-cased queue name>.
 create or replace function pgflow.set_vt_batch(queue_name text, msg_ids bigint[], vt_offsets int[])
-returns setof pgmq.message_record
+returns table (msg_id bigint, read_ct int, enqueued_at timestamptz, vt timestamptz, message jsonb, headers jsonb)
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  if cardinality(msg_ids) is distinct from cardinality(vt_offsets) then
-    raise exception 'set_vt_batch(%): msg_ids has % elements but vt_offsets has %',
-      queue_name, coalesce(cardinality(msg_ids), 0), coalesce(cardinality(vt_offsets), 0)
-      using errcode = 'invalid_parameter_value';
-  end if;
-  if array_position(vt_offsets, null) is not null then
-    raise exception 'set_vt_batch(%): vt_offsets must not contain NULL', queue_name
-      using errcode = 'invalid_parameter_value';
-  end if;
-  if to_regclass(format('pgmq.%I', 'q_' || lower(queue_name))) is null then
-    raise exception 'set_vt_batch: queue % does not exist', coalesce(quote_literal(queue_name), 'NULL')
-      using errcode = 'no_data_found';
-  end if;
-  if coalesce(cardinality(msg_ids), 0) = 0 then
+  if set_vt_batch.msg_ids is null or set_vt_batch.vt_offsets is null
+     or coalesce(cardinality(set_vt_batch.msg_ids), 0) = 0 then
     return;
+  end if;
+  if cardinality(set_vt_batch.msg_ids) <> cardinality(set_vt_batch.vt_offsets) then
+    raise exception 'set_vt_batch(%): msg_ids has % elements but vt_offsets has %',
+      set_vt_batch.queue_name, cardinality(set_vt_batch.msg_ids), cardinality(set_vt_batch.vt_offsets)
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if array_position(set_vt_batch.vt_offsets, null) is not null then
+    raise exception 'set_vt_batch(%): vt_offsets must not contain NULL', set_vt_batch.queue_name
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if to_regclass(format('pgmq.%I', 'q_' || lower(set_vt_batch.queue_name))) is null then
+    raise exception 'set_vt_batch: queue % does not exist', coalesce(quote_literal(set_vt_batch.queue_name), 'NULL')
+      using errcode = 'no_data_found';
   end if;
   return query execute format(
     'update pgmq.%I q
@@ -863,8 +1161,8 @@ begin
        from unnest($1, $2) as v(msg_id, vt_offset)
       where q.msg_id = v.msg_id
   returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers',
-    'q_' || lower(queue_name))
-  using msg_ids, vt_offsets;
+    'q_' || lower(set_vt_batch.queue_name))
+  using set_vt_batch.msg_ids, set_vt_batch.vt_offsets;
 end;
 $$;
 
@@ -872,6 +1170,9 @@ $$;
 -- pgmq.read_with_poll into started tasks with their inputs. A message whose
 -- task is still 'started' past the step timeout came back because its worker
 -- vanished: that attempt counts as failed (retry with backoff, or fail).
+-- Each row carries the task's input ({"run": flow input, <dep>: output, ...},
+-- or a map's element) and flow_input, the run's input, which pgflow 0.12+
+-- workers hand to root steps.
 create or replace function pgflow.start_tasks(flow_slug text, msg_ids bigint[], worker_id uuid)
 returns setof pgflow.step_task_record
 language plpgsql
@@ -887,6 +1188,7 @@ declare
   v_msgs bigint[];
   v_group record;
   v_input jsonb;
+  v_flow_input jsonb;
   v_dep record;
 begin
   perform 1 from pgflow.flows where flow_slug = start_tasks.flow_slug;
@@ -944,6 +1246,7 @@ begin
     join pgflow.steps s on s.flow_slug = start_tasks.flow_slug and s.step_slug = p.step_slug
     group by p.run_id, p.step_slug, s.step_type, s.deps_count
   loop
+    select r.input into v_flow_input from pgflow.runs r where r.run_id = v_group.run_id;
     if v_group.step_type = 'single' then
       select jsonb_build_object('run', r.input) || coalesce((
                select jsonb_object_agg(d.dep_slug, pgflow._step_output(r.run_id, d.dep_slug, ds.step_type))
@@ -954,7 +1257,7 @@ begin
       from pgflow.runs r where r.run_id = v_group.run_id;
       return query
         select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, v_input,
-               v_group.message_ids[1], v_group.task_indexes[1];
+               v_group.message_ids[1], v_group.task_indexes[1], v_flow_input;
       continue;
     end if;
 
@@ -966,7 +1269,8 @@ begin
     if v_dep.step_type = 'map' then
       -- Map over a map: element i is task i's output of the source map.
       return query
-        select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx
+        select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx,
+               v_flow_input
         from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
         join pgflow.step_tasks src
           on src.run_id = v_group.run_id and src.step_slug = v_dep.dep_slug and src.task_index = u.idx
@@ -976,17 +1280,38 @@ begin
 
     -- Root map (the flow input) or map over a single step's array output.
     if v_dep.dep_slug is null then
-      select r.input into v_input from pgflow.runs r where r.run_id = v_group.run_id;
+      v_input := v_flow_input;
     else
       select t.output into v_input from pgflow.step_tasks t
       where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
     end if;
     return query
-      select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, e.value, u.msg_id, u.idx
+      select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, e.value, u.msg_id, u.idx,
+             v_flow_input
       from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
       cross join lateral (select v_input -> u.idx as value) e
       order by u.idx;
   end loop;
+end;
+$$;
+
+-- pgflow's one-call polling, deprecated by pgflow itself in favour of
+-- pgmq.read_with_poll + start_tasks. Kept so old callers do not break: it
+-- claims nothing, returns no rows and says so in a NOTICE.
+create or replace function pgflow.poll_for_tasks(
+  queue_name text,
+  vt int,
+  qty int,
+  max_poll_seconds int default 5,
+  poll_interval_ms int default 100
+)
+returns setof pgflow.step_task_record
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise notice 'poll_for_tasks(%) is deprecated and claims nothing: read with pgmq.read_with_poll, then call pgflow.start_tasks',
+    coalesce(quote_literal(poll_for_tasks.queue_name), 'NULL');
 end;
 $$;
 
@@ -1017,8 +1342,9 @@ begin
 end;
 $$;
 
--- Fails the run because step_slug failed: closes every open step and task of
--- the run and archives their messages so no worker picks them up again.
+-- Fails the run because step_slug failed: closes every open step, cancels
+-- every open task of the run (status 'cancelled', as in pgflow 0.15.1) and
+-- archives their messages so no worker picks them up again.
 create or replace function pgflow._fail_run(run_id uuid, step_slug text, error_message text)
 returns void
 language plpgsql
@@ -1035,7 +1361,8 @@ begin
    where run_id = _fail_run.run_id and step_slug = _fail_run.step_slug
   returning * into v_state;
   perform pgflow._emit_step(_fail_run.run_id, _fail_run.step_slug, 'failed',
-    jsonb_build_object('error_message', _fail_run.error_message, 'failed_at', v_state.failed_at));
+    jsonb_build_object('error_message', _fail_run.error_message, 'started_at', v_state.started_at,
+                       'failed_at', v_state.failed_at));
 
   for v_state in
     update pgflow.step_states
@@ -1044,7 +1371,8 @@ begin
     returning *
   loop
     perform pgflow._emit_step(_fail_run.run_id, v_state.step_slug, 'failed',
-      jsonb_build_object('error_message', v_cancelled, 'failed_at', v_state.failed_at));
+      jsonb_build_object('error_message', v_cancelled, 'started_at', v_state.started_at,
+                         'failed_at', v_state.failed_at));
   end loop;
 
   select * into v_run from pgflow.runs where run_id = _fail_run.run_id;
@@ -1053,7 +1381,7 @@ begin
     where t.run_id = _fail_run.run_id and t.status in ('queued', 'started')
       and t.message_id is not null));
   update pgflow.step_tasks
-     set status = 'failed', failed_at = pgflow.now(), error_message = v_cancelled
+     set status = 'cancelled', error_message = v_cancelled
    where run_id = _fail_run.run_id and status in ('queued', 'started');
 
   update pgflow.runs set status = 'failed', failed_at = pgflow.now()
@@ -1250,7 +1578,8 @@ as $$
 declare
   v_task pgflow.step_tasks;
   v_step record;
-  v_output jsonb := coalesce(complete_task.output, 'null'::jsonb);
+  -- SQL NULL is stored as SQL NULL (pgflow does the same); 'null'::jsonb as JSON null.
+  v_output jsonb := complete_task.output;
   v_error text;
 begin
   v_task := pgflow._lock_task('complete_task', complete_task.run_id, complete_task.step_slug, complete_task.task_index);
@@ -1272,16 +1601,17 @@ begin
   -- A single step feeding a map must produce an array; otherwise the run fails,
   -- keeping the offending output on the task for debugging.
   if v_step.map_dependent is not null and v_step.step_type = 'single'
-     and jsonb_typeof(v_output) <> 'array' then
+     and coalesce(jsonb_typeof(v_output), 'SQL NULL') <> 'array' then
     v_error := format('[TYPE_VIOLATION] step %L must return an array because map step %L maps over it; got %s',
-                      complete_task.step_slug, v_step.map_dependent, jsonb_typeof(v_output));
+                      complete_task.step_slug, v_step.map_dependent, coalesce(jsonb_typeof(v_output), 'SQL NULL'));
     return query select (pgflow._fail_task_terminally(complete_task.run_id, complete_task.step_slug,
       complete_task.task_index, v_error, v_output)).*;
     return;
   end if;
 
+  -- error_message keeps the last failed attempt's message, as in pgflow.
   update pgflow.step_tasks
-     set status = 'completed', completed_at = pgflow.now(), output = v_output, error_message = null
+     set status = 'completed', completed_at = pgflow.now(), output = v_output
    where run_id = complete_task.run_id and step_slug = complete_task.step_slug
      and task_index = complete_task.task_index
   returning * into v_task;
@@ -1338,7 +1668,7 @@ begin
     if cardinality(v_messages) > 0 then
       select coalesce(jsonb_agg(jsonb_build_object(
                'flow_slug', s.flow_slug, 'run_id', s.run_id, 'step_slug', s.step_slug,
-               'input', s.input, 'msg_id', s.msg_id, 'task_index', s.task_index,
+               'input', s.input, 'msg_id', s.msg_id, 'task_index', s.task_index, 'flow_input', s.flow_input,
                'read_ct', m.read_ct, 'enqueued_at', m.enqueued_at, 'vt', m.vt,
                'message', m.message, 'headers', m.headers)), '[]'::jsonb)
         into v_claimed
@@ -1420,8 +1750,7 @@ begin
   loop
     with done as (
       update pgflow.step_tasks t
-         set status = 'completed', completed_at = pgflow.now(),
-             output = coalesce(u.output, 'null'::jsonb), error_message = null
+         set status = 'completed', completed_at = pgflow.now(), output = u.output
         from unnest(v_group.task_indexes, v_group.outputs, v_group.ords) as u(task_index, output, ord)
        where t.run_id = v_group.run_id and t.step_slug = v_group.step_slug
          and t.task_index = any(v_group.task_indexes)
@@ -1456,6 +1785,271 @@ begin
     left join pgflow.step_tasks t
       on t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
     order by b.ord;
+end;
+$$;
+
+-- ==== sql/engine/run_operations.sql ====
+-- Operating runs: cancel_run stops one, resume_run continues a failed or
+-- cancelled one in place, restart_run starts a new run of the same flow and
+-- input. Clients call them (SECURITY DEFINER, granted like start_flow; see
+-- README, "Operating runs"); workers ask cancelled_runs which of their
+-- in-flight runs to abort.
+--
+-- Each locks the run row first, as every state change of a run does (see
+-- run_progress.sql): a completion and a cancellation of one run serialise, and
+-- whichever commits second sees the other's result.
+
+-- Loads and locks a run; a clear error when there is none.
+create or replace function pgflow._lock_run(caller text, run_id uuid)
+returns pgflow.runs
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_run pgflow.runs;
+begin
+  select * into v_run from pgflow.runs where run_id = _lock_run.run_id for update;
+  if not found then
+    perform pgflow._no_such(format('%s(%s): run %s does not exist', caller,
+      coalesce(_lock_run.run_id::text, 'NULL'), coalesce(_lock_run.run_id::text, 'NULL')));
+  end if;
+  return v_run;
+end;
+$$;
+
+-- Cancels a started run: its open tasks end 'cancelled' and their messages
+-- are archived (no worker starts them), its started steps end 'cancelled', and
+-- the run ends 'cancelled'. Workers running its tasks are told on channel
+-- pgflow:cancel:<flow> (payload: the run id) and at their next
+-- heartbeat, and abort the handlers' signals; a report that arrives later
+-- changes nothing. Cancelling a cancelled run returns it unchanged; a
+-- completed or failed run cannot be cancelled.
+create or replace function pgflow.cancel_run(run_id uuid, reason text default null)
+returns pgflow.runs
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_what text := format('cancel_run(%s)', coalesce(cancel_run.run_id::text, 'NULL'));
+  v_run pgflow.runs;
+  v_state pgflow.step_states;
+  v_message text;
+begin
+  if length(cancel_run.reason) > 1000 then
+    perform pgflow._raise_invalid(format('%s: reason must be at most %s characters, got %s',
+      v_what, 1000, length(cancel_run.reason)));
+  end if;
+  v_run := pgflow._lock_run('cancel_run', cancel_run.run_id);
+  if v_run.status = 'cancelled' then
+    return v_run;
+  elsif v_run.status = 'completed' then
+    perform pgflow._raise_state(format('%s: the run already completed at %s; there is nothing to cancel',
+      v_what, v_run.completed_at));
+  elsif v_run.status = 'failed' then
+    perform pgflow._raise_state(format(
+      '%s: the run already failed at %s; resume_run continues it, restart_run starts it again',
+      v_what, v_run.failed_at));
+  end if;
+  v_message := 'cancelled: ' || coalesce(nullif(btrim(cancel_run.reason), ''), 'cancel_run gave no reason');
+
+  perform pgmq.archive(v_run.flow_slug, array(
+    select t.message_id from pgflow.step_tasks t
+    where t.run_id = v_run.run_id and t.status in ('queued', 'started') and t.message_id is not null));
+  update pgflow.step_tasks
+     set status = 'cancelled', cancelled_at = pgflow.now(), error_message = v_message
+   where run_id = v_run.run_id and status in ('queued', 'started');
+
+  update pgflow.runs set status = 'cancelled', cancelled_at = pgflow.now()
+  where run_id = v_run.run_id
+  returning * into v_run;
+
+  for v_state in
+    update pgflow.step_states
+       set status = 'cancelled', cancelled_at = pgflow.now(), error_message = v_message
+     where run_id = v_run.run_id and status = 'started'
+    returning *
+  loop
+    perform pgflow._emit_step(v_run.run_id, v_state.step_slug, 'cancelled',
+      jsonb_build_object('error_message', v_message, 'cancelled_at', v_state.cancelled_at));
+  end loop;
+  perform pgflow._emit_run(v_run.run_id, 'cancelled',
+    jsonb_build_object('flow_slug', v_run.flow_slug, 'reason', cancel_run.reason,
+                       'cancelled_at', v_run.cancelled_at));
+  perform pg_notify('pgflow:cancel:' || v_run.flow_slug, v_run.run_id::text);
+  return v_run;
+end;
+$$;
+
+-- Continues a failed or cancelled run in place: every failed or cancelled
+-- step starts again, its unfinished tasks queued at once with fresh attempts
+-- (attempts_count 0, new messages); completed tasks and steps keep their
+-- outputs, and dependents start as usual. Refused for a run that is running or
+-- completed, and when the flow gained steps since the run started (the run has
+-- no state for them; restart_run runs the flow as it is now).
+create or replace function pgflow.resume_run(run_id uuid)
+returns pgflow.runs
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_what text := format('resume_run(%s)', coalesce(resume_run.run_id::text, 'NULL'));
+  v_run pgflow.runs;
+  v_added text[];
+  v_step record;
+  v_state pgflow.step_states;
+  v_indexes int[];
+  v_old_msgs bigint[];
+  v_sent boolean := false;
+begin
+  v_run := pgflow._lock_run('resume_run', resume_run.run_id);
+  if v_run.status = 'started' then
+    perform pgflow._raise_state(format(
+      '%s: the run is running; only a failed or cancelled run can be resumed', v_what));
+  elsif v_run.status = 'completed' then
+    perform pgflow._raise_state(format(
+      '%s: the run completed at %s; there is nothing to resume (restart_run starts it again)',
+      v_what, v_run.completed_at));
+  end if;
+
+  -- add_step refuses while a run of the flow is started and locks the flow row
+  -- to check: sharing that lock makes the check and this resume wait for each other.
+  perform 1 from pgflow.flows where flow_slug = v_run.flow_slug for share;
+  -- Steps are never removed while runs reference them and an existing step's
+  -- type and dependencies never change (add_step, step_states' foreign key):
+  -- the only way a flow changes under a run is a step added since.
+  select array_agg(s.step_slug order by s.step_index) into v_added
+  from pgflow.steps s
+  where s.flow_slug = v_run.flow_slug
+    and not exists (select 1 from pgflow.step_states ss
+                    where ss.run_id = v_run.run_id and ss.step_slug = s.step_slug);
+  if v_added is not null then
+    perform pgflow._raise_state(format(
+      '%s: flow %L changed since the run started (steps added: %s); restart_run starts a new run of the flow as it is now',
+      v_what, v_run.flow_slug, array_to_string(v_added, ', ')));
+  end if;
+
+  update pgflow.runs set status = 'started', failed_at = null, cancelled_at = null
+  where run_id = v_run.run_id
+  returning * into v_run;
+  perform pgflow._emit(v_run.run_id, 'run:resumed',
+    jsonb_build_object('event_type', 'run:resumed', 'run_id', v_run.run_id, 'status', 'started',
+                       'flow_slug', v_run.flow_slug, 'remaining_steps', v_run.remaining_steps));
+
+  for v_step in
+    select ss.step_slug, s.step_type
+    from pgflow.step_states ss
+    join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
+    where ss.run_id = v_run.run_id and ss.status in ('failed', 'cancelled')
+    order by s.step_index
+    for update of ss
+  loop
+    select array_agg(t.task_index order by t.task_index),
+           array_agg(t.message_id) filter (where t.message_id is not null)
+      into v_indexes, v_old_msgs
+    from pgflow.step_tasks t
+    where t.run_id = v_run.run_id and t.step_slug = v_step.step_slug and t.status <> 'completed';
+    v_indexes := coalesce(v_indexes, '{}');
+
+    -- Messages of failed and cancelled tasks were archived when they ended;
+    -- archiving again is harmless and makes sure no old message comes back.
+    if v_old_msgs is not null then
+      perform pgmq.archive(v_run.flow_slug, v_old_msgs);
+    end if;
+    if cardinality(v_indexes) > 0 then
+      -- pgmq assigns ascending ids in array order: the n-th smallest id is the n-th task.
+      update pgflow.step_tasks t
+         set status = 'queued', attempts_count = 0, message_id = m.msg_id, queued_at = pgflow.now(),
+             started_at = null, failed_at = null, cancelled_at = null, output = null
+        from (
+          select i.task_index, sent.msg_id
+          from unnest(v_indexes) with ordinality as i(task_index, ord)
+          join (
+            select s.msg_id, row_number() over (order by s.msg_id) as ord
+            from pgmq.send_batch(v_run.flow_slug,
+                   array(select pgflow._task_message(v_run.flow_slug, v_run.run_id, v_step.step_slug, x)
+                         from unnest(v_indexes) x order by x),
+                   0) as s(msg_id)
+          ) sent on sent.ord = i.ord
+        ) m
+       where t.run_id = v_run.run_id and t.step_slug = v_step.step_slug and t.task_index = m.task_index;
+      v_sent := true;
+    end if;
+
+    update pgflow.step_states
+       set status = 'started', started_at = pgflow.now(), failed_at = null, cancelled_at = null,
+           error_message = null, remaining_tasks = cardinality(v_indexes)
+     where run_id = v_run.run_id and step_slug = v_step.step_slug
+    returning * into v_state;
+    perform pgflow._emit_step(v_run.run_id, v_step.step_slug, 'started',
+      jsonb_build_object('remaining_tasks', v_state.remaining_tasks,
+                         'remaining_deps', v_state.remaining_deps, 'started_at', v_state.started_at));
+    if v_state.remaining_tasks = 0 then
+      -- Nothing left to run (every task had completed): the step completes now.
+      perform pgflow._count_down_step(v_run.run_id, v_step.step_slug, v_step.step_type, 0,
+        pgflow._step_output(v_run.run_id, v_step.step_slug, 'single'));
+    end if;
+  end loop;
+
+  if v_sent then
+    perform pg_notify('pgflow:queue:' || v_run.flow_slug, '');
+  end if;
+  perform pgflow.start_ready_steps(v_run.run_id);
+  perform pgflow.maybe_complete_run(v_run.run_id);
+  select * into v_run from pgflow.runs where run_id = v_run.run_id;
+  return v_run;
+end;
+$$;
+
+-- Starts a new run of a finished run's flow with the same input (the flow as
+-- it is now), linked to it by restart_of_run_id; returns the new run. A run
+-- that is still running is refused: cancel_run it first.
+create or replace function pgflow.restart_run(run_id uuid)
+returns pgflow.runs
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_what text := format('restart_run(%s)', coalesce(restart_run.run_id::text, 'NULL'));
+  v_run pgflow.runs;
+  v_new pgflow.runs;
+begin
+  v_run := pgflow._lock_run('restart_run', restart_run.run_id);
+  if v_run.status = 'started' then
+    perform pgflow._raise_state(format(
+      '%s: the run is still running; cancel_run it first, or wait until it ends', v_what));
+  end if;
+
+  select * into v_new from pgflow.start_flow(v_run.flow_slug, v_run.input);
+  update pgflow.runs set restart_of_run_id = v_run.run_id
+  where run_id = v_new.run_id
+  returning * into v_new;
+  perform pgflow._emit(v_run.run_id, 'run:restarted',
+    jsonb_build_object('event_type', 'run:restarted', 'run_id', v_run.run_id, 'status', v_run.status,
+                       'flow_slug', v_run.flow_slug, 'restarted_as', v_new.run_id));
+  return v_new;
+end;
+$$;
+
+-- For workers: which of these runs (those of their in-flight tasks) are
+-- cancelled, so that they abort the handlers.
+create or replace function pgflow.cancelled_runs(run_ids uuid[])
+returns setof uuid
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+begin
+  return query
+    select r.run_id from pgflow.runs r
+    where r.run_id = any(cancelled_runs.run_ids) and r.status = 'cancelled';
 end;
 $$;
 
@@ -1591,7 +2185,9 @@ $$;
 -- each tracked function with no live worker it asks pg_net to invoke the
 -- function (debounced), which boots a new worker. Credentials come from
 -- Supabase Vault: secret "edgeflow_functions_url" (e.g.
--- https://<ref>.supabase.co/functions/v1) and "edgeflow_service_role_key".
+-- https://<ref>.supabase.co/functions/v1) and "edgeflow_service_role_key", or
+-- pgflow's secrets ("supabase_project_id", "pgflow_auth_secret",
+-- "supabase_service_role_key"), so a switched project needs no new ones.
 -- Without pg_net the function still reports what it would invoke, so a local
 -- runtime can do the calling (src/dev plays pg_net's part in tests).
 
@@ -1636,33 +2232,61 @@ begin
 end;
 $$;
 
--- True when functions are served locally (supabase start / edgeflow's local
--- runtime): the functions URL points at this machine, or none is configured.
+-- True when functions are served locally: the database has the local Supabase
+-- stack's JWT secret (app.settings.jwt_secret equal to the Supabase CLI's
+-- documented default, as pgflow checks), or edgeflow's
+-- functions URL points at this machine. False when neither is set.
 create or replace function pgflow.is_local()
 returns boolean
 language sql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce(
-    pgflow._vault_secret('edgeflow_functions_url') ~ '^https?://(localhost|127\.0\.0\.1|host\.docker\.internal|kong)(:|/|$)',
-    true);
+  select coalesce(nullif(current_setting('app.settings.jwt_secret', true), '')
+                    = 'super-secret-jwt-token-with-at-least-32-characters-long', false)
+      or coalesce(pgflow._vault_secret('edgeflow_functions_url')
+                    ~ '^https?://(localhost|127\.0\.0\.1|host\.docker\.internal|kong)(:|/|$)', false);
 $$;
 
--- Invokes (through pg_net) every enabled, tracked function that has no live
--- worker and was not invoked within its debounce; returns those functions.
+-- Where tracked functions are served: Vault's edgeflow_functions_url, else
+-- pgflow's supabase_project_id (https://<id>.supabase.co/functions/v1), else,
+-- on a local stack, Supabase's local gateway. NULL when unknown.
+create or replace function pgflow._functions_url()
+returns text
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(
+    rtrim(nullif(pgflow._vault_secret('edgeflow_functions_url'), ''), '/'),
+    'https://' || nullif(pgflow._vault_secret('supabase_project_id'), '') || '.supabase.co/functions/v1',
+    case when pgflow.is_local() then 'http://kong:8000/functions/v1' end);
+$$;
+
+-- Pings tracked functions so each has a live worker (pgflow 0.10's API):
+--   local stack (pgflow.is_local()): every enabled function, every call;
+--   production: enabled functions with no live worker that were not pinged
+--   within their debounce, and only with credentials (a functions URL and a
+--   key: edgeflow_service_role_key, pgflow_auth_secret or
+--   supabase_service_role_key in Vault); without them nothing is pinged.
 -- A worker is live when it is neither stopped nor deprecated and sent a
--- heartbeat within heartbeat_timeout.
+-- heartbeat within heartbeat_timeout; a stale heartbeat counts as dead.
+-- Without pg_net nothing can be sent: the functions due (production rules)
+-- are returned with invoked = false, so a local runtime can do the calling
+-- (src/dev/keep_alive.ts).
 create or replace function pgflow.ensure_workers(heartbeat_timeout interval default '15 seconds')
-returns table (function_name text, request_id bigint)
+returns table (function_name text, invoked boolean, request_id bigint)
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
-  v_url text := pgflow._vault_secret('edgeflow_functions_url');
-  v_key text := pgflow._vault_secret('edgeflow_service_role_key');
   v_has_net boolean := pgflow._trusted_function('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null;
+  v_local boolean := pgflow.is_local();
+  v_url text := pgflow._functions_url();
+  v_key text := coalesce(nullif(pgflow._vault_secret('edgeflow_service_role_key'), ''),
+                         nullif(pgflow._vault_secret('pgflow_auth_secret'), ''),
+                         nullif(pgflow._vault_secret('supabase_service_role_key'), ''));
   v_function text;
   v_request bigint;
 begin
@@ -1671,44 +2295,149 @@ begin
       'ensure_workers: heartbeat_timeout must be a positive interval, got %s',
       coalesce(heartbeat_timeout::text, 'NULL')));
   end if;
+  if v_has_net and (v_url is null or (not v_local and v_key is null)) then
+    return;
+  end if;
   for v_function in
     update pgflow.worker_functions wf
        set last_invoked_at = pgflow.now(), updated_at = pgflow.now()
      where wf.enabled
-       and (wf.last_invoked_at is null or wf.last_invoked_at <= pgflow.now() - wf.debounce)
-       and not exists (
-         select 1 from pgflow.workers w
-         where w.function_name = wf.function_name
-           and w.stopped_at is null and w.deprecated_at is null
-           and w.last_heartbeat_at > pgflow.now() - ensure_workers.heartbeat_timeout)
+       and ((v_local and v_has_net)
+         or ((wf.last_invoked_at is null or wf.last_invoked_at <= pgflow.now() - wf.debounce)
+             and not exists (
+               select 1 from pgflow.workers w
+               where w.function_name = wf.function_name
+                 and w.stopped_at is null and w.deprecated_at is null
+                 and w.last_heartbeat_at > pgflow.now() - ensure_workers.heartbeat_timeout)))
     returning wf.function_name
   loop
     v_request := null;
-    if v_has_net and v_url is not null then
+    if v_has_net then
       execute 'select net.http_post(url => $1, body => $2, params => $3, headers => $4, timeout_milliseconds => $5)'
         into v_request
-        using rtrim(v_url, '/') || '/' || v_function,
-              jsonb_build_object('reason', 'no live worker'),
+        using v_url || '/' || v_function,
+              '{}'::jsonb,
               '{}'::jsonb,
               jsonb_build_object('Content-Type', 'application/json')
-                || case when v_key is null then '{}'::jsonb
+                || case when v_key is null or v_local then '{}'::jsonb
                         else jsonb_build_object('Authorization', 'Bearer ' || v_key) end,
               5000;
     end if;
     function_name := v_function;
+    invoked := v_has_net;
     request_id := v_request;
     return next;
   end loop;
 end;
 $$;
 
+-- The cron jobs of worker management: pgflow's names, so a database switched
+-- from pgflow keeps its jobs, plus the one edgeflow schedules by itself.
+create or replace function pgflow._keep_alive_job_names()
+returns text[]
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select array['pgflow_ensure_workers', 'pgflow_cleanup_logs', 'edgeflow_ensure_workers'];
+$$;
+
+-- Whether a pg_cron job of this name exists (false without a trusted pg_cron).
+create or replace function pgflow._cron_job_exists(p_name text)
+returns boolean
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_found boolean;
+begin
+  if pgflow._trusted_relation('cron.job') is null then
+    return false;
+  end if;
+  execute 'select exists (select 1 from cron.job where jobname = $1)' into v_found using p_name;
+  return v_found;
+end;
+$$;
+
+-- pgflow 0.10's setup: schedules ensure_workers every cron_interval
+-- (pg_cron syntax: '1 second' .. '59 seconds' or a cron expression) and the
+-- log cleanup hourly, replacing earlier jobs of either name and edgeflow's own
+-- default job. Returns what it scheduled.
+create or replace function pgflow.setup_ensure_workers_cron(cron_interval text default '1 second')
+returns text
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_name text;
+  v_ensure bigint;
+  v_cleanup bigint;
+begin
+  if pgflow._trusted_function('cron.schedule(text,text,text)') is null
+     or pgflow._trusted_function('cron.unschedule(text)') is null then
+    perform pgflow._raise_invalid(
+      'setup_ensure_workers_cron: pg_cron is not installed (or not owned by a trusted role); enable pg_cron first');
+  end if;
+  if setup_ensure_workers_cron.cron_interval is null or btrim(setup_ensure_workers_cron.cron_interval) = '' then
+    perform pgflow._raise_invalid('setup_ensure_workers_cron: cron_interval must be a pg_cron schedule, got NULL or empty');
+  end if;
+  foreach v_name in array pgflow._keep_alive_job_names() loop
+    if pgflow._cron_job_exists(v_name) then
+      execute 'select cron.unschedule($1)' using v_name;
+    end if;
+  end loop;
+  execute 'select cron.schedule($1, $2, $3)' into v_ensure
+    using 'pgflow_ensure_workers', setup_ensure_workers_cron.cron_interval, 'select pgflow.ensure_workers()';
+  execute 'select cron.schedule($1, $2, $3)' into v_cleanup
+    using 'pgflow_cleanup_logs', '0 * * * *', 'select pgflow.cleanup_ensure_workers_logs()';
+  return format('scheduled pgflow_ensure_workers (every %s, job %s) and pgflow_cleanup_logs (hourly, job %s)',
+    setup_ensure_workers_cron.cron_interval, v_ensure, v_cleanup);
+end;
+$$;
+
+-- Deletes pg_cron's run logs of worker management's own jobs older than
+-- retention_hours (other jobs' logs are left alone); returns how many went.
+create or replace function pgflow.cleanup_ensure_workers_logs(retention_hours int default 24)
+returns table (cron_deleted bigint)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if cleanup_ensure_workers_logs.retention_hours is null or cleanup_ensure_workers_logs.retention_hours < 0 then
+    perform pgflow._raise_invalid(format(
+      'cleanup_ensure_workers_logs: retention_hours must be >= 0, got %s',
+      coalesce(cleanup_ensure_workers_logs.retention_hours::text, 'NULL')));
+  end if;
+  if pgflow._trusted_relation('cron.job') is null or pgflow._trusted_relation('cron.job_run_details') is null then
+    cron_deleted := 0;
+    return next;
+    return;
+  end if;
+  execute '
+    with gone as (
+      delete from cron.job_run_details d
+      using cron.job j
+      where j.jobid = d.jobid and j.jobname = any($1)
+        and d.end_time < $2
+      returning 1)
+    select count(*) from gone'
+    into cron_deleted
+    using pgflow._keep_alive_job_names(),
+          pgflow.now() - make_interval(hours => cleanup_ensure_workers_logs.retention_hours);
+  return next;
+end;
+$$;
+
 -- pg_cron, where it exists, runs ensure_workers every 5 seconds (second
--- intervals need pg_cron 1.5+; older versions get every minute). Installs
--- cleanly without pg_cron.
+-- intervals need pg_cron 1.5+; older versions get every minute), unless
+-- setup_ensure_workers_cron (or pgflow, before a switch) scheduled
+-- pgflow_ensure_workers. Installs cleanly without pg_cron.
 do $$
 begin
   if to_regnamespace('cron') is not null
-     and pgflow._trusted_function('cron.schedule(text,text,text)') is not null then
+     and pgflow._trusted_function('cron.schedule(text,text,text)') is not null
+     and not pgflow._cron_job_exists('pgflow_ensure_workers') then
     begin
       perform cron.schedule('edgeflow_ensure_workers', '5 seconds', 'select pgflow.ensure_workers()');
     exception when others then
@@ -1719,40 +2448,53 @@ end
 $$;
 
 -- ==== sql/engine/flow_shapes.sql ====
--- Compile at startup. A worker sends its flow's
--- shape (src/dsl/flow_shape.ts) and the core creates the flow when it is
+-- Compile at startup. A worker sends its flow's shape (src/dsl/flow_shape.ts,
+-- or pgflow's extractFlowShape) and the core creates the flow when it is
 -- missing, verifies it when it exists, or lists what differs.
 --
--- Shape: {"options": {"maxAttempts", "baseDelay", "timeout"},
---         "steps": [{"slug", "stepType", "dependencies": [..], "options":
---                    {"maxAttempts", "baseDelay", "timeout", "startDelay"}}]}
--- with steps in definition order and step options null when inherited.
+-- Shape (pgflow's format): {"options"?: {"maxAttempts"?, "baseDelay"?, "timeout"?},
+--   "steps": [{"slug", "stepType", "dependencies": [..],
+--              "options"?: {"maxAttempts"?, "baseDelay"?, "timeout"?, "startDelay"?}}]}
+-- with steps in definition order. Options may be absent or null (the default,
+-- or inherited from the flow). They are used when the flow is created and are
+-- not compared: operators tune them with UPDATE pgflow.steps / pgflow.flows.
+-- pgflow 0.14's condition keys (whenUnmet, whenExhausted, requiredInputPattern,
+-- forbiddenInputPattern) are accepted at their defaults only: edgeflow has no
+-- step conditions.
 
--- The stored definition as a shape, or NULL when the flow does not exist.
+-- The stored definition as a shape: {"steps": []} when the flow does not exist;
+-- dependencies sorted; options without null values, a step's left out when
+-- it has none.
 create or replace function pgflow._get_flow_shape(p_flow_slug text)
 returns jsonb
 language sql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select jsonb_build_object(
-    'options', jsonb_build_object(
-      'maxAttempts', f.opt_max_attempts, 'baseDelay', f.opt_base_delay, 'timeout', f.opt_timeout),
-    'steps', coalesce((
-      select jsonb_agg(jsonb_build_object(
-               'slug', s.step_slug,
-               'stepType', s.step_type,
-               'dependencies', coalesce((
-                 select jsonb_agg(d.dep_slug order by d.dep_slug collate "C")
-                 from pgflow.deps d
-                 where d.flow_slug = s.flow_slug and d.step_slug = s.step_slug), '[]'::jsonb),
-               'options', jsonb_build_object(
+  select coalesce((
+    select jsonb_build_object(
+      'options', jsonb_build_object(
+        'maxAttempts', f.opt_max_attempts, 'baseDelay', f.opt_base_delay, 'timeout', f.opt_timeout),
+      'steps', coalesce((
+        select jsonb_agg(
+                 jsonb_build_object(
+                   'slug', s.step_slug,
+                   'stepType', s.step_type,
+                   'dependencies', coalesce((
+                     select jsonb_agg(d.dep_slug order by d.dep_slug collate "C")
+                     from pgflow.deps d
+                     where d.flow_slug = s.flow_slug and d.step_slug = s.step_slug), '[]'::jsonb))
+                 || case when o.options = '{}'::jsonb then '{}'::jsonb
+                         else jsonb_build_object('options', o.options) end
+               order by s.step_index)
+        from pgflow.steps s
+        cross join lateral (select jsonb_strip_nulls(jsonb_build_object(
                  'maxAttempts', s.opt_max_attempts, 'baseDelay', s.opt_base_delay,
-                 'timeout', s.opt_timeout, 'startDelay', s.opt_start_delay))
-             order by s.step_index)
-      from pgflow.steps s where s.flow_slug = f.flow_slug), '[]'::jsonb))
-  from pgflow.flows f
-  where f.flow_slug = p_flow_slug;
+                 'timeout', s.opt_timeout, 'startDelay', s.opt_start_delay)) as options) o
+        where s.flow_slug = f.flow_slug), '[]'::jsonb))
+    from pgflow.flows f
+    where f.flow_slug = p_flow_slug),
+    jsonb_build_object('steps', '[]'::jsonb));
 $$;
 
 -- Checks one option of a shape (camelCase key, e.g. "startDelay"): absent or
@@ -1795,16 +2537,11 @@ declare
   v_key text;
 begin
   if jsonb_typeof(p_shape) is distinct from 'object'
-     or jsonb_typeof(p_shape -> 'options') is distinct from 'object'
-     or jsonb_typeof(p_shape -> 'steps') is distinct from 'array' then
+     or jsonb_typeof(p_shape -> 'steps') is distinct from 'array'
+     or jsonb_typeof(coalesce(p_shape -> 'options', '{}')) not in ('object', 'null') then
     perform pgflow._raise_invalid(format(
-      '%s: shape must be an object with "options" (object) and "steps" (array)', v_what));
+      '%s: shape must be an object with "steps" (array) and optionally "options" (object)', v_what));
   end if;
-  foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
-    if jsonb_typeof(p_shape -> 'options' -> v_key) is distinct from 'number' then
-      perform pgflow._raise_invalid(format('%s: shape options.%s must be a number', v_what, v_key));
-    end if;
-  end loop;
   foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
     perform pgflow._check_shape_option(v_what, 'options.' || v_key, v_key, p_shape -> 'options' -> v_key);
   end loop;
@@ -1812,20 +2549,31 @@ begin
     if jsonb_typeof(v_step -> 'slug') is distinct from 'string'
        or (v_step ->> 'stepType') is null or (v_step ->> 'stepType') not in ('single', 'map')
        or jsonb_typeof(v_step -> 'dependencies') is distinct from 'array'
-       or jsonb_typeof(v_step -> 'options') is distinct from 'object' then
+       or jsonb_typeof(coalesce(v_step -> 'options', '{}')) not in ('object', 'null') then
       perform pgflow._raise_invalid(format(
-        '%s: each shape step needs "slug" (string), "stepType" (single|map), "dependencies" (array) and "options" (object); got %s',
+        '%s: each shape step needs "slug" (string), "stepType" (single|map), "dependencies" (array) '
+        || 'and optionally "options" (object); got %s',
         v_what, v_step));
     end if;
     foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout', 'startDelay'] loop
       perform pgflow._check_shape_option(v_what,
         format('step %L option %s', v_step ->> 'slug', v_key), v_key, v_step -> 'options' -> v_key);
     end loop;
+    if coalesce(v_step ->> 'whenExhausted', 'fail') <> 'fail'
+       or coalesce((v_step -> 'requiredInputPattern' ->> 'defined')::boolean, false)
+       or coalesce((v_step -> 'forbiddenInputPattern' ->> 'defined')::boolean, false) then
+      perform pgflow._raise_invalid(format(
+        '%s: step %L uses step conditions (whenExhausted, requiredInputPattern, forbiddenInputPattern), '
+        || 'which edgeflow does not support; remove them or keep this flow on pgflow',
+        v_what, v_step ->> 'slug'));
+    end if;
   end loop;
 end;
 $$;
 
--- Differences between the code's shape and the database's, in words; empty when equal.
+-- Structural differences between the code's shape and the database's, in
+-- words, compared by position as pgflow does: step count, the slug at each
+-- index, step type and dependencies. Options are not structure. Empty when equal.
 create or replace function pgflow._compare_flow_shapes(p_local jsonb, p_db jsonb)
 returns text[]
 language plpgsql
@@ -1834,56 +2582,46 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_diffs text[] := '{}';
-  v_key text;
+  v_local_steps jsonb := coalesce(p_local -> 'steps', '[]');
+  v_db_steps jsonb := coalesce(p_db -> 'steps', '[]');
+  v_local_count int := jsonb_array_length(coalesce(p_local -> 'steps', '[]'));
+  v_db_count int := jsonb_array_length(coalesce(p_db -> 'steps', '[]'));
   v_local jsonb;
   v_db jsonb;
-  v_slug text;
-  v_local_index int;
-  v_db_index int;
+  v_local_deps text[];
+  v_db_deps text[];
 begin
-  foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout'] loop
-    if (p_local -> 'options' -> v_key) is distinct from (p_db -> 'options' -> v_key) then
-      v_diffs := v_diffs || format('flow option %s: code has %s, database has %s',
-        v_key, p_local -> 'options' -> v_key, p_db -> 'options' -> v_key);
-    end if;
-  end loop;
-
-  for v_slug, v_local_index, v_db_index in
-    select coalesce(l.value ->> 'slug', d.value ->> 'slug'), l.ordinality::int, d.ordinality::int
-    from jsonb_array_elements(p_local -> 'steps') with ordinality l
-    full join jsonb_array_elements(p_db -> 'steps') with ordinality d
-      on l.value ->> 'slug' = d.value ->> 'slug'
-    order by coalesce(l.ordinality, d.ordinality), d.ordinality
-  loop
-    if v_db_index is null then
-      v_diffs := v_diffs || format('step %L is in the code but not in the database', v_slug);
+  if v_local_count <> v_db_count then
+    v_diffs := v_diffs || format('step count: code has %s, database has %s', v_local_count, v_db_count);
+  end if;
+  for v_index in 0 .. greatest(v_local_count, v_db_count) - 1 loop
+    v_local := v_local_steps -> v_index;
+    v_db := v_db_steps -> v_index;
+    if v_local is null then
+      v_diffs := v_diffs || format('step at index %s: the code has none, the database has %L',
+        v_index, v_db ->> 'slug');
       continue;
-    elsif v_local_index is null then
-      v_diffs := v_diffs || format('step %L is in the database but not in the code', v_slug);
+    elsif v_db is null then
+      v_diffs := v_diffs || format('step at index %s: the code has %L, the database has none',
+        v_index, v_local ->> 'slug');
       continue;
     end if;
-    v_local := p_local -> 'steps' -> (v_local_index - 1);
-    v_db := p_db -> 'steps' -> (v_db_index - 1);
-    if v_local_index <> v_db_index then
-      v_diffs := v_diffs || format('step %L: code has it at position %s, database at %s',
-        v_slug, v_local_index - 1, v_db_index - 1);
+    if (v_local ->> 'slug') is distinct from (v_db ->> 'slug') then
+      v_diffs := v_diffs || format('step at index %s: code has slug %L, database has %L',
+        v_index, v_local ->> 'slug', v_db ->> 'slug');
     end if;
     if (v_local ->> 'stepType') is distinct from (v_db ->> 'stepType') then
-      v_diffs := v_diffs || format('step %L: code has step type %s, database has %s',
-        v_slug, v_local ->> 'stepType', v_db ->> 'stepType');
+      v_diffs := v_diffs || format('step at index %s (%L): code has step type %s, database has %s',
+        v_index, v_local ->> 'slug', v_local ->> 'stepType', v_db ->> 'stepType');
     end if;
-    if (select coalesce(array_agg(e order by e collate "C"), '{}') from jsonb_array_elements_text(v_local -> 'dependencies') e)
-       is distinct from
-       (select coalesce(array_agg(e order by e collate "C"), '{}') from jsonb_array_elements_text(v_db -> 'dependencies') e) then
-      v_diffs := v_diffs || format('step %L: code depends on %s, database on %s',
-        v_slug, v_local -> 'dependencies', v_db -> 'dependencies');
+    select coalesce(array_agg(e order by e collate "C"), '{}') into v_local_deps
+    from jsonb_array_elements_text(coalesce(v_local -> 'dependencies', '[]')) e;
+    select coalesce(array_agg(e order by e collate "C"), '{}') into v_db_deps
+    from jsonb_array_elements_text(coalesce(v_db -> 'dependencies', '[]')) e;
+    if v_local_deps is distinct from v_db_deps then
+      v_diffs := v_diffs || format('step at index %s (%L): code depends on [%s], database on [%s]',
+        v_index, v_local ->> 'slug', array_to_string(v_local_deps, ', '), array_to_string(v_db_deps, ', '));
     end if;
-    foreach v_key in array array['maxAttempts', 'baseDelay', 'timeout', 'startDelay'] loop
-      if coalesce(v_local -> 'options' -> v_key, 'null') is distinct from coalesce(v_db -> 'options' -> v_key, 'null') then
-        v_diffs := v_diffs || format('step %L option %s: code has %s, database has %s',
-          v_slug, v_key, coalesce(v_local -> 'options' -> v_key, 'null'), coalesce(v_db -> 'options' -> v_key, 'null'));
-      end if;
-    end loop;
   end loop;
   return v_diffs;
 end;
@@ -1944,7 +2682,8 @@ $$;
 -- Makes the database's definition of a flow match the code's shape:
 --   compiled   the flow was missing and has been created;
 --   verified   it exists and matches;
---   recompiled it differed and allow_data_loss let it be deleted and created again;
+--   recompiled it differed and allow_data_loss (or, as in pgflow, a local
+--              Supabase stack: pgflow.is_local()) let it be deleted and created again;
 --   mismatch   it differs; nothing changed; "differences" says how.
 -- Concurrent callers for one flow are serialised, so it is never created twice.
 create or replace function pgflow.ensure_flow_compiled(
@@ -1964,17 +2703,18 @@ begin
   perform pgflow._validate_flow_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
   perform pg_advisory_xact_lock(hashtext('pgflow.ensure_flow_compiled'), hashtext(ensure_flow_compiled.flow_slug));
 
-  v_db := pgflow._get_flow_shape(ensure_flow_compiled.flow_slug);
-  if v_db is null then
+  perform 1 from pgflow.flows where flow_slug = ensure_flow_compiled.flow_slug;
+  if not found then
     perform pgflow._create_flow_from_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
     return jsonb_build_object('status', 'compiled', 'differences', '[]'::jsonb);
   end if;
 
+  v_db := pgflow._get_flow_shape(ensure_flow_compiled.flow_slug);
   v_diffs := pgflow._compare_flow_shapes(ensure_flow_compiled.shape, v_db);
   if cardinality(v_diffs) = 0 then
     return jsonb_build_object('status', 'verified', 'differences', '[]'::jsonb);
   end if;
-  if coalesce(ensure_flow_compiled.allow_data_loss, false) then
+  if coalesce(ensure_flow_compiled.allow_data_loss, false) or pgflow.is_local() then
     perform pgflow.delete_flow_and_data(ensure_flow_compiled.flow_slug);
     perform pgflow._create_flow_from_shape(ensure_flow_compiled.flow_slug, ensure_flow_compiled.shape);
     return jsonb_build_object('status', 'recompiled', 'differences', to_jsonb(v_diffs));
@@ -1987,8 +2727,9 @@ $$;
 -- Maintenance: retention of finished runs, archived messages and old workers.
 
 -- Retention: deletes finished runs (with their step states and tasks),
--- archived queue messages and stopped (or long silent) workers older than the interval.
-create or replace function pgflow.prune_data_older_than(retention_interval interval)
+-- archived queue messages and stopped (or long silent) workers older than the
+-- interval; returns how many of each went.
+create or replace function pgflow.prune_finished_data(retention_interval interval)
 returns jsonb
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -2004,7 +2745,7 @@ declare
   v_flow text;
 begin
   if retention_interval is null or retention_interval < interval '0' then
-    raise exception 'prune_data_older_than: retention_interval must be a non-negative interval, got %',
+    raise exception 'prune_finished_data: retention_interval must be a non-negative interval, got %',
       coalesce(retention_interval::text, 'NULL')
       using errcode = 'invalid_parameter_value';
   end if;
@@ -2012,7 +2753,7 @@ begin
 
   select coalesce(array_agg(r.run_id), '{}') into v_runs
   from pgflow.runs r
-  where r.status <> 'started' and coalesce(r.completed_at, r.failed_at) < v_cutoff;
+  where r.status <> 'started' and coalesce(r.completed_at, r.failed_at, r.cancelled_at) < v_cutoff;
 
   delete from pgflow.step_tasks where run_id = any(v_runs);
   get diagnostics v_tasks = row_count;
@@ -2044,10 +2785,28 @@ begin
 end;
 $$;
 
+-- pgflow's documented signature (returns nothing). pgflow's users created it
+-- in their own migrations from pgflow's docs; with the same signature and
+-- return type, their CREATE OR REPLACE keeps working after the switch.
+create or replace function pgflow.prune_data_older_than(retention_interval interval)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pgflow.prune_finished_data(prune_data_older_than.retention_interval);
+end;
+$$;
+
 -- ==== sql/engine/privileges.sql ====
 -- Nothing in schema pgflow is reachable by a role that was not granted it.
 -- README.md ("Grants") lists what a client role needs to start and watch runs.
-
+--
+-- Every release runs this file, so it only takes from PUBLIC what PostgreSQL
+-- gives PUBLIC by default (EXECUTE on new functions): the grants a project
+-- made to its own roles survive upgrades. Supabase's anon and authenticated
+-- roles were stripped once, by release 001; since then they hold what the
+-- project granted them, nothing more.
 revoke all on schema pgflow from public;
 
 revoke all on all tables in schema pgflow from public;
@@ -2059,49 +2818,40 @@ revoke all on all functions in schema pgflow from public;
 -- Functions created later by the same role are not executable by PUBLIC either.
 alter default privileges in schema pgflow revoke execute on functions from public;
 
--- Supabase's API roles get nothing unless the project grants it.
+-- ==== sql/engine/switch_grants.sql ====
+-- The last step of taking over a pgflow installation (sql/upgrades/002): the
+-- grants pgflow's objects had are given on edgeflow's objects of the same name
+-- (a function by its argument types, else the only function of that name).
+-- Runs after privileges.sql, so the release's revokes do not undo them. What
+-- has no counterpart is named in a warning. The table goes once applied.
 do $$
 declare
-  v_role text;
+  v_grant record;
+  v_target text;
 begin
-  foreach v_role in array array['anon', 'authenticated'] loop
-    if exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
-      execute format('revoke all on schema pgflow from %I', v_role);
-      execute format('revoke all on all tables in schema pgflow from %I', v_role);
-      execute format('revoke all on all functions in schema pgflow from %I', v_role);
+  if to_regclass('pgflow.switch_grants') is null then
+    return;
+  end if;
+  for v_grant in select * from pgflow.switch_grants order by object_kind, object_name, grantee loop
+    v_target := case v_grant.object_kind
+      when 'schema' then 'schema pgflow'
+      when 'table' then 'table ' || to_regclass(v_grant.object_name)::text
+      when 'sequence' then 'sequence ' || to_regclass(v_grant.object_name)::text
+      when 'function' then 'function ' || coalesce(
+        to_regprocedure(v_grant.object_name)::text,
+        (select min(p.oid::regprocedure::text) from pg_catalog.pg_proc p
+         where p.pronamespace = 'pgflow'::regnamespace
+           and p.proname = split_part(split_part(v_grant.object_name, '.', 2), '(', 1)
+         having count(*) = 1))
+    end;
+    if v_target is null then
+      raise warning 'pgflow''s grant of % on % to % has no counterpart in edgeflow; not granted',
+        v_grant.privilege, v_grant.object_name, v_grant.grantee;
+      continue;
     end if;
+    execute format('grant %s on %s to %I%s', v_grant.privilege, v_target, v_grant.grantee,
+                   case when v_grant.grantable then ' with grant option' else '' end);
   end loop;
+  drop table pgflow.switch_grants;
 end
 $$;
-
-revoke all on function pgflow.register_worker(uuid, text, text) from public;
-
-revoke all on function pgflow.worker_heartbeat(uuid) from public;
-
-revoke all on function pgflow.deprecate_workers(text) from public;
-
-revoke all on function pgflow._get_flow_shape(text) from public;
-
-revoke all on function pgflow._validate_flow_shape(text, jsonb) from public;
-
-revoke all on function pgflow._check_shape_option(text, text, text, jsonb) from public;
-
-revoke all on function pgflow._compare_flow_shapes(jsonb, jsonb) from public;
-
-revoke all on function pgflow._create_flow_from_shape(text, jsonb) from public;
-
-revoke all on function pgflow.delete_flow_and_data(text) from public;
-
-revoke all on function pgflow.ensure_flow_compiled(text, jsonb, boolean) from public;
-
-revoke all on function pgflow.track_worker_function(text) from public;
-
-revoke all on function pgflow._vault_secret(text) from public;
-
-revoke all on function pgflow.is_local() from public;
-
-revoke all on function pgflow.ensure_workers(interval) from public;
-
-revoke all on function pgflow.complete_task_and_claim(uuid, text, int, jsonb, uuid, int, int) from public;
-
-revoke all on function pgflow.complete_tasks(uuid[], text[], int[], jsonb[]) from public;
