@@ -1,7 +1,8 @@
 /**
  * The inspector in a real browser: headless Chromium (Debian's `chromium`) driven by
  * playwright-core. The page shows a run moving from started to completed as tasks are driven
- * (no reload), and a failed task's error. Screenshots go to docs/ for the README.
+ * (no reload), a failed task's error, and the cancel button. Screenshots for the README:
+ * `EDGEFLOW_SCREENSHOTS=1 deno task test tests/inspector_browser_test.ts` writes them to docs/.
  *
  * Skipped, with a warning, only when /usr/bin/chromium is missing (CI installs it).
  */
@@ -19,7 +20,14 @@ const missing = await Deno.stat(CHROMIUM).then(() => undefined, () => `${CHROMIU
 if (missing) {
   console.warn(`inspector_browser_test skipped: ${missing} (apt-get install -y chromium)`);
 }
-const SCREENSHOTS = new URL("../docs/", import.meta.url);
+// Screenshots are always taken; they replace the README's (docs/) with EDGEFLOW_SCREENSHOTS=1,
+// so an ordinary test run leaves the work tree clean.
+const SCREENSHOTS = Deno.env.get("EDGEFLOW_SCREENSHOTS") === "1"
+  ? new URL("../docs/", import.meta.url)
+  : new URL(`file://${await Deno.makeTempDir({ prefix: "edgeflow-screenshots-" })}/`);
+if (SCREENSHOTS.pathname.includes("edgeflow-screenshots-")) {
+  globalThis.addEventListener("unload", () => Deno.removeSync(SCREENSHOTS, { recursive: true }));
+}
 
 const FLOW = `
   select pgflow.create_flow('shop', max_attempts => 1);
@@ -154,5 +162,32 @@ dbTest("the page shows a failed task's error", async (db) => {
       path: new URL("inspector-run-failed.png", SCREENSHOTS).pathname,
       fullPage: true,
     });
+  });
+}, { ignore: missing !== undefined });
+
+dbTest("the cancel button cancels a running run; restart starts a new one", async (db) => {
+  await define(db.sql, FLOW);
+  const run = await startFlow(db.sql, { flowSlug: "shop", input: { order: 7 } });
+  await withBrowser(db, async (page, base) => {
+    await page.goto(`${base}#/runs/${run.run_id}`);
+    await page.waitForSelector('[data-run-status="started"]');
+    assert.equal(await page.isDisabled("#resume"), true);
+    await page.click("#cancel");
+    await page.waitForSelector('[data-run-status="cancelled"]');
+    const [row] = await db.sql<{ status: string }[]>`
+      select status from pgflow.runs where run_id = ${run.run_id}`;
+    assert.equal(row.status, "cancelled");
+    assert.equal(await page.isDisabled("#cancel"), true);
+    assert.equal(await status(page, "fetch"), "cancelled");
+    await page.screenshot({
+      path: new URL("inspector-run-cancelled.png", SCREENSHOTS).pathname,
+      fullPage: true,
+    });
+    await page.click("#restart");
+    await page.waitForFunction((old) => !location.hash.endsWith(old), run.run_id);
+    await page.waitForSelector('[data-run-status="started"]');
+    const [restart] = await db.sql<{ run_id: string }[]>`
+      select run_id from pgflow.runs where restart_of_run_id = ${run.run_id}`;
+    assert.ok(page.url().endsWith(`#/runs/${restart.run_id}`), page.url());
   });
 }, { ignore: missing !== undefined });

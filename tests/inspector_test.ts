@@ -297,3 +297,29 @@ dbTest("paging through runs visits each run once, newest first", async (db) => {
     await inspector.close();
   }
 });
+
+dbTest("operations: cancel a started run; a finished run cannot be cancelled", async (db) => {
+  await define(db.sql, FLOW);
+  const run = await startFlow(db.sql, { flowSlug: "shop", input: {} });
+  const inspector = await startInspector({ dbUrl: db.url, port: 0 });
+  try {
+    const post = (path: string) =>
+      getJson(`${inspector.url}api/runs/${path}`, {
+        method: "POST",
+        headers: { "x-edgeflow-inspector": "1" },
+      });
+    const cancelled = await post(`${run.run_id}/cancel`);
+    assert.equal(cancelled.status, 200);
+    assert.equal(cancelled.body.status, "cancelled");
+    const resumed = await post(`${run.run_id}/resume`);
+    assert.equal(resumed.body.status, "started");
+    await runUntilIdle(db.sql, "shop", { fetch: () => [], each: () => 0, total: () => 1 });
+    const refused = await post(`${run.run_id}/cancel`);
+    assert.equal(refused.status, 409, JSON.stringify(refused.body));
+    const restarted = await post(`${run.run_id}/restart`);
+    assert.equal(restarted.body.restart_of_run_id, run.run_id);
+    assert.equal((await post("00000000-0000-4000-8000-000000000000/cancel")).status, 404);
+  } finally {
+    await inspector.close();
+  }
+});

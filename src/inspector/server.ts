@@ -6,6 +6,7 @@ import { connect, type Sql } from "../db/connect.ts";
 import { QUEUE_CHANNEL_PREFIX, SLUG_PATTERN } from "../limits.ts";
 import { allowedHosts, generateToken, isLoopback, refusal, TOKEN_COOKIE } from "./access.ts";
 import { EventHub } from "./events.ts";
+import { cancelRun, restartRun, resumeRun } from "../db/run_operations.ts";
 import { layoutFlow } from "./layout.ts";
 import { pageAsset } from "./page_assets.ts";
 import {
@@ -144,7 +145,30 @@ async function route(
       return streams.open(eventChannels(url.searchParams));
     }
   }
+  const operation = /^\/api\/runs\/([^/]+)\/(cancel|resume|restart)$/.exec(path);
+  if (request.method === "POST" && operation) {
+    const runId = checkRunId(decodeURIComponent(operation[1]));
+    try {
+      const run = operation[2] === "cancel"
+        ? await cancelRun(sql, { runId, reason: "cancelled from the inspector" })
+        : operation[2] === "resume"
+        ? await resumeRun(sql, runId)
+        : await restartRun(sql, runId);
+      return json(run);
+    } catch (error) {
+      throw engineRefusal(error) ?? error;
+    }
+  }
   throw new HttpError(404, `no such page: ${request.method} ${path}`);
+}
+
+/** The engine's own refusals (no such run, a run in the wrong state) as client errors. */
+function engineRefusal(error: unknown): HttpError | undefined {
+  const code = (error as { code?: string }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === "P0002") return new HttpError(404, message); // no_data_found
+  if (code === "55000" || code === "22023") return new HttpError(409, message);
+  return undefined;
 }
 
 async function asset(name: string): Promise<Response> {
