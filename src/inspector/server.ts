@@ -61,7 +61,11 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     // Fails early, with the database's own message, when the URL or the schema is wrong.
-    await sql`select 1 from pgflow.flows limit 1`;
+    await sql`select 1 from pgflow.flows limit 1`.catch((error: Error) => {
+      const where = new URL(options.dbUrl);
+      where.password = "";
+      throw new Error(`cannot read pgflow.flows at ${where.href}: ${error.message}`);
+    });
     server = Deno.serve({
       hostname: host,
       port: options.port ?? DEFAULT_PORT,
