@@ -22,12 +22,12 @@ async function localModules(entry: string): Promise<string[]> {
 Deno.test("the worker loads neither development tools nor the compiler", async () => {
   const modules = await localModules("../src/worker/mod.ts");
   assert.ok(modules.includes("src/worker/worker.ts"));
-  assert.deepEqual(modules.filter((m) => /^src\/(dev|compile|cli)\//.test(m)), []);
+  assert.deepEqual(modules.filter((m) => /^src\/(dev|compile|cli|inspector)\//.test(m)), []);
 });
 
 Deno.test("the public entry (what `edgeflow` resolves to) loads no development tools", async () => {
   const modules = await localModules("../src/mod.ts");
-  assert.deepEqual(modules.filter((m) => /^src\/(dev|cli)\//.test(m)), []);
+  assert.deepEqual(modules.filter((m) => /^src\/(dev|cli|inspector)\//.test(m)), []);
 });
 
 Deno.test("the CLI loads the embedded server only when it needs the dev database", async () => {
@@ -36,7 +36,9 @@ Deno.test("the CLI loads the embedded server only when it needs the dev database
   const text = await Deno.readTextFile(new URL("../src/cli/main.ts", import.meta.url));
   const staticImports = [...text.matchAll(/^import .* from "(.+)";$/gm)].map((m) => m[1]);
   assert.ok(
-    staticImports.every((path) => !path.includes("/dev/dev_database")),
+    staticImports.every((path) =>
+      !path.includes("/dev/dev_database") && !path.includes("/inspector/")
+    ),
     staticImports.join(),
   );
   assert.ok(modules.includes("src/cli/main.ts"));

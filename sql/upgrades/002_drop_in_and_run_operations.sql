@@ -284,3 +284,13 @@ alter table pgflow.step_tasks
 
 -- complete_task_and_claim returns each claimed task's "attempt" (1 = the first), so a
 -- handler knows which attempt it is on every claiming path (engine change only).
+
+-- The inspector's list of runs, newest first, paged by (started_at, run_id):
+-- each filter the page offers is an index range scan that stops after one page,
+-- however many runs there are: all runs, by status, by flow (runs_flow_started_idx
+-- gains run_id for the tie-break), by flow and status.
+create index if not exists runs_started_idx on pgflow.runs (started_at, run_id);
+create index if not exists runs_status_started_idx on pgflow.runs (status, started_at, run_id);
+create index if not exists runs_flow_status_started_idx on pgflow.runs (flow_slug, status, started_at, run_id);
+drop index if exists pgflow.runs_flow_started_idx;
+create index runs_flow_started_idx on pgflow.runs (flow_slug, started_at, run_id);

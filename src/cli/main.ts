@@ -27,6 +27,9 @@ commands:
   cancel <run id> [--reason text]        cancel a running run (its handlers are aborted)
   resume <run id>                        continue a failed or cancelled run where it stopped
   restart <run id>                       start a finished run's flow again with its input
+  inspect [--host 127.0.0.1] [--port 54330] [--token t]
+                                         serve the inspector web page (a token is
+                                         required when the host is not loopback)
 
 options: --db-url (default: DATABASE_URL, else the dev database of \`deno task db\`)`;
 
@@ -51,6 +54,11 @@ export async function main(args: string[]): Promise<number> {
       case "resume":
       case "restart":
         return await runOperationCommand(command, rest);
+      case "inspect": {
+        // Loaded only here: the web server and its layout library are not part of the CLI's core.
+        const { inspectMain } = await import("../inspector/main.ts");
+        return await inspectMain(rest);
+      }
       case undefined:
       case "help":
       case "--help":
