@@ -12,6 +12,7 @@ export type { WorkerState } from "./lifecycle.ts";
 export type { LogFields, LogLevel, LogRecord, LogSink } from "./logger.ts";
 export {
   type BaseWorkerOptions,
+  type CompilationOption,
   FLOW_WORKER_DEFAULTS,
   type FlowWorkerOptions,
   type ListenMode,
