@@ -7,7 +7,7 @@ import { type AnyFlow, isFlow } from "../dsl/flow.ts";
 import { type PostgresLike, postgresTransport } from "./postgres_transport.ts";
 import { FlowRun } from "./run.ts";
 import { type SupabaseLike, supabaseTransport } from "./supabase_transport.ts";
-import type { ClientTransport, InputOf, RunWithStates } from "./types.ts";
+import type { ClientTransport, InputOf, RunEvent, RunWithStates } from "./types.ts";
 
 export interface ClientOptions {
   /** Errors nobody awaits (a failed re-read after an event, a throwing listener). */
@@ -72,10 +72,11 @@ export class EdgeflowClient {
 
   async #open<F>(runId: string, read: () => Promise<RunWithStates>): Promise<FlowRun<F>> {
     if (this.#closed) throw new Error("edgeflow client: closed");
-    let run: FlowRun<F> | undefined;
-    const early: Parameters<FlowRun<F>["receive"]>[0][] = [];
+    // Events may come before the handle exists: they wait in `early`.
+    const target: { run?: FlowRun<F> } = {};
+    const early: RunEvent[] = [];
     const unsubscribe = await this.transport.subscribe(runId, (event) => {
-      if (run) run.receive(event);
+      if (target.run) target.run.receive(event);
       else early.push(event);
     });
     let state: RunWithStates;
@@ -85,12 +86,13 @@ export class EdgeflowClient {
       await unsubscribe().catch(() => {});
       throw error;
     }
-    run = new FlowRun<F>(runId, this.transport, state, this.#onError);
+    const run = new FlowRun<F>(runId, this.transport, state, this.#onError);
     run.attach(async () => {
       this.#runs.delete(run as FlowRun<unknown>);
       await unsubscribe();
     });
     this.#runs.add(run as FlowRun<unknown>);
+    target.run = run;
     // Events that came while reading are already in `state`, but listeners added right after
     // this returns should still hear them: replay them through the normal path.
     for (const event of early) run.receive(event);
