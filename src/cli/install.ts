@@ -3,7 +3,7 @@
  * project and scaffolds an example flow with its worker function.
  */
 import { join, relative } from "node:path";
-import { listSqlFiles, readMigrations } from "../db/migrate.ts";
+import { readMigrations } from "../db/migrate.ts";
 import { writeFlowMigration } from "../compile/write_migration.ts";
 
 export interface InstallOptions {
