@@ -1,5 +1,9 @@
-/** The edge worker: `Deno.serve(createWorker(flow))`. */
+/**
+ * The worker: `Deno.serve(createWorker(flow))` in an Edge Function, `await startWorker(flow)` as
+ * a long-lived process (Deno, Node 20+).
+ */
 export { createWorker, functionNameFromUrl, type WorkerHandler } from "./create_worker.ts";
+export { startWorker } from "./start_worker.ts";
 export type { QueueContext } from "./context.ts";
 export {
   FlowMismatchError,
