@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { startFlow } from "../src/db/runs.ts";
+import ts from "typescript";
 import { dbTest, type TestDb } from "./_support/db.ts";
 import { waitForRun } from "./_support/worker.ts";
 
@@ -91,6 +92,7 @@ dbTest("the npm package runs a worker and the client under Node; SIGTERM stops i
     // The browser entry loads no database driver.
     const clientEntry = await Deno.readTextFile(`${outDir}/client.js`);
     assert.doesNotMatch(clientEntry, /from "postgres"/);
+    assert.deepEqual(typeCheckConsumer(outDir), []);
 
     await exerciseStandaloneWorker(t, {
       command: "node",
@@ -177,4 +179,45 @@ async function exerciseStandaloneWorker(t: TestDb, how: {
     await stderrDone.catch(() => {});
     await lines.close();
   }
+}
+
+/**
+ * Type-checks a Node consumer of the package (TypeScript, NodeNext resolution): the declarations
+ * resolve, and the flow's types reach the client (the expected errors must occur). Returns the
+ * compiler's messages.
+ */
+function typeCheckConsumer(outDir: string): string[] {
+  const consumer = `${outDir}/consumer.ts`;
+  Deno.writeTextFileSync(
+    consumer,
+    `import { createClient, Flow, startWorker, type EdgeflowClient } from "./index.js";
+import { createClient as clientOnly } from "./client.js";
+const F = new Flow<{ n: number }>({ slug: "f" }).step({ slug: "a" }, ({ run }) => run.n * 2);
+declare const client: EdgeflowClient;
+const run = await client.startFlow(F, { n: 1 });
+const output: { a: number } | null = run.output;
+// @ts-expect-error: the input is typed by the flow
+await client.startFlow(F, { n: "x" });
+// @ts-expect-error: no such step
+run.step("b");
+const worker = await startWorker(F, { compilation: { allowDataLoss: false } });
+await worker.stop();
+export { clientOnly, createClient, output };
+`,
+  );
+  const program = ts.createProgram([consumer], {
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    target: ts.ScriptTarget.ES2022,
+    lib: ["lib.es2023.d.ts", "lib.dom.d.ts"],
+    types: [],
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+  });
+  return ts.getPreEmitDiagnostics(program).map((diagnostic) =>
+    `${diagnostic.file?.fileName ?? ""}: ${
+      ts.flattenDiagnosticMessageText(diagnostic.messageText, "\n")
+    }`
+  );
 }

@@ -4,9 +4,11 @@
  * dependencies, and writes package.json beside them. Nothing in the package is written by hand.
  *
  * Entries: `.` (src/npm.ts: DSL, worker, client, compileFlow), `./client` (src/client/mod.ts:
- * no database driver, for browsers), `./dsl` (src/dsl/mod.ts).
+ * no database driver, for browsers), `./dsl` (src/dsl/mod.ts). Type declarations come from the
+ * TypeScript compiler (npm_declarations.ts).
  */
 import * as esbuild from "esbuild";
+import { emitDeclarations } from "./npm_declarations.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 
@@ -51,6 +53,13 @@ export async function buildNpmPackage(options: BuildNpmOptions = {}): Promise<Bu
       logLevel: "warning",
     });
     const files = Object.keys(result.metafile.outputs);
+    files.push(
+      ...await emitDeclarations(
+        ROOT.pathname,
+        outDir,
+        Object.entries(ENTRIES).map(([name, source]) => ({ name, source })),
+      ),
+    );
     await Deno.writeTextFile(
       `${outDir}/package.json`,
       JSON.stringify(packageJson(denoJson), null, 2) + "\n",
@@ -76,11 +85,12 @@ function packageJson(denoJson: { name: string; version: string; imports: Record<
     description: "Postgres-native DAG workflows (pgflow-compatible): flow DSL, worker, client",
     type: "module",
     exports: {
-      ".": "./index.js",
-      "./client": "./client.js",
-      "./dsl": "./dsl.js",
+      ".": { types: "./index.d.ts", default: "./index.js" },
+      "./client": { types: "./client.d.ts", default: "./client.js" },
+      "./dsl": { types: "./dsl.d.ts", default: "./dsl.js" },
     },
     main: "./index.js",
+    types: "./index.d.ts",
     engines: { node: ">=20" },
     sideEffects: false,
     dependencies,

@@ -17,9 +17,18 @@ interface NodeProcess {
   versions?: { node?: string };
 }
 
+/** The part of the `Deno` namespace the worker uses (typed here too: this also builds for Node). */
+interface DenoNamespace {
+  env: { get(name: string): string | undefined; toObject(): Record<string, string> };
+  addSignalListener?(signal: SignalName, handler: () => void): void;
+  removeSignalListener(signal: SignalName, handler: () => void): void;
+  exit(code: number): never;
+  stdout: { isTerminal(): boolean };
+}
+
 /** Deno's namespace, when this runs under Deno (or the Supabase Edge Runtime). */
-function deno(): typeof Deno | undefined {
-  const candidate = (globalThis as { Deno?: typeof Deno }).Deno;
+function deno(): DenoNamespace | undefined {
+  const candidate = (globalThis as { Deno?: DenoNamespace }).Deno;
   return typeof candidate?.env?.get === "function" ? candidate : undefined;
 }
 
