@@ -113,6 +113,8 @@ dbTest("postgres.js client: timeouts, bad input and unknown runs are clear error
   try {
     const run: FlowRun<typeof Greeting> = await client.startFlow(Greeting, { name: "x" });
     assert.equal(run.status, "started");
+    // The client follows a run once: asking again gives the same handle.
+    assert.equal(await client.getRun(run.runId.toUpperCase()), run);
     await assert.rejects(run.waitFor("completed", { timeoutMs: 50 }), (error: unknown) => {
       assert.ok(error instanceof RunWaitTimeoutError);
       assert.match(error.message, /did not become completed within 50 ms \(it is started\)/);

@@ -44,22 +44,36 @@ export class EdgeflowClient {
     options: StartFlowOptions = {},
   ): Promise<FlowRun<F>> {
     const flowSlug = slugOf(flow);
-    const runId = options.runId ?? crypto.randomUUID();
-    if (!UUID.test(runId)) {
-      throw new TypeError(`startFlow: runId must be a UUID, got ${JSON.stringify(runId)}`);
+    const given = options.runId ?? crypto.randomUUID();
+    if (typeof given !== "string" || !UUID.test(given)) {
+      throw new TypeError(`startFlow: runId must be a UUID, got ${JSON.stringify(given)}`);
     }
+    // As PostgreSQL prints it, which is how it names the run's channel.
+    const runId = given.toLowerCase();
     return await this.#open<F>(
       runId,
       () => this.transport.startFlowWithStates(flowSlug, input, runId),
     );
   }
 
-  /** A handle on an existing run (e.g. one started elsewhere). */
+  /**
+   * A handle on an existing run (e.g. one started elsewhere). While this client follows the run
+   * already, that handle is returned (one subscription per run: supabase-js shares a channel
+   * per topic).
+   */
   async getRun<F extends AnyFlow = AnyFlow>(runId: string): Promise<FlowRun<F>> {
     if (typeof runId !== "string" || !UUID.test(runId)) {
       throw new TypeError(`getRun: runId must be a UUID, got ${JSON.stringify(runId)}`);
     }
-    return await this.#open<F>(runId, () => this.transport.getRunWithStates(runId));
+    const open = [...this.#runs].find((run) => run.runId === runId.toLowerCase());
+    if (open) {
+      await open.refresh();
+      return open as FlowRun<F>;
+    }
+    return await this.#open<F>(
+      runId.toLowerCase(),
+      () => this.transport.getRunWithStates(runId),
+    );
   }
 
   /** Disposes every run handle and closes what the transport opened itself. */
