@@ -34,7 +34,8 @@ workerTest("postgres.js client: a typed run, its step states, events and output"
     const stepEvents: string[] = [];
     run.on("*", (event) => events.push(event.event));
     run.on("step:greet:*", (event, handle) => {
-      // Listeners run after the handle re-read the run: its state already shows the event.
+      // Listeners run after the handle re-read the run: its state already shows the event (or
+      // something newer, when the step finished before the re-read).
       stepEvents.push(`${event.event}/${handle.step("greet").status}`);
     });
     assert.equal(run.flowSlug, "greeting");
@@ -59,7 +60,9 @@ workerTest("postgres.js client: a typed run, its step states, events and output"
     assert.ok(events.includes("step:shout:started"), events.join(", "));
     assert.ok(events.indexOf("step:shout:completed") < events.indexOf("step:greet:started"));
     assert.equal(events.at(-1), "run:completed");
-    assert.deepEqual(stepEvents, ["step:greet:started/started", "step:greet:completed/completed"]);
+    assert.equal(stepEvents.length, 2, stepEvents.join(", "));
+    assert.match(stepEvents[0], /^step:greet:started\/(started|completed)$/);
+    assert.equal(stepEvents[1], "step:greet:completed/completed");
 
     // A handle on an existing run.
     const again = await client.getRun<typeof Greeting>(run.runId);

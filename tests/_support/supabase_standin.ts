@@ -69,7 +69,14 @@ export async function startSupabaseStandIn(sql: Sql): Promise<SupabaseStandIn> {
     if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
   };
 
-  const listening = await sql.listen(NOTIFY_CHANNEL, async (id) => {
+  // One message at a time, in the order they were written, as Realtime delivers a topic's.
+  let forwarding = Promise.resolve();
+  const listening = await sql.listen(NOTIFY_CHANNEL, (id) => {
+    forwarding = forwarding.then(() => forward(id)).catch((error) => {
+      console.error("supabase stand-in: could not forward a message:", error);
+    });
+  });
+  const forward = async (id: string) => {
     const [row] = await sql<{ topic: string; event: string; payload: unknown; private: boolean }[]>`
       select topic, event, payload, private from realtime.messages where id = ${id}::uuid`;
     if (!row || row.private) return; // private channels need RLS checks this stand-in lacks
@@ -83,7 +90,7 @@ export async function startSupabaseStandIn(sql: Sql): Promise<SupabaseStandIn> {
         payload: row.payload,
       }]);
     }
-  });
+  };
 
   const realtime = (request: Request): Response => {
     const { socket, response } = Deno.upgradeWebSocket(request);
@@ -161,8 +168,9 @@ export async function startSupabaseStandIn(sql: Sql): Promise<SupabaseStandIn> {
     rpcCalls,
     broadcasts,
     async close() {
-      for (const socket of joined.keys()) socket.close();
       await listening.unlisten();
+      await forwarding;
+      for (const socket of joined.keys()) socket.close();
       await server.shutdown();
     },
   };
