@@ -1,10 +1,12 @@
 /**
  * edgeflow's public API: the flow DSL, the compiler, the edge worker
- * (`Deno.serve(createWorker(flow))`) and typed access to the SQL core.
+ * (`Deno.serve(createWorker(flow))`), the client (`createClient(supabase | sql)`) and typed
+ * access to the SQL core.
  */
 export * from "./dsl/mod.ts";
 export * from "./compile/mod.ts";
 export * from "./worker/mod.ts";
+export * from "./client/mod.ts";
 export {
   addStep,
   completeTask,

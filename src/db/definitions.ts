@@ -77,3 +77,9 @@ export async function ensureFlowCompiled(
 export async function deleteFlowAndData(sql: Sql, flowSlug: string): Promise<void> {
   await sql`select pgflow.delete_flow_and_data(${flowSlug})`;
 }
+
+/** Whether `pgflow.flows` has a flow with this slug (the worker connects as the owner). */
+export async function flowExists(sql: Sql, flowSlug: string): Promise<boolean> {
+  const rows = await sql`select 1 from pgflow.flows where flow_slug = ${flowSlug}`;
+  return rows.length > 0;
+}

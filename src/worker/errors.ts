@@ -34,7 +34,7 @@ export class FlowMismatchError extends Error {
       `flow "${flowSlug}" in the database differs from the code, so the worker will not start:\n` +
         differences.map((difference) => `  - ${difference}`).join("\n") +
         `\nDeploy a migration with the new definition (a new flow slug keeps old runs intact), ` +
-        `or set the option recreateOnMismatch: true to delete the flow with all its runs and ` +
+        `or set the option recreateOnMismatch: true (pgflow: compilation: { allowDataLoss: true }) to delete the flow with all its runs and ` +
         `create it again (development only).`,
     );
     this.name = "FlowMismatchError";

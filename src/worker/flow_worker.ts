@@ -12,6 +12,7 @@ import type { AnyFlow } from "../dsl/flow.ts";
 import { CompletionBatcher } from "./completion_batcher.ts";
 import { stepContext } from "./context.ts";
 import { FlowMismatchError } from "./errors.ts";
+import { expectCompiledFlow } from "./flow_expected.ts";
 import type { Job, Outcome } from "./executor.ts";
 import { errorText, failureMessage, failureStack } from "./failure_message.ts";
 import type { Logger } from "./logger.ts";
@@ -27,7 +28,10 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
     announced: true,
     wakeOnSettle: true,
     recoverStalledTasks: true,
-    prepare: (sql, log) => prepareFlow(flow, sql, log, config.recreateOnMismatch),
+    prepare: (sql, log) =>
+      config.compileOnStartup
+        ? prepareFlow(flow, sql, log, config.recreateOnMismatch)
+        : expectCompiledFlow(flow.slug, sql, log),
     attach(runtime) {
       const { config } = runtime;
       // Completions may keep all but one of the pool's connections busy; under load they go

@@ -2,6 +2,7 @@
  * One line per event. On a terminal: time, level, message and dim `key=value` fields. Elsewhere
  * (Supabase's log drain, files, CI): plain `level=info msg="..." key=value ...`, one line each.
  */
+import { stdoutIsTerminal } from "./platform.ts";
 
 export type LogLevel = "error" | "warn" | "info" | "debug";
 
@@ -47,7 +48,7 @@ export class Logger {
   ) {
     this.level = options.level;
     this.#base = options.fields ?? {};
-    this.#pretty = options.pretty ?? isTerminal();
+    this.#pretty = options.pretty ?? stdoutIsTerminal();
     this.#sink = options.sink ?? consoleSink;
   }
 
@@ -100,14 +101,6 @@ function consoleSink(record: LogRecord): void {
     ? console.info
     : console.debug;
   write(record.line);
-}
-
-function isTerminal(): boolean {
-  try {
-    return Deno.stdout.isTerminal();
-  } catch {
-    return false;
-  }
 }
 
 function entries(fields: LogFields): [string, string][] {

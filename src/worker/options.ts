@@ -6,6 +6,7 @@ import { MAX_FLOW_SLUG_LENGTH, SLUG_PATTERN } from "../limits.ts";
 import type { Sql } from "../db/connect.ts";
 import { WorkerOptionError } from "./errors.ts";
 import { LOG_LEVELS, type LogLevel, type LogSink } from "./logger.ts";
+import { platformEnv, platformEnvVar } from "./platform.ts";
 
 /**
  * `true`: LISTEN for wake-ups; `false`: poll only; `"auto"`: LISTEN when a test notification
@@ -45,16 +46,37 @@ export interface BaseWorkerOptions {
   listen?: ListenMode;
   /** Name recorded in `pgflow.workers`; default: the request path's function name, else the slug. */
   functionName?: string;
-  /** Environment for the handlers' `context.env` and connection lookup; default Deno.env. */
+  /**
+   * Environment for the handlers' `context.env` and connection lookup; default the process's
+   * (Deno.env, or process.env under Node).
+   */
   env?: Record<string, string | undefined>;
   logLevel?: LogLevel;
   /** Receives every log line instead of the console. */
   logSink?: LogSink;
 }
 
+/**
+ * pgflow's spelling of the startup compilation (0.11): `false` skips it (flows compiled by
+ * migrations); `{ allowDataLoss: true }` recreates a flow whose definition differs. Same meaning
+ * as `compileOnStartup` and `recreateOnMismatch`.
+ */
+export type CompilationOption = false | { allowDataLoss?: boolean };
+
 export interface FlowWorkerOptions extends BaseWorkerOptions {
-  /** On a definition mismatch, delete the flow with all its runs and recreate it. */
+  /**
+   * At startup, compile the flow when it is missing and verify it when present (default true).
+   * `false`: only check that the flow exists (it is compiled by migrations). pgflow's spelling:
+   * `compilation: false`.
+   */
+  compileOnStartup?: boolean;
+  /**
+   * On a definition mismatch, delete the flow with all its runs and recreate it. pgflow's
+   * spelling: `compilation: { allowDataLoss: true }`.
+   */
   recreateOnMismatch?: boolean;
+  /** pgflow's spelling of `compileOnStartup` / `recreateOnMismatch` (see CompilationOption). */
+  compilation?: CompilationOption;
   /** How often to fail tasks whose worker vanished (`requeue_stalled_tasks`), in ms; 0 = never. */
   recoveryIntervalMs?: number;
 }
@@ -102,6 +124,8 @@ export interface WorkerConfig {
   shutdownGraceMs: number;
   listen: ListenMode;
   logLevel: LogLevel;
+  /** Flow workers only: compile/verify the flow at startup (else only check it exists). */
+  compileOnStartup: boolean;
   /** Flow workers only. */
   recreateOnMismatch: boolean;
   /** Flow workers only; 0 = off. */
@@ -133,6 +157,7 @@ const COMMON_DEFAULTS = {
 export const FLOW_WORKER_DEFAULTS = Object.freeze({
   ...COMMON_DEFAULTS,
   visibilityTimeout: 5,
+  compileOnStartup: true,
   recreateOnMismatch: false,
   recoveryIntervalMs: 30_000,
 });
@@ -163,7 +188,13 @@ const COMMON_KEYS = [
   "logLevel",
   "logSink",
 ];
-const FLOW_KEYS = [...COMMON_KEYS, "recreateOnMismatch", "recoveryIntervalMs"];
+const FLOW_KEYS = [
+  ...COMMON_KEYS,
+  "compileOnStartup",
+  "recreateOnMismatch",
+  "compilation",
+  "recoveryIntervalMs",
+];
 const QUEUE_KEYS = [...COMMON_KEYS, "queueName", "retry"];
 
 const MAX_INT = 2_147_483_647;
@@ -175,7 +206,7 @@ export function resolveFlowWorkerOptions(options: unknown): WorkerConfig {
   return {
     ...resolveCommon(given, d.visibilityTimeout),
     kind: "flow",
-    recreateOnMismatch: bool(given, "recreateOnMismatch", d.recreateOnMismatch),
+    ...resolveCompilation(given),
     recoveryIntervalMs: int(given, "recoveryIntervalMs", d.recoveryIntervalMs, 0),
   };
 }
@@ -199,6 +230,7 @@ export function resolveQueueWorkerOptions(options: unknown): WorkerConfig {
     kind: "queue",
     queueName,
     retry: resolveRetry(given.retry),
+    compileOnStartup: false,
     recreateOnMismatch: false,
     recoveryIntervalMs: 0,
   };
@@ -285,6 +317,65 @@ function resolveCommon(given: Record<string, unknown>, visibilityTimeout: number
   };
 }
 
+/**
+ * Our spellings (`compileOnStartup`, `recreateOnMismatch`) and pgflow's (`compilation`) mean the
+ * same; both may be given only when they agree.
+ */
+function resolveCompilation(
+  given: Record<string, unknown>,
+): { compileOnStartup: boolean; recreateOnMismatch: boolean } {
+  const d = FLOW_WORKER_DEFAULTS;
+  const compileOnStartup = bool(given, "compileOnStartup", d.compileOnStartup);
+  const recreateOnMismatch = bool(given, "recreateOnMismatch", d.recreateOnMismatch);
+  const compilation = given.compilation;
+  if (compilation === undefined) {
+    if (!compileOnStartup && recreateOnMismatch) {
+      throw new WorkerOptionError(
+        "recreateOnMismatch",
+        "needs compileOnStartup: a worker that does not compile never recreates its flow",
+      );
+    }
+    return { compileOnStartup, recreateOnMismatch };
+  }
+  let fromPgflow: { compileOnStartup: boolean; recreateOnMismatch: boolean };
+  if (compilation === false) {
+    fromPgflow = { compileOnStartup: false, recreateOnMismatch: false };
+  } else if (
+    typeof compilation === "object" && compilation !== null && !Array.isArray(compilation)
+  ) {
+    const options = compilation as Record<string, unknown>;
+    for (const key of Object.keys(options)) {
+      if (key !== "allowDataLoss") {
+        throw new WorkerOptionError(`compilation.${key}`, "is not known (known: allowDataLoss)");
+      }
+    }
+    const allowDataLoss = options.allowDataLoss ?? false;
+    if (typeof allowDataLoss !== "boolean") {
+      throw new WorkerOptionError(
+        "compilation.allowDataLoss",
+        `must be true or false, got ${describe(allowDataLoss)}`,
+      );
+    }
+    fromPgflow = { compileOnStartup: true, recreateOnMismatch: allowDataLoss };
+  } else {
+    throw new WorkerOptionError(
+      "compilation",
+      `must be false or { allowDataLoss?: boolean }, got ${describe(compilation)}`,
+    );
+  }
+  for (const key of ["compileOnStartup", "recreateOnMismatch"] as const) {
+    if (given[key] !== undefined && given[key] !== fromPgflow[key]) {
+      throw new WorkerOptionError(
+        "compilation",
+        `contradicts ${key}: ${key}: ${given[key]} means the opposite of compilation: ${
+          compilation === false ? "false" : JSON.stringify(compilation)
+        } (give one spelling)`,
+      );
+    }
+  }
+  return fromPgflow;
+}
+
 function resolveRetry(value: unknown): ResolvedRetryPolicy {
   if (value === undefined) return { ...QUEUE_WORKER_DEFAULTS.retry };
   if (typeof value !== "object" || value === null) {
@@ -317,12 +408,7 @@ function resolveRetry(value: unknown): ResolvedRetryPolicy {
 }
 
 function resolveEnv(value: unknown): Record<string, string | undefined> {
-  let base: Record<string, string | undefined> = {};
-  try {
-    base = Deno.env.toObject();
-  } catch {
-    // No env permission: only what the option gives.
-  }
+  const base = platformEnv();
   if (value === undefined) return base;
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new WorkerOptionError("env", `must be an object of strings, got ${describe(value)}`);
@@ -426,9 +512,5 @@ function logLevelFromEnv(
   env: Readonly<Record<string, string | undefined>> | undefined,
 ): string | undefined {
   if (env?.EDGE_WORKER_LOG_LEVEL !== undefined) return env.EDGE_WORKER_LOG_LEVEL;
-  try {
-    return Deno.env.get("EDGE_WORKER_LOG_LEVEL");
-  } catch {
-    return undefined; // no env permission: the default applies
-  }
+  return platformEnvVar("EDGE_WORKER_LOG_LEVEL");
 }

@@ -4,11 +4,12 @@
  * - Supabase Edge Runtime: `EdgeRuntime.waitUntil(promise)` keeps the isolate alive for the
  *   worker's background loop; `beforeunload` (with `detail.reason` in cpu, memory, wall_clock,
  *   early_drop, termination) announces the end. Its listeners are not awaited.
- * - Plain Deno: SIGTERM and SIGINT. All workers of the process stop gracefully, then the process
- *   exits (128 + signal number); a second signal exits at once.
+ * - Plain Deno and Node (a long-lived process): SIGTERM and SIGINT. All workers of the process stop
+ *   gracefully, then the process exits (128 + signal number); a second signal exits at once.
  *
  * One set of listeners serves every worker of the process; it is removed when the last stops.
  */
+import { exitProcess, onGlobalEvent, onProcessSignal, type SignalName } from "./platform.ts";
 
 type StopFn = (reason: string) => Promise<void>;
 
@@ -16,8 +17,7 @@ interface EdgeRuntimeGlobal {
   waitUntil(promise: Promise<unknown>): void;
 }
 
-const SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
-type SignalName = keyof typeof SIGNALS;
+const SIGNALS: Record<SignalName, number> = { SIGINT: 2, SIGTERM: 15 };
 
 const workers = new Set<StopFn>();
 let installed: (() => void) | undefined;
@@ -52,32 +52,18 @@ function stopAll(reason: string): Promise<unknown> {
 }
 
 function install(): () => void {
-  const onBeforeUnload = (event: Event) => {
+  const removers: (() => void)[] = [];
+  const unsubscribeUnload = onGlobalEvent("beforeunload", (event) => {
     const detail = (event as CustomEvent<{ reason?: unknown } | undefined>).detail;
     const reason = typeof detail?.reason === "string" ? detail.reason : "unload";
     stopAll(`beforeunload (${reason})`);
-  };
-  globalThis.addEventListener("beforeunload", onBeforeUnload);
-
-  const removers: (() => void)[] = [
-    () => globalThis.removeEventListener("beforeunload", onBeforeUnload),
-  ];
+  });
+  if (unsubscribeUnload) removers.push(unsubscribeUnload);
   // The edge runtime has no process signals (and may not define the API at all).
-  if (!edgeRuntime() && typeof Deno?.addSignalListener === "function") {
+  if (!edgeRuntime()) {
     for (const name of Object.keys(SIGNALS) as SignalName[]) {
-      const handler = () => onSignal(name);
-      try {
-        Deno.addSignalListener(name, handler);
-        removers.push(() => {
-          try {
-            Deno.removeSignalListener(name, handler);
-          } catch {
-            // Already gone.
-          }
-        });
-      } catch {
-        // Not supported here (e.g. SIGTERM on Windows).
-      }
+      const unsubscribe = onProcessSignal(name, () => onSignal(name));
+      if (unsubscribe) removers.push(unsubscribe);
     }
   }
   return () => removers.forEach((remove) => remove());
@@ -85,8 +71,8 @@ function install(): () => void {
 
 async function onSignal(name: SignalName): Promise<void> {
   const code = 128 + SIGNALS[name];
-  if (exiting) Deno.exit(code);
+  if (exiting) exitProcess(code);
   exiting = true;
   await stopAll(`signal ${name}`);
-  Deno.exit(code);
+  exitProcess(code);
 }
