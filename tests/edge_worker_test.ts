@@ -41,7 +41,7 @@ dbTest(
         select count(*)::int as n from pgflow.runs where status = 'completed'
         and run_id = any(${runs.map((r) => r.run_id)}::uuid[])`;
         return row.n === 3;
-      }, 20_000);
+      }, 60_000);
       const [first] = await sql`select output from pgflow.runs where run_id = ${runs[0].run_id}`;
       assert.equal(first.output.saveToDb.url, "https://a.example");
       const [worker] = await sql`select function_name from pgflow.workers`;

@@ -148,8 +148,9 @@ export class PgmqPair {
  * Runs `text` in a transaction and describes its last result. Column types are named
  * (composite type OIDs differ between databases); timestamptz values become whole seconds
  * from the transaction's now(), e.g. "now+30s", so no two calls need the same clock. A time
- * stamped up to 3 s before now() (a queue or message created by an earlier call) is "recent":
- * how long ago depends on the machine's load, not on pgmq.
+ * from 3 s before now() (a queue or message created by an earlier call) to just under 1 s
+ * after it (a vt of 0 s, stamped by clock_timestamp()) is "about now": how far it is from
+ * now() depends on the machine's load, not on pgmq.
  */
 async function runOn(side: Side, text: string): Promise<Outcome> {
   side.warnings.length = 0;
@@ -168,7 +169,7 @@ async function runOn(side: Side, text: string): Promise<Outcome> {
           const value = row[c.name];
           if (c.type === TIMESTAMPTZ_OID && value instanceof Date) {
             const delta = value.getTime() - now.getTime();
-            if (delta <= 0 && delta >= -3_000) return "recent";
+            if (delta < 1_000 && delta >= -3_000) return "about now";
             const seconds = Math.round(delta / 1000);
             return `now${seconds < 0 ? "" : "+"}${seconds}s`;
           }
