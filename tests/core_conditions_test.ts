@@ -10,6 +10,7 @@ import {
   takeTasks,
 } from "./_support/drive.ts";
 import { startFlow } from "../src/db/runs.ts";
+import { addStep, createFlow } from "../src/db/definitions.ts";
 import type { Sql } from "../src/db/connect.ts";
 
 async function skips(sql: Sql, runId: string): Promise<Record<string, string | null>> {
@@ -409,3 +410,20 @@ dbTest(
     assert.deepEqual(premium, { status: "failed", error_message: "Condition not met" });
   },
 );
+
+dbTest("the typed addStep passes conditions through", async ({ sql }) => {
+  await createFlow(sql, { flowSlug: "typed" });
+  const row = await addStep(sql, {
+    flowSlug: "typed",
+    stepSlug: "a",
+    requiredInputPattern: { tier: "gold", tags: ["x"] },
+    whenUnmet: "skip-cascade",
+    whenExhausted: "skip",
+  });
+  assert.deepEqual(
+    [row.required_input_pattern, row.forbidden_input_pattern, row.when_unmet, row.when_exhausted],
+    [{ tier: "gold", tags: ["x"] }, null, "skip-cascade", "skip"],
+  );
+  const plain = await addStep(sql, { flowSlug: "typed", stepSlug: "b" });
+  assert.deepEqual([plain.when_unmet, plain.when_exhausted], ["skip", "fail"]);
+});
