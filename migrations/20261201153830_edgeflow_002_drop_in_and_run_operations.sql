@@ -43,6 +43,48 @@ drop function pgflow.ensure_workers(interval);
 drop function pgflow.prune_data_older_than(interval);
 
 ------------------------------------------------------------------------------
+-- Step conditions and skips (pgflow 0.14). Placed before the takeover below,
+-- which copies pgflow's condition columns and skipped step states.
+------------------------------------------------------------------------------
+
+-- A step runs only when its input contains required_input_pattern and does not
+-- contain forbidden_input_pattern (jsonb @>); when_unmet decides what an unmet
+-- condition does, when_exhausted what a task out of attempts does.
+alter table pgflow.steps
+  add column if not exists required_input_pattern jsonb,
+  add column if not exists forbidden_input_pattern jsonb,
+  add column if not exists when_unmet text not null default 'skip',
+  add column if not exists when_exhausted text not null default 'fail',
+  drop constraint if exists steps_required_input_pattern_is_object,
+  add constraint steps_required_input_pattern_is_object
+    check (required_input_pattern is null or jsonb_typeof(required_input_pattern) = 'object'),
+  drop constraint if exists steps_forbidden_input_pattern_is_object,
+  add constraint steps_forbidden_input_pattern_is_object
+    check (forbidden_input_pattern is null or jsonb_typeof(forbidden_input_pattern) = 'object'),
+  drop constraint if exists steps_when_unmet_is_known,
+  add constraint steps_when_unmet_is_known check (when_unmet in ('fail', 'skip', 'skip-cascade')),
+  drop constraint if exists steps_when_exhausted_is_known,
+  add constraint steps_when_exhausted_is_known check (when_exhausted in ('fail', 'skip', 'skip-cascade'));
+
+-- A skipped step never runs (or stops running): skip_reason says why.
+alter table pgflow.step_states
+  add column if not exists skip_reason text,
+  add column if not exists skipped_at timestamptz,
+  drop constraint if exists step_states_status_is_known,
+  add constraint step_states_status_is_known
+    check (status in ('created', 'started', 'completed', 'failed', 'cancelled', 'skipped')),
+  drop constraint if exists step_states_skip_reason_matches,
+  add constraint step_states_skip_reason_matches check (
+    (status = 'skipped') = (skip_reason is not null)
+    and (status = 'skipped') = (skipped_at is not null)),
+  drop constraint if exists step_states_skip_reason_is_known,
+  add constraint step_states_skip_reason_is_known
+    check (skip_reason in ('condition_unmet', 'handler_failed', 'dependency_skipped'));
+
+-- add_step gains pgflow 0.14's named arguments (recreated by the engine file).
+drop function if exists pgflow.add_step(text, text, text[], int, int, int, int, text);
+
+------------------------------------------------------------------------------
 -- Taking over a pgflow installation
 ------------------------------------------------------------------------------
 
@@ -62,27 +104,10 @@ revoke all on pgflow.switch_grants from public;
 do $$
 declare
   v_old oid := to_regnamespace('pgflow_pre_edgeflow');
-  v_has_conditions boolean;
   v_blockers text;
-  v_found int;
 begin
   if v_old is null then
     return;
-  end if;
-
-  -- Step conditions (pgflow 0.14) have no counterpart here: refuse rather than
-  -- run such flows differently.
-  if exists (select 1 from information_schema.columns
-             where table_schema = 'pgflow_pre_edgeflow' and table_name = 'steps'
-               and column_name = 'when_exhausted') then
-    execute 'select string_agg(distinct flow_slug, '', '') from pgflow_pre_edgeflow.steps
-             where when_exhausted <> ''fail'' or required_input_pattern is not null
-                or forbidden_input_pattern is not null'
-      into v_blockers;
-    if v_blockers is not null then
-      raise exception 'edgeflow cannot take over pgflow: flows % use step conditions, which edgeflow does not support', v_blockers
-        using hint = 'Remove the conditions from those flows (or delete them) in pgflow first, then migrate again.';
-    end if;
   end if;
 
   create temporary table pg_temp.switch_columns on commit drop as
@@ -100,16 +125,21 @@ begin
 
   execute format($sql$
     insert into pgflow.steps (flow_slug, step_slug, step_type, step_index, deps_count,
-                              opt_max_attempts, opt_base_delay, opt_timeout, opt_start_delay, created_at)
+                              opt_max_attempts, opt_base_delay, opt_timeout, opt_start_delay, created_at,
+                              required_input_pattern, forbidden_input_pattern, when_unmet, when_exhausted)
     select s.flow_slug, s.step_slug, s.step_type, s.step_index, s.deps_count,
            least(greatest(s.opt_max_attempts, 0), 1000),
            least(greatest(s.opt_base_delay, 0), 86400),
            least(greatest(s.opt_timeout, 1), 86400),
            least(greatest(%s, 0), 604800),
-           s.created_at
+           s.created_at, %s
     from pgflow_pre_edgeflow.steps s$sql$,
     case when exists (select 1 from pg_temp.switch_columns where table_name = 'steps' and column_name = 'opt_start_delay')
-         then 's.opt_start_delay' else 'null::int' end);
+         then 's.opt_start_delay' else 'null::int' end,
+    -- Step conditions arrived in pgflow 0.14.
+    case when exists (select 1 from pg_temp.switch_columns where table_name = 'steps' and column_name = 'when_exhausted')
+         then 's.required_input_pattern, s.forbidden_input_pattern, s.when_unmet, s.when_exhausted'
+         else 'null::jsonb, null::jsonb, ''skip'', ''fail''' end);
 
   insert into pgflow.deps (flow_slug, dep_slug, step_slug, created_at)
   select d.flow_slug, d.dep_slug, d.step_slug, d.created_at from pgflow_pre_edgeflow.deps d;
@@ -122,18 +152,12 @@ begin
          r.started_at, r.completed_at, r.failed_at
   from pgflow_pre_edgeflow.runs r;
 
-  execute 'select 1 from pgflow_pre_edgeflow.step_states where status not in (''created'', ''started'', ''completed'', ''failed'') limit 1'
-    into v_found;
-  if v_found is not null then
-    raise exception 'edgeflow cannot take over pgflow: some step states are skipped (step conditions), which edgeflow does not support'
-      using hint = 'Delete those runs (or their flows) in pgflow first, then migrate again.';
-  end if;
-
   execute format($sql$
     insert into pgflow.step_states (flow_slug, run_id, step_slug, status, remaining_deps, initial_tasks,
-                                    remaining_tasks, error_message, created_at, started_at, completed_at, failed_at)
+                                    remaining_tasks, error_message, created_at, started_at, completed_at, failed_at,
+                                    skip_reason, skipped_at)
     select ss.flow_slug, ss.run_id, ss.step_slug, ss.status, ss.remaining_deps, %s,
-           ss.remaining_tasks, %s, ss.created_at, ss.started_at, ss.completed_at, ss.failed_at
+           ss.remaining_tasks, %s, ss.created_at, ss.started_at, ss.completed_at, ss.failed_at, %s
     from pgflow_pre_edgeflow.step_states ss
     join pgflow_pre_edgeflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug$sql$,
     case when exists (select 1 from pg_temp.switch_columns where table_name = 'step_states' and column_name = 'initial_tasks')
@@ -141,7 +165,9 @@ begin
          -- Before map steps every step had one task.
          else 'case when ss.status = ''created'' then 1 else coalesce(ss.remaining_tasks, 1) end' end,
     case when exists (select 1 from pg_temp.switch_columns where table_name = 'step_states' and column_name = 'error_message')
-         then 'ss.error_message' else 'null::text' end);
+         then 'ss.error_message' else 'null::text' end,
+    case when exists (select 1 from pg_temp.switch_columns where table_name = 'step_states' and column_name = 'skip_reason')
+         then 'ss.skip_reason, ss.skipped_at' else 'null::text, null::timestamptz' end);
 
   execute format($sql$
     insert into pgflow.step_tasks (flow_slug, run_id, step_slug, message_id, task_index, status, attempts_count,
@@ -278,7 +304,7 @@ alter table pgflow.step_states
   add column if not exists cancelled_at timestamptz,
   drop constraint if exists step_states_status_is_known,
   add constraint step_states_status_is_known
-    check (status in ('created', 'started', 'completed', 'failed', 'cancelled'));
+    check (status in ('created', 'started', 'completed', 'failed', 'cancelled', 'skipped'));
 
 alter table pgflow.step_tasks
   add column if not exists cancelled_at timestamptz,
@@ -503,6 +529,7 @@ begin
     from jsonb_each(v_body) e
     where e.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
                     'failed_step', 'started_at', 'completed_at', 'failed_at', 'cancelled_at',
+                    'skip_reason', 'skipped_at',
                     'restart_of_run_id', 'restarted_as'))::text);
 end;
 $$;
@@ -672,7 +699,11 @@ create or replace function pgflow.add_step(
   base_delay int default null,
   timeout int default null,
   start_delay int default null,
-  step_type text default 'single'
+  step_type text default 'single',
+  required_input_pattern jsonb default null,
+  forbidden_input_pattern jsonb default null,
+  when_unmet text default 'skip',
+  when_exhausted text default 'fail'
 )
 returns pgflow.steps
 language plpgsql
@@ -683,6 +714,8 @@ declare
   v_what text := format('add_step(%L, %L)', add_step.flow_slug, add_step.step_slug);
   v_deps text[] := coalesce(add_step.deps_slugs, '{}');
   v_type text := coalesce(add_step.step_type, 'single');
+  v_when_unmet text := coalesce(add_step.when_unmet, 'skip');
+  v_when_exhausted text := coalesce(add_step.when_exhausted, 'fail');
   v_unknown text;
   v_existing pgflow.steps;
   v_existing_deps text[];
@@ -722,6 +755,8 @@ begin
   perform pgflow._check_option(v_what, 'base_delay', add_step.base_delay);
   perform pgflow._check_option(v_what, 'timeout', add_step.timeout);
   perform pgflow._check_option(v_what, 'start_delay', add_step.start_delay);
+  perform pgflow._check_step_condition(v_what, add_step.required_input_pattern,
+    add_step.forbidden_input_pattern, v_when_unmet, v_when_exhausted);
 
   select * into v_existing from pgflow.steps
   where flow_slug = add_step.flow_slug and step_slug = add_step.step_slug;
@@ -734,6 +769,19 @@ begin
         '%s: the step exists with step_type=%s and deps=%s; asked for step_type=%s and deps=%s '
         || '(a different structure needs a new flow slug)',
         v_what, v_existing.step_type, v_existing_deps, v_type, v_deps));
+    end if;
+    -- Conditions decide which steps run: they are structure, as in pgflow's shape comparison.
+    if (v_existing.required_input_pattern, v_existing.forbidden_input_pattern,
+        v_existing.when_unmet, v_existing.when_exhausted)
+       is distinct from (add_step.required_input_pattern, add_step.forbidden_input_pattern,
+                         v_when_unmet, v_when_exhausted) then
+      perform pgflow._raise_invalid(format(
+        '%s: the step exists with required_input_pattern=%s, forbidden_input_pattern=%s, when_unmet=%s, '
+        || 'when_exhausted=%s; asked for %s, %s, %s, %s (a different condition needs a new flow slug)',
+        v_what, coalesce(v_existing.required_input_pattern::text, 'NULL'),
+        coalesce(v_existing.forbidden_input_pattern::text, 'NULL'), v_existing.when_unmet,
+        v_existing.when_exhausted, coalesce(add_step.required_input_pattern::text, 'NULL'),
+        coalesce(add_step.forbidden_input_pattern::text, 'NULL'), v_when_unmet, v_when_exhausted));
     end if;
     if (v_existing.opt_max_attempts, v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay)
        is distinct from (add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay) then
@@ -763,13 +811,15 @@ begin
 
   insert into pgflow.steps (
     flow_slug, step_slug, step_type, step_index, deps_count,
-    opt_max_attempts, opt_base_delay, opt_timeout, opt_start_delay
+    opt_max_attempts, opt_base_delay, opt_timeout, opt_start_delay,
+    required_input_pattern, forbidden_input_pattern, when_unmet, when_exhausted
   )
   values (
     add_step.flow_slug, add_step.step_slug, v_type,
     (select count(*) from pgflow.steps where flow_slug = add_step.flow_slug),
     cardinality(v_deps),
-    add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay
+    add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay,
+    add_step.required_input_pattern, add_step.forbidden_input_pattern, v_when_unmet, v_when_exhausted
   )
   returning * into v_step;
 
@@ -924,7 +974,11 @@ declare
   v_step record;
   v_state pgflow.step_states;
 begin
-  perform pgflow.cascade_complete_taskless_steps(start_ready_steps.run_id);
+  -- Conditions first (sql/engine/step_conditions.sql): a step may be skipped,
+  -- or fail the run, instead of starting.
+  if not pgflow._settle_ready_steps(start_ready_steps.run_id) then
+    return;
+  end if;
 
   for v_step in
     select ss.flow_slug, ss.step_slug, ss.initial_tasks, coalesce(s.opt_start_delay, 0) as start_delay
@@ -966,7 +1020,8 @@ begin
 end;
 $$;
 
--- Completes the run when no step remains; its output holds every leaf step's output.
+-- Completes the run when no step remains; its output holds every leaf step's
+-- output (a skipped leaf is left out).
 create or replace function pgflow.maybe_complete_run(run_id uuid)
 returns void
 language plpgsql
@@ -986,7 +1041,10 @@ begin
            where s.flow_slug = r.flow_slug
              and not exists (
                select 1 from pgflow.deps d
-               where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug))
+               where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug)
+             and not exists (
+               select 1 from pgflow.step_states ss
+               where ss.run_id = r.run_id and ss.step_slug = s.step_slug and ss.status = 'skipped'))
    where r.run_id = maybe_complete_run.run_id and r.status = 'started' and r.remaining_steps = 0
   returning * into v_run;
 
@@ -1255,6 +1313,9 @@ begin
                select jsonb_object_agg(d.dep_slug, pgflow._step_output(r.run_id, d.dep_slug, ds.step_type))
                from pgflow.deps d
                join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+               -- A skipped dependency is an absent key.
+               join pgflow.step_states dss
+                 on dss.run_id = r.run_id and dss.step_slug = d.dep_slug and dss.status = 'completed'
                where d.flow_slug = start_tasks.flow_slug and d.step_slug = v_group.step_slug), '{}'::jsonb)
         into v_input
       from pgflow.runs r where r.run_id = v_group.run_id;
@@ -1466,8 +1527,279 @@ begin
     return;
   end if;
 
-  return query select (pgflow._fail_task_terminally(fail_task.run_id, fail_task.step_slug,
+  -- Out of attempts: the step's when_exhausted decides (sql/engine/step_conditions.sql).
+  return query select (pgflow._exhaust_task(fail_task.run_id, fail_task.step_slug,
     fail_task.task_index, fail_task.error_message)).*;
+end;
+$$;
+
+-- ==== sql/engine/step_conditions.sql ====
+-- Step conditions and skips (pgflow 0.14's semantics). A step with
+-- required_input_pattern runs only when its input contains it (jsonb @>), one
+-- with forbidden_input_pattern only when its input does not; the input tested
+-- is the run's input for a root step and {<dep>: <output>} of its completed
+-- dependencies for a dependent step. When the condition is unmet, when_unmet
+-- decides: 'fail' the run, 'skip' the step, or 'skip-cascade' (the step and
+-- every step after it). when_exhausted decides the same when a task runs out
+-- of attempts. A skipped dependency is an absent key in its dependents' input,
+-- and a map over a skipped step maps over an empty array.
+
+-- Checks add_step's condition arguments; raises naming what is wrong.
+create or replace function pgflow._check_step_condition(
+  what text, required_input_pattern jsonb, forbidden_input_pattern jsonb,
+  when_unmet text, when_exhausted text)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if required_input_pattern is not null and jsonb_typeof(required_input_pattern) <> 'object' then
+    perform pgflow._raise_invalid(format(
+      '%s: required_input_pattern must be a JSON object (matched with @>), got %s',
+      what, jsonb_typeof(required_input_pattern)));
+  end if;
+  if forbidden_input_pattern is not null and jsonb_typeof(forbidden_input_pattern) <> 'object' then
+    perform pgflow._raise_invalid(format(
+      '%s: forbidden_input_pattern must be a JSON object (matched with @>), got %s',
+      what, jsonb_typeof(forbidden_input_pattern)));
+  end if;
+  if when_unmet not in ('fail', 'skip', 'skip-cascade') then
+    perform pgflow._raise_invalid(format(
+      '%s: when_unmet must be ''fail'', ''skip'' or ''skip-cascade'', got %L', what, when_unmet));
+  end if;
+  if when_exhausted not in ('fail', 'skip', 'skip-cascade') then
+    perform pgflow._raise_invalid(format(
+      '%s: when_exhausted must be ''fail'', ''skip'' or ''skip-cascade'', got %L', what, when_exhausted));
+  end if;
+end;
+$$;
+
+-- The input a step's condition is tested against: the run's input for a root
+-- step, {<dep>: <output>} of its completed (not skipped) dependencies otherwise.
+create or replace function pgflow._condition_input(run_id uuid, flow_slug text, step_slug text, deps_count int)
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_input jsonb;
+begin
+  if _condition_input.deps_count = 0 then
+    select r.input into v_input from pgflow.runs r where r.run_id = _condition_input.run_id;
+    return v_input;
+  end if;
+  select coalesce(jsonb_object_agg(d.dep_slug, pgflow._step_output(_condition_input.run_id, d.dep_slug, ds.step_type)),
+                  '{}'::jsonb)
+    into v_input
+  from pgflow.deps d
+  join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+  join pgflow.step_states dss on dss.run_id = _condition_input.run_id and dss.step_slug = d.dep_slug
+  where d.flow_slug = _condition_input.flow_slug and d.step_slug = _condition_input.step_slug
+    and dss.status = 'completed';
+  return v_input;
+end;
+$$;
+
+-- Marks one step skipped (if it is still open), cancels its open tasks and
+-- archives their messages, and counts it off the run. Returns whether it skipped it.
+create or replace function pgflow._mark_step_skipped(run_id uuid, step_slug text, reason text, error_message text)
+returns boolean
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_state pgflow.step_states;
+begin
+  update pgflow.step_states
+     set status = 'skipped', skip_reason = _mark_step_skipped.reason, skipped_at = pgflow.now(),
+         remaining_tasks = null,
+         error_message = coalesce(_mark_step_skipped.error_message, error_message)
+   where run_id = _mark_step_skipped.run_id and step_slug = _mark_step_skipped.step_slug
+     and status in ('created', 'started')
+  returning * into v_state;
+  if v_state.run_id is null then
+    return false;
+  end if;
+
+  perform pgmq.archive(v_state.flow_slug, array(
+    select t.message_id from pgflow.step_tasks t
+    where t.run_id = v_state.run_id and t.step_slug = v_state.step_slug
+      and t.status in ('queued', 'started') and t.message_id is not null));
+  update pgflow.step_tasks
+     set status = 'cancelled', cancelled_at = pgflow.now(),
+         error_message = format('cancelled: step %s was skipped (%s)', v_state.step_slug, v_state.skip_reason)
+   where run_id = v_state.run_id and step_slug = v_state.step_slug and status in ('queued', 'started');
+
+  update pgflow.runs set remaining_steps = remaining_steps - 1 where run_id = v_state.run_id;
+
+  perform pgflow._emit_step(v_state.run_id, v_state.step_slug, 'skipped',
+    jsonb_build_object('flow_slug', v_state.flow_slug, 'skip_reason', v_state.skip_reason,
+                       'skipped_at', v_state.skipped_at)
+    || case when _mark_step_skipped.error_message is null then '{}'::jsonb
+            else jsonb_build_object('error_message', _mark_step_skipped.error_message) end);
+  return true;
+end;
+$$;
+
+-- Skips a step as when_unmet / when_exhausted says: 'skip' skips it alone (its
+-- dependents wait for one dependency less; a map over it maps over []),
+-- 'skip-cascade' skips it and every step that depends on it, directly or not
+-- (reason dependency_skipped), in topological order.
+create or replace function pgflow._skip_step(run_id uuid, step_slug text, mode text, reason text,
+                                             error_message text default null)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_flow text;
+  v_slug text;
+begin
+  select r.flow_slug into v_flow from pgflow.runs r where r.run_id = _skip_step.run_id;
+  if not pgflow._mark_step_skipped(_skip_step.run_id, _skip_step.step_slug, _skip_step.reason,
+                                   _skip_step.error_message) then
+    return;
+  end if;
+
+  if _skip_step.mode = 'skip-cascade' then
+    for v_slug in
+      with recursive downstream(step_slug) as (
+        select d.step_slug from pgflow.deps d
+        where d.flow_slug = v_flow and d.dep_slug = _skip_step.step_slug
+        union
+        select d.step_slug from pgflow.deps d
+        join downstream ds on d.dep_slug = ds.step_slug
+        where d.flow_slug = v_flow
+      )
+      select s.step_slug from pgflow.steps s
+      where s.flow_slug = v_flow and s.step_slug in (select ds.step_slug from downstream ds)
+      order by s.step_index
+    loop
+      perform pgflow._mark_step_skipped(_skip_step.run_id, v_slug, 'dependency_skipped', null);
+    end loop;
+    return;
+  end if;
+
+  -- A map depends on exactly one step: the skipped one gives it an empty array.
+  update pgflow.step_states ss
+     set remaining_deps = ss.remaining_deps - 1,
+         initial_tasks = case when s.step_type = 'map' then 0 else ss.initial_tasks end
+    from pgflow.deps d
+    join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
+   where d.flow_slug = v_flow and d.dep_slug = _skip_step.step_slug
+     and ss.run_id = _skip_step.run_id and ss.step_slug = d.step_slug;
+end;
+$$;
+
+-- Tests the conditions of the run's steps that are ready to start, in step
+-- order, until none is unmet: each unmet one is failed (the run fails, and
+-- this returns false), skipped, or skipped with its dependents, as its
+-- when_unmet says. A flow without conditions costs one index lookup.
+create or replace function pgflow._resolve_step_conditions(run_id uuid)
+returns boolean
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_step record;
+begin
+  loop
+    select s.step_slug, s.when_unmet into v_step
+    from pgflow.step_states ss
+    join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
+    where ss.run_id = _resolve_step_conditions.run_id
+      and ss.status = 'created' and ss.remaining_deps = 0
+      and (s.required_input_pattern is not null or s.forbidden_input_pattern is not null)
+      and not pgflow._condition_met(s.required_input_pattern, s.forbidden_input_pattern,
+            pgflow._condition_input(ss.run_id, s.flow_slug, s.step_slug, s.deps_count))
+    order by s.step_index
+    limit 1;
+    if not found then
+      return true;
+    end if;
+    if v_step.when_unmet = 'fail' then
+      perform pgflow._fail_run(_resolve_step_conditions.run_id, v_step.step_slug, 'Condition not met');
+      return false;
+    end if;
+    perform pgflow._skip_step(_resolve_step_conditions.run_id, v_step.step_slug, v_step.when_unmet,
+                              'condition_unmet');
+  end loop;
+end;
+$$;
+
+-- The condition itself: the input contains the required pattern (if any) and
+-- does not contain the forbidden one (if any).
+create or replace function pgflow._condition_met(required_input_pattern jsonb, forbidden_input_pattern jsonb,
+                                                 input jsonb)
+returns boolean
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return (required_input_pattern is null or coalesce(input @> required_input_pattern, false))
+     and (forbidden_input_pattern is null or not coalesce(input @> forbidden_input_pattern, false));
+end;
+$$;
+
+-- Settles the run's ready steps before any is started: resolves conditions and
+-- completes taskless maps (over [] or over a skipped step) until neither
+-- changes anything. False when a condition failed the run.
+create or replace function pgflow._settle_ready_steps(run_id uuid)
+returns boolean
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  loop
+    if not pgflow._resolve_step_conditions(_settle_ready_steps.run_id) then
+      return false;
+    end if;
+    exit when pgflow.cascade_complete_taskless_steps(_settle_ready_steps.run_id) = 0;
+  end loop;
+  return true;
+end;
+$$;
+
+-- A task out of attempts: with when_exhausted 'fail' the run fails (as always
+-- before conditions); with 'skip' or 'skip-cascade' the task fails, its step is
+-- skipped (handler_failed) and the run goes on without it.
+create or replace function pgflow._exhaust_task(run_id uuid, step_slug text, task_index int, error_message text)
+returns pgflow.step_tasks
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_task pgflow.step_tasks;
+  v_mode text;
+begin
+  select s.when_exhausted into v_mode
+  from pgflow.runs r join pgflow.steps s on s.flow_slug = r.flow_slug
+  where r.run_id = _exhaust_task.run_id and s.step_slug = _exhaust_task.step_slug;
+  if v_mode is distinct from 'skip' and v_mode is distinct from 'skip-cascade' then
+    return pgflow._fail_task_terminally(_exhaust_task.run_id, _exhaust_task.step_slug,
+      _exhaust_task.task_index, _exhaust_task.error_message);
+  end if;
+
+  update pgflow.step_tasks
+     set status = 'failed', failed_at = pgflow.now(), error_message = _exhaust_task.error_message
+   where run_id = _exhaust_task.run_id and step_slug = _exhaust_task.step_slug
+     and task_index = _exhaust_task.task_index
+  returning * into v_task;
+  perform pgmq.archive(v_task.flow_slug, v_task.message_id);
+
+  perform pgflow._skip_step(_exhaust_task.run_id, _exhaust_task.step_slug, v_mode, 'handler_failed',
+                            _exhaust_task.error_message);
+  perform pgflow.start_ready_steps(_exhaust_task.run_id);
+  perform pgflow.maybe_complete_run(_exhaust_task.run_id);
+  return v_task;
 end;
 $$;
 
@@ -1956,6 +2288,15 @@ begin
     order by s.step_index
     for update of ss
   loop
+    -- A step that failed before it had tasks (its condition with when_unmet
+    -- 'fail') goes back to waiting: start_ready_steps tests the condition again.
+    if not exists (select 1 from pgflow.step_tasks t
+                   where t.run_id = v_run.run_id and t.step_slug = v_step.step_slug) then
+      update pgflow.step_states
+         set status = 'created', failed_at = null, cancelled_at = null, error_message = null
+       where run_id = v_run.run_id and step_slug = v_step.step_slug;
+      continue;
+    end if;
     select array_agg(t.task_index order by t.task_index),
            array_agg(t.message_id) filter (where t.message_id is not null)
       into v_indexes, v_old_msgs
@@ -2466,9 +2807,11 @@ $$;
 -- with steps in definition order. Options may be absent or null (the default,
 -- or inherited from the flow). They are used when the flow is created and are
 -- not compared: operators tune them with UPDATE pgflow.steps / pgflow.flows.
--- pgflow 0.14's condition keys (whenUnmet, whenExhausted, requiredInputPattern,
--- forbiddenInputPattern) are accepted at their defaults only: edgeflow has no
--- step conditions.
+-- A step's condition (pgflow 0.14's keys) is structure: "whenUnmet" and
+-- "whenExhausted" ('fail' | 'skip' | 'skip-cascade'), "requiredInputPattern" and
+-- "forbiddenInputPattern" ({"defined": false} or {"defined": true, "value": {..}}).
+-- Absent keys mean the defaults (skip, fail, no pattern), so shapes of workers
+-- older than pgflow 0.14 compare equal; the stored shape leaves defaults out.
 
 -- The stored definition as a shape: {"steps": []} when the flow does not exist;
 -- dependencies sorted; options without null values, a step's left out when
@@ -2492,6 +2835,16 @@ as $$
                      select jsonb_agg(d.dep_slug order by d.dep_slug collate "C")
                      from pgflow.deps d
                      where d.flow_slug = s.flow_slug and d.step_slug = s.step_slug), '[]'::jsonb))
+                 || case when s.when_unmet = 'skip' then '{}'::jsonb
+                         else jsonb_build_object('whenUnmet', s.when_unmet) end
+                 || case when s.when_exhausted = 'fail' then '{}'::jsonb
+                         else jsonb_build_object('whenExhausted', s.when_exhausted) end
+                 || case when s.required_input_pattern is null then '{}'::jsonb
+                         else jsonb_build_object('requiredInputPattern',
+                                jsonb_build_object('defined', true, 'value', s.required_input_pattern)) end
+                 || case when s.forbidden_input_pattern is null then '{}'::jsonb
+                         else jsonb_build_object('forbiddenInputPattern',
+                                jsonb_build_object('defined', true, 'value', s.forbidden_input_pattern)) end
                  || case when o.options = '{}'::jsonb then '{}'::jsonb
                          else jsonb_build_object('options', o.options) end
                order by s.step_index)
@@ -2567,21 +2920,50 @@ begin
       perform pgflow._check_shape_option(v_what,
         format('step %L option %s', v_step ->> 'slug', v_key), v_key, v_step -> 'options' -> v_key);
     end loop;
-    if coalesce(v_step ->> 'whenExhausted', 'fail') <> 'fail'
-       or coalesce((v_step -> 'requiredInputPattern' ->> 'defined')::boolean, false)
-       or coalesce((v_step -> 'forbiddenInputPattern' ->> 'defined')::boolean, false) then
-      perform pgflow._raise_invalid(format(
-        '%s: step %L uses step conditions (whenExhausted, requiredInputPattern, forbiddenInputPattern), '
-        || 'which edgeflow does not support; remove them or keep this flow on pgflow',
-        v_what, v_step ->> 'slug'));
-    end if;
+    foreach v_key in array array['whenUnmet', 'whenExhausted'] loop
+      if coalesce(v_step ->> v_key, 'skip') not in ('fail', 'skip', 'skip-cascade') then
+        perform pgflow._raise_invalid(format(
+          '%s: step %L: shape %s must be "fail", "skip" or "skip-cascade", got %s',
+          v_what, v_step ->> 'slug', v_key, v_step -> v_key));
+      end if;
+    end loop;
+    foreach v_key in array array['requiredInputPattern', 'forbiddenInputPattern'] loop
+      if jsonb_typeof(coalesce(v_step -> v_key, 'null')) <> 'null'
+         and (jsonb_typeof(v_step -> v_key) <> 'object'
+              or jsonb_typeof(v_step -> v_key -> 'defined') is distinct from 'boolean'
+              or ((v_step -> v_key ->> 'defined')::boolean
+                  and jsonb_typeof(v_step -> v_key -> 'value') is distinct from 'object')) then
+        perform pgflow._raise_invalid(format(
+          '%s: step %L: shape %s must be {"defined": false} or {"defined": true, "value": <object>}, got %s',
+          v_what, v_step ->> 'slug', v_key, v_step -> v_key));
+      end if;
+    end loop;
   end loop;
 end;
 $$;
 
+-- A shape step's condition with the defaults filled in: {"whenUnmet",
+-- "whenExhausted", "requiredInputPattern", "forbiddenInputPattern"}, a pattern
+-- being its value or JSON null.
+create or replace function pgflow._shape_step_condition(p_step jsonb)
+returns jsonb
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select jsonb_build_object(
+    'whenUnmet', coalesce(p_step ->> 'whenUnmet', 'skip'),
+    'whenExhausted', coalesce(p_step ->> 'whenExhausted', 'fail'),
+    'requiredInputPattern', case when (p_step -> 'requiredInputPattern' ->> 'defined')::boolean
+                                 then p_step -> 'requiredInputPattern' -> 'value' else 'null' end,
+    'forbiddenInputPattern', case when (p_step -> 'forbiddenInputPattern' ->> 'defined')::boolean
+                                  then p_step -> 'forbiddenInputPattern' -> 'value' else 'null' end);
+$$;
+
 -- Structural differences between the code's shape and the database's, in
 -- words, compared by position as pgflow does: step count, the slug at each
--- index, step type and dependencies. Options are not structure. Empty when equal.
+-- index, step type, dependencies and condition. Options are not structure.
+-- Empty when equal.
 create or replace function pgflow._compare_flow_shapes(p_local jsonb, p_db jsonb)
 returns text[]
 language plpgsql
@@ -2598,6 +2980,9 @@ declare
   v_db jsonb;
   v_local_deps text[];
   v_db_deps text[];
+  v_local_condition jsonb;
+  v_db_condition jsonb;
+  v_key text;
 begin
   if v_local_count <> v_db_count then
     v_diffs := v_diffs || format('step count: code has %s, database has %s', v_local_count, v_db_count);
@@ -2630,6 +3015,14 @@ begin
       v_diffs := v_diffs || format('step at index %s (%L): code depends on [%s], database on [%s]',
         v_index, v_local ->> 'slug', array_to_string(v_local_deps, ', '), array_to_string(v_db_deps, ', '));
     end if;
+    v_local_condition := pgflow._shape_step_condition(v_local);
+    v_db_condition := pgflow._shape_step_condition(v_db);
+    foreach v_key in array array['whenUnmet', 'whenExhausted', 'requiredInputPattern', 'forbiddenInputPattern'] loop
+      if (v_local_condition -> v_key) is distinct from (v_db_condition -> v_key) then
+        v_diffs := v_diffs || format('step at index %s (%L): code has %s %s, database has %s',
+          v_index, v_local ->> 'slug', v_key, v_local_condition -> v_key, v_db_condition -> v_key);
+      end if;
+    end loop;
   end loop;
   return v_diffs;
 end;
@@ -2643,6 +3036,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_step jsonb;
+  v_condition jsonb;
 begin
   perform pgflow.create_flow(
     flow_slug => p_flow_slug,
@@ -2652,6 +3046,7 @@ begin
   for v_step in
     select e.value from jsonb_array_elements(p_shape -> 'steps') with ordinality as e(value, ord) order by e.ord
   loop
+    v_condition := pgflow._shape_step_condition(v_step);
     perform pgflow.add_step(
       flow_slug => p_flow_slug,
       step_slug => v_step ->> 'slug',
@@ -2660,7 +3055,11 @@ begin
       base_delay => (v_step -> 'options' ->> 'baseDelay')::int,
       timeout => (v_step -> 'options' ->> 'timeout')::int,
       start_delay => (v_step -> 'options' ->> 'startDelay')::int,
-      step_type => v_step ->> 'stepType');
+      step_type => v_step ->> 'stepType',
+      required_input_pattern => nullif(v_condition -> 'requiredInputPattern', 'null'),
+      forbidden_input_pattern => nullif(v_condition -> 'forbiddenInputPattern', 'null'),
+      when_unmet => v_condition ->> 'whenUnmet',
+      when_exhausted => v_condition ->> 'whenExhausted');
   end loop;
 end;
 $$;

@@ -14,6 +14,7 @@ import { completeTask } from "../src/db/tasks.ts";
 import type { Sql } from "../src/db/connect.ts";
 import type { StepContext } from "../src/dsl/context.ts";
 import analyzeWebsite from "../examples/analyze_website.ts";
+import orderFulfillment from "../examples/order_fulfillment.ts";
 
 const linear = new Flow<{ n: number }>({ slug: "linear" })
   .step({ slug: "a" }, ({ run }) => run.n)
@@ -50,7 +51,23 @@ const allOptions = new Flow<null>({
   .array({ slug: "list", dependsOn: ["first"], startDelay: 0 }, () => [1, 2])
   .map({ slug: "each", array: "list", timeout: 3 }, (n) => n);
 
-const FLOWS: AnyFlow[] = [linear, diamond, roots, rootMap, mapChain, allOptions, analyzeWebsite];
+const conditional = new Flow<{ plan: string }>({ slug: "conditional" })
+  .step({ slug: "a", if: { plan: "pro" }, whenExhausted: "skip-cascade" }, () => ({ ok: true }))
+  .array({ slug: "list", ifNot: { plan: "free" }, whenUnmet: "fail" }, () => [1, 2])
+  .map({ slug: "b", array: "list", if: { list: [2] } }, (n) => n)
+  .step({ slug: "c", dependsOn: ["a"], if: { a: { ok: true } }, whenUnmet: "skip" }, () => 2);
+
+const FLOWS: AnyFlow[] = [
+  linear,
+  diamond,
+  roots,
+  rootMap,
+  mapChain,
+  allOptions,
+  analyzeWebsite,
+  conditional,
+  orderFulfillment,
+];
 
 async function apply(sql: Sql, flow: AnyFlow) {
   await sql.unsafe(compileFlow(flow).join("\n"));
@@ -89,6 +106,21 @@ dbTest("compiled flows are stored exactly as the DSL describes them", async ({ s
           step.options.startDelay ?? null,
         ],
         `${flow.slug}.${step.slug} options`,
+      );
+      assert.deepEqual(
+        [
+          row.required_input_pattern,
+          row.forbidden_input_pattern,
+          row.when_unmet,
+          row.when_exhausted,
+        ],
+        [
+          step.condition?.if ?? null,
+          step.condition?.ifNot ?? null,
+          step.condition?.whenUnmet ?? "skip",
+          step.condition?.whenExhausted ?? "fail",
+        ],
+        `${flow.slug}.${step.slug} condition`,
       );
     }
     // The SQL core's view of the definition is the DSL's shape, key for key.

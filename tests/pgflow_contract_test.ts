@@ -131,7 +131,8 @@ dbTest("flow shapes: pgflow's format, options tuned by UPDATE stay verified", as
     /step at index 0: code has slug 'get', database has 'fetch'/,
   );
 
-  // pgflow 0.14's condition keys at their defaults are accepted; real conditions are refused.
+  // pgflow 0.14's condition keys: at their defaults they equal absent keys; a
+  // condition is structure.
   const withDefaults = {
     steps: SHAPE.steps.map((s) => ({
       ...s,
@@ -143,7 +144,57 @@ dbTest("flow shapes: pgflow's format, options tuned by UPDATE stay verified", as
   };
   assert.equal((await ensure(withDefaults)).status, "verified");
   withDefaults.steps[0].requiredInputPattern = { defined: true, value: { x: 1 } } as never;
-  await assert.rejects(ensure(withDefaults), /step 'fetch' uses step conditions/);
+  withDefaults.steps[1].whenExhausted = "skip-cascade";
+  assert.deepEqual((await ensure(withDefaults)).differences, [
+    `step at index 0 ('fetch'): code has requiredInputPattern {"x": 1}, database has null`,
+    `step at index 1 ('items'): code has whenExhausted "skip-cascade", database has "fail"`,
+  ]);
+  await assert.rejects(
+    ensure({ steps: [{ slug: "a", stepType: "single", dependencies: [], whenUnmet: "never" }] }),
+    /step 'a': shape whenUnmet must be "fail", "skip" or "skip-cascade", got "never"/,
+  );
+  await assert.rejects(
+    ensure({
+      steps: [{
+        slug: "a",
+        stepType: "single",
+        dependencies: [],
+        forbiddenInputPattern: { defined: true, value: [1] },
+      }],
+    }),
+    /shape forbiddenInputPattern must be \{"defined": false\} or \{"defined": true, "value": <object>\}/,
+  );
+
+  // A flow with conditions is created from its shape and reads back the same.
+  const conditional = {
+    options: { maxAttempts: 3, baseDelay: 5, timeout: 60 },
+    steps: [
+      {
+        slug: "a",
+        stepType: "single",
+        dependencies: [],
+        whenUnmet: "skip-cascade",
+        requiredInputPattern: { defined: true, value: { go: true } },
+      },
+      {
+        slug: "b",
+        stepType: "single",
+        dependencies: ["a"],
+        whenExhausted: "skip",
+        forbiddenInputPattern: { defined: true, value: { a: null } },
+      },
+    ],
+  };
+  assert.equal(
+    (await sql`select pgflow.ensure_flow_compiled('cond', ${
+      JSON.stringify(conditional)
+    }::text::jsonb) as r`)[0].r.status,
+    "compiled",
+  );
+  assert.deepEqual(
+    (await sql`select pgflow._get_flow_shape('cond') as s`)[0].s,
+    conditional,
+  );
 });
 
 dbTest(

@@ -211,3 +211,62 @@ dbTest(
   },
   { template: "empty", ignore: Boolean(missing) },
 );
+
+dbTest(
+  "pgflow 0.14.1 flows with step conditions and skipped steps switch in place and run on",
+  async (db) => {
+    const { sql } = db;
+    await installPgflow(db.url, "0.14.1");
+    // Compiled the way pgflow 0.14 compiles a flow with conditions.
+    await sql.unsafe(`
+      select pgflow.create_flow('orders', max_attempts => 1);
+      select pgflow.add_step(flow_slug => 'orders', step_slug => 'check');
+      select pgflow.add_step(flow_slug => 'orders', step_slug => 'discount',
+        required_input_pattern => '{"vip": true}', when_unmet => 'skip');
+      select pgflow.add_step(flow_slug => 'orders', step_slug => 'fraud', deps_slugs => array['check'],
+        forbidden_input_pattern => '{"check": {"ok": true}}', when_unmet => 'skip-cascade',
+        when_exhausted => 'skip');
+      select pgflow.add_step(flow_slug => 'orders', step_slug => 'ship',
+        deps_slugs => array['check', 'discount']);`);
+    // A run under pgflow: discount is skipped at once, check waits in the queue.
+    const [{ run_id: runId }] = await sql`
+      select run_id from pgflow.start_flow('orders', '{"vip": false}')`;
+    const [skipped] = await sql`
+      select status, skip_reason from pgflow.step_states where run_id = ${runId} and step_slug = 'discount'`;
+    assert.deepEqual(skipped, { status: "skipped", skip_reason: "condition_unmet" });
+
+    await applyMigrations(sql, await readMigrations());
+    assert.equal((await sql`select to_regnamespace('pgflow_pre_edgeflow') as s`)[0].s, null);
+    const steps = await sql`
+      select step_slug, required_input_pattern, forbidden_input_pattern, when_unmet, when_exhausted
+      from pgflow.steps where flow_slug = 'orders' order by step_index`;
+    assert.deepEqual(steps.map((s) => Object.values(s)), [
+      ["check", null, null, "skip", "fail"],
+      ["discount", { vip: true }, null, "skip", "fail"],
+      ["fraud", null, { check: { ok: true } }, "skip-cascade", "skip"],
+      ["ship", null, null, "skip", "fail"],
+    ]);
+    const [state] = await sql`
+      select status, skip_reason, skipped_at is not null as stamped from pgflow.step_states
+      where run_id = ${runId} and step_slug = 'discount'`;
+    assert.deepEqual(state, { status: "skipped", skip_reason: "condition_unmet", stamped: true });
+
+    // The run goes on under edgeflow: fraud's condition is unmet, ship runs without discount.
+    let shipInput: Json = null;
+    await runUntilIdle(sql, "orders", {
+      check: () => ({ ok: true }),
+      ship: (input) => (shipInput = input, "shipped"),
+    });
+    assert.deepEqual(shipInput, { run: { vip: false }, check: { ok: true } });
+    const run = await getRun(sql, runId);
+    assert.equal(run.status, "completed");
+    assert.deepEqual(run.output, { ship: "shipped" });
+    assert.deepEqual(await stepStatuses(sql, runId), {
+      check: "completed",
+      discount: "skipped",
+      fraud: "skipped",
+      ship: "completed",
+    });
+  },
+  { template: "empty", ignore: Boolean(missing) },
+);

@@ -125,6 +125,9 @@ begin
                select jsonb_object_agg(d.dep_slug, pgflow._step_output(r.run_id, d.dep_slug, ds.step_type))
                from pgflow.deps d
                join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+               -- A skipped dependency is an absent key.
+               join pgflow.step_states dss
+                 on dss.run_id = r.run_id and dss.step_slug = d.dep_slug and dss.status = 'completed'
                where d.flow_slug = start_tasks.flow_slug and d.step_slug = v_group.step_slug), '{}'::jsonb)
         into v_input
       from pgflow.runs r where r.run_id = v_group.run_id;

@@ -88,6 +88,7 @@ begin
     from jsonb_each(v_body) e
     where e.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
                     'failed_step', 'started_at', 'completed_at', 'failed_at', 'cancelled_at',
+                    'skip_reason', 'skipped_at',
                     'restart_of_run_id', 'restarted_as'))::text);
 end;
 $$;

@@ -145,7 +145,8 @@ begin
     return;
   end if;
 
-  return query select (pgflow._fail_task_terminally(fail_task.run_id, fail_task.step_slug,
+  -- Out of attempts: the step's when_exhausted decides (sql/engine/step_conditions.sql).
+  return query select (pgflow._exhaust_task(fail_task.run_id, fail_task.step_slug,
     fail_task.task_index, fail_task.error_message)).*;
 end;
 $$;

@@ -131,7 +131,11 @@ create or replace function pgflow.add_step(
   base_delay int default null,
   timeout int default null,
   start_delay int default null,
-  step_type text default 'single'
+  step_type text default 'single',
+  required_input_pattern jsonb default null,
+  forbidden_input_pattern jsonb default null,
+  when_unmet text default 'skip',
+  when_exhausted text default 'fail'
 )
 returns pgflow.steps
 language plpgsql
@@ -142,6 +146,8 @@ declare
   v_what text := format('add_step(%L, %L)', add_step.flow_slug, add_step.step_slug);
   v_deps text[] := coalesce(add_step.deps_slugs, '{}');
   v_type text := coalesce(add_step.step_type, 'single');
+  v_when_unmet text := coalesce(add_step.when_unmet, 'skip');
+  v_when_exhausted text := coalesce(add_step.when_exhausted, 'fail');
   v_unknown text;
   v_existing pgflow.steps;
   v_existing_deps text[];
@@ -181,6 +187,8 @@ begin
   perform pgflow._check_option(v_what, 'base_delay', add_step.base_delay);
   perform pgflow._check_option(v_what, 'timeout', add_step.timeout);
   perform pgflow._check_option(v_what, 'start_delay', add_step.start_delay);
+  perform pgflow._check_step_condition(v_what, add_step.required_input_pattern,
+    add_step.forbidden_input_pattern, v_when_unmet, v_when_exhausted);
 
   select * into v_existing from pgflow.steps
   where flow_slug = add_step.flow_slug and step_slug = add_step.step_slug;
@@ -193,6 +201,19 @@ begin
         '%s: the step exists with step_type=%s and deps=%s; asked for step_type=%s and deps=%s '
         || '(a different structure needs a new flow slug)',
         v_what, v_existing.step_type, v_existing_deps, v_type, v_deps));
+    end if;
+    -- Conditions decide which steps run: they are structure, as in pgflow's shape comparison.
+    if (v_existing.required_input_pattern, v_existing.forbidden_input_pattern,
+        v_existing.when_unmet, v_existing.when_exhausted)
+       is distinct from (add_step.required_input_pattern, add_step.forbidden_input_pattern,
+                         v_when_unmet, v_when_exhausted) then
+      perform pgflow._raise_invalid(format(
+        '%s: the step exists with required_input_pattern=%s, forbidden_input_pattern=%s, when_unmet=%s, '
+        || 'when_exhausted=%s; asked for %s, %s, %s, %s (a different condition needs a new flow slug)',
+        v_what, coalesce(v_existing.required_input_pattern::text, 'NULL'),
+        coalesce(v_existing.forbidden_input_pattern::text, 'NULL'), v_existing.when_unmet,
+        v_existing.when_exhausted, coalesce(add_step.required_input_pattern::text, 'NULL'),
+        coalesce(add_step.forbidden_input_pattern::text, 'NULL'), v_when_unmet, v_when_exhausted));
     end if;
     if (v_existing.opt_max_attempts, v_existing.opt_base_delay, v_existing.opt_timeout, v_existing.opt_start_delay)
        is distinct from (add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay) then
@@ -222,13 +243,15 @@ begin
 
   insert into pgflow.steps (
     flow_slug, step_slug, step_type, step_index, deps_count,
-    opt_max_attempts, opt_base_delay, opt_timeout, opt_start_delay
+    opt_max_attempts, opt_base_delay, opt_timeout, opt_start_delay,
+    required_input_pattern, forbidden_input_pattern, when_unmet, when_exhausted
   )
   values (
     add_step.flow_slug, add_step.step_slug, v_type,
     (select count(*) from pgflow.steps where flow_slug = add_step.flow_slug),
     cardinality(v_deps),
-    add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay
+    add_step.max_attempts, add_step.base_delay, add_step.timeout, add_step.start_delay,
+    add_step.required_input_pattern, add_step.forbidden_input_pattern, v_when_unmet, v_when_exhausted
   )
   returning * into v_step;
 

@@ -8,9 +8,11 @@
 -- with steps in definition order. Options may be absent or null (the default,
 -- or inherited from the flow). They are used when the flow is created and are
 -- not compared: operators tune them with UPDATE pgflow.steps / pgflow.flows.
--- pgflow 0.14's condition keys (whenUnmet, whenExhausted, requiredInputPattern,
--- forbiddenInputPattern) are accepted at their defaults only: edgeflow has no
--- step conditions.
+-- A step's condition (pgflow 0.14's keys) is structure: "whenUnmet" and
+-- "whenExhausted" ('fail' | 'skip' | 'skip-cascade'), "requiredInputPattern" and
+-- "forbiddenInputPattern" ({"defined": false} or {"defined": true, "value": {..}}).
+-- Absent keys mean the defaults (skip, fail, no pattern), so shapes of workers
+-- older than pgflow 0.14 compare equal; the stored shape leaves defaults out.
 
 -- The stored definition as a shape: {"steps": []} when the flow does not exist;
 -- dependencies sorted; options without null values, a step's left out when
@@ -34,6 +36,16 @@ as $$
                      select jsonb_agg(d.dep_slug order by d.dep_slug collate "C")
                      from pgflow.deps d
                      where d.flow_slug = s.flow_slug and d.step_slug = s.step_slug), '[]'::jsonb))
+                 || case when s.when_unmet = 'skip' then '{}'::jsonb
+                         else jsonb_build_object('whenUnmet', s.when_unmet) end
+                 || case when s.when_exhausted = 'fail' then '{}'::jsonb
+                         else jsonb_build_object('whenExhausted', s.when_exhausted) end
+                 || case when s.required_input_pattern is null then '{}'::jsonb
+                         else jsonb_build_object('requiredInputPattern',
+                                jsonb_build_object('defined', true, 'value', s.required_input_pattern)) end
+                 || case when s.forbidden_input_pattern is null then '{}'::jsonb
+                         else jsonb_build_object('forbiddenInputPattern',
+                                jsonb_build_object('defined', true, 'value', s.forbidden_input_pattern)) end
                  || case when o.options = '{}'::jsonb then '{}'::jsonb
                          else jsonb_build_object('options', o.options) end
                order by s.step_index)
@@ -109,21 +121,50 @@ begin
       perform pgflow._check_shape_option(v_what,
         format('step %L option %s', v_step ->> 'slug', v_key), v_key, v_step -> 'options' -> v_key);
     end loop;
-    if coalesce(v_step ->> 'whenExhausted', 'fail') <> 'fail'
-       or coalesce((v_step -> 'requiredInputPattern' ->> 'defined')::boolean, false)
-       or coalesce((v_step -> 'forbiddenInputPattern' ->> 'defined')::boolean, false) then
-      perform pgflow._raise_invalid(format(
-        '%s: step %L uses step conditions (whenExhausted, requiredInputPattern, forbiddenInputPattern), '
-        || 'which edgeflow does not support; remove them or keep this flow on pgflow',
-        v_what, v_step ->> 'slug'));
-    end if;
+    foreach v_key in array array['whenUnmet', 'whenExhausted'] loop
+      if coalesce(v_step ->> v_key, 'skip') not in ('fail', 'skip', 'skip-cascade') then
+        perform pgflow._raise_invalid(format(
+          '%s: step %L: shape %s must be "fail", "skip" or "skip-cascade", got %s',
+          v_what, v_step ->> 'slug', v_key, v_step -> v_key));
+      end if;
+    end loop;
+    foreach v_key in array array['requiredInputPattern', 'forbiddenInputPattern'] loop
+      if jsonb_typeof(coalesce(v_step -> v_key, 'null')) <> 'null'
+         and (jsonb_typeof(v_step -> v_key) <> 'object'
+              or jsonb_typeof(v_step -> v_key -> 'defined') is distinct from 'boolean'
+              or ((v_step -> v_key ->> 'defined')::boolean
+                  and jsonb_typeof(v_step -> v_key -> 'value') is distinct from 'object')) then
+        perform pgflow._raise_invalid(format(
+          '%s: step %L: shape %s must be {"defined": false} or {"defined": true, "value": <object>}, got %s',
+          v_what, v_step ->> 'slug', v_key, v_step -> v_key));
+      end if;
+    end loop;
   end loop;
 end;
 $$;
 
+-- A shape step's condition with the defaults filled in: {"whenUnmet",
+-- "whenExhausted", "requiredInputPattern", "forbiddenInputPattern"}, a pattern
+-- being its value or JSON null.
+create or replace function pgflow._shape_step_condition(p_step jsonb)
+returns jsonb
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select jsonb_build_object(
+    'whenUnmet', coalesce(p_step ->> 'whenUnmet', 'skip'),
+    'whenExhausted', coalesce(p_step ->> 'whenExhausted', 'fail'),
+    'requiredInputPattern', case when (p_step -> 'requiredInputPattern' ->> 'defined')::boolean
+                                 then p_step -> 'requiredInputPattern' -> 'value' else 'null' end,
+    'forbiddenInputPattern', case when (p_step -> 'forbiddenInputPattern' ->> 'defined')::boolean
+                                  then p_step -> 'forbiddenInputPattern' -> 'value' else 'null' end);
+$$;
+
 -- Structural differences between the code's shape and the database's, in
 -- words, compared by position as pgflow does: step count, the slug at each
--- index, step type and dependencies. Options are not structure. Empty when equal.
+-- index, step type, dependencies and condition. Options are not structure.
+-- Empty when equal.
 create or replace function pgflow._compare_flow_shapes(p_local jsonb, p_db jsonb)
 returns text[]
 language plpgsql
@@ -140,6 +181,9 @@ declare
   v_db jsonb;
   v_local_deps text[];
   v_db_deps text[];
+  v_local_condition jsonb;
+  v_db_condition jsonb;
+  v_key text;
 begin
   if v_local_count <> v_db_count then
     v_diffs := v_diffs || format('step count: code has %s, database has %s', v_local_count, v_db_count);
@@ -172,6 +216,14 @@ begin
       v_diffs := v_diffs || format('step at index %s (%L): code depends on [%s], database on [%s]',
         v_index, v_local ->> 'slug', array_to_string(v_local_deps, ', '), array_to_string(v_db_deps, ', '));
     end if;
+    v_local_condition := pgflow._shape_step_condition(v_local);
+    v_db_condition := pgflow._shape_step_condition(v_db);
+    foreach v_key in array array['whenUnmet', 'whenExhausted', 'requiredInputPattern', 'forbiddenInputPattern'] loop
+      if (v_local_condition -> v_key) is distinct from (v_db_condition -> v_key) then
+        v_diffs := v_diffs || format('step at index %s (%L): code has %s %s, database has %s',
+          v_index, v_local ->> 'slug', v_key, v_local_condition -> v_key, v_db_condition -> v_key);
+      end if;
+    end loop;
   end loop;
   return v_diffs;
 end;
@@ -185,6 +237,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_step jsonb;
+  v_condition jsonb;
 begin
   perform pgflow.create_flow(
     flow_slug => p_flow_slug,
@@ -194,6 +247,7 @@ begin
   for v_step in
     select e.value from jsonb_array_elements(p_shape -> 'steps') with ordinality as e(value, ord) order by e.ord
   loop
+    v_condition := pgflow._shape_step_condition(v_step);
     perform pgflow.add_step(
       flow_slug => p_flow_slug,
       step_slug => v_step ->> 'slug',
@@ -202,7 +256,11 @@ begin
       base_delay => (v_step -> 'options' ->> 'baseDelay')::int,
       timeout => (v_step -> 'options' ->> 'timeout')::int,
       start_delay => (v_step -> 'options' ->> 'startDelay')::int,
-      step_type => v_step ->> 'stepType');
+      step_type => v_step ->> 'stepType',
+      required_input_pattern => nullif(v_condition -> 'requiredInputPattern', 'null'),
+      forbidden_input_pattern => nullif(v_condition -> 'forbiddenInputPattern', 'null'),
+      when_unmet => v_condition ->> 'whenUnmet',
+      when_exhausted => v_condition ->> 'whenExhausted');
   end loop;
 end;
 $$;

@@ -157,6 +157,15 @@ begin
     order by s.step_index
     for update of ss
   loop
+    -- A step that failed before it had tasks (its condition with when_unmet
+    -- 'fail') goes back to waiting: start_ready_steps tests the condition again.
+    if not exists (select 1 from pgflow.step_tasks t
+                   where t.run_id = v_run.run_id and t.step_slug = v_step.step_slug) then
+      update pgflow.step_states
+         set status = 'created', failed_at = null, cancelled_at = null, error_message = null
+       where run_id = v_run.run_id and step_slug = v_step.step_slug;
+      continue;
+    end if;
     select array_agg(t.task_index order by t.task_index),
            array_agg(t.message_id) filter (where t.message_id is not null)
       into v_indexes, v_old_msgs

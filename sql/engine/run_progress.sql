@@ -127,7 +127,11 @@ declare
   v_step record;
   v_state pgflow.step_states;
 begin
-  perform pgflow.cascade_complete_taskless_steps(start_ready_steps.run_id);
+  -- Conditions first (sql/engine/step_conditions.sql): a step may be skipped,
+  -- or fail the run, instead of starting.
+  if not pgflow._settle_ready_steps(start_ready_steps.run_id) then
+    return;
+  end if;
 
   for v_step in
     select ss.flow_slug, ss.step_slug, ss.initial_tasks, coalesce(s.opt_start_delay, 0) as start_delay
@@ -169,7 +173,8 @@ begin
 end;
 $$;
 
--- Completes the run when no step remains; its output holds every leaf step's output.
+-- Completes the run when no step remains; its output holds every leaf step's
+-- output (a skipped leaf is left out).
 create or replace function pgflow.maybe_complete_run(run_id uuid)
 returns void
 language plpgsql
@@ -189,7 +194,10 @@ begin
            where s.flow_slug = r.flow_slug
              and not exists (
                select 1 from pgflow.deps d
-               where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug))
+               where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug)
+             and not exists (
+               select 1 from pgflow.step_states ss
+               where ss.run_id = r.run_id and ss.step_slug = s.step_slug and ss.status = 'skipped'))
    where r.run_id = maybe_complete_run.run_id and r.status = 'started' and r.remaining_steps = 0
   returning * into v_run;
 

@@ -39,6 +39,48 @@ drop function pgflow.ensure_workers(interval);
 drop function pgflow.prune_data_older_than(interval);
 
 ------------------------------------------------------------------------------
+-- Step conditions and skips (pgflow 0.14). Placed before the takeover below,
+-- which copies pgflow's condition columns and skipped step states.
+------------------------------------------------------------------------------
+
+-- A step runs only when its input contains required_input_pattern and does not
+-- contain forbidden_input_pattern (jsonb @>); when_unmet decides what an unmet
+-- condition does, when_exhausted what a task out of attempts does.
+alter table pgflow.steps
+  add column if not exists required_input_pattern jsonb,
+  add column if not exists forbidden_input_pattern jsonb,
+  add column if not exists when_unmet text not null default 'skip',
+  add column if not exists when_exhausted text not null default 'fail',
+  drop constraint if exists steps_required_input_pattern_is_object,
+  add constraint steps_required_input_pattern_is_object
+    check (required_input_pattern is null or jsonb_typeof(required_input_pattern) = 'object'),
+  drop constraint if exists steps_forbidden_input_pattern_is_object,
+  add constraint steps_forbidden_input_pattern_is_object
+    check (forbidden_input_pattern is null or jsonb_typeof(forbidden_input_pattern) = 'object'),
+  drop constraint if exists steps_when_unmet_is_known,
+  add constraint steps_when_unmet_is_known check (when_unmet in ('fail', 'skip', 'skip-cascade')),
+  drop constraint if exists steps_when_exhausted_is_known,
+  add constraint steps_when_exhausted_is_known check (when_exhausted in ('fail', 'skip', 'skip-cascade'));
+
+-- A skipped step never runs (or stops running): skip_reason says why.
+alter table pgflow.step_states
+  add column if not exists skip_reason text,
+  add column if not exists skipped_at timestamptz,
+  drop constraint if exists step_states_status_is_known,
+  add constraint step_states_status_is_known
+    check (status in ('created', 'started', 'completed', 'failed', 'cancelled', 'skipped')),
+  drop constraint if exists step_states_skip_reason_matches,
+  add constraint step_states_skip_reason_matches check (
+    (status = 'skipped') = (skip_reason is not null)
+    and (status = 'skipped') = (skipped_at is not null)),
+  drop constraint if exists step_states_skip_reason_is_known,
+  add constraint step_states_skip_reason_is_known
+    check (skip_reason in ('condition_unmet', 'handler_failed', 'dependency_skipped'));
+
+-- add_step gains pgflow 0.14's named arguments (recreated by the engine file).
+drop function if exists pgflow.add_step(text, text, text[], int, int, int, int, text);
+
+------------------------------------------------------------------------------
 -- Taking over a pgflow installation
 ------------------------------------------------------------------------------
 
@@ -58,27 +100,10 @@ revoke all on pgflow.switch_grants from public;
 do $$
 declare
   v_old oid := to_regnamespace('pgflow_pre_edgeflow');
-  v_has_conditions boolean;
   v_blockers text;
-  v_found int;
 begin
   if v_old is null then
     return;
-  end if;
-
-  -- Step conditions (pgflow 0.14) have no counterpart here: refuse rather than
-  -- run such flows differently.
-  if exists (select 1 from information_schema.columns
-             where table_schema = 'pgflow_pre_edgeflow' and table_name = 'steps'
-               and column_name = 'when_exhausted') then
-    execute 'select string_agg(distinct flow_slug, '', '') from pgflow_pre_edgeflow.steps
-             where when_exhausted <> ''fail'' or required_input_pattern is not null
-                or forbidden_input_pattern is not null'
-      into v_blockers;
-    if v_blockers is not null then
-      raise exception 'edgeflow cannot take over pgflow: flows % use step conditions, which edgeflow does not support', v_blockers
-        using hint = 'Remove the conditions from those flows (or delete them) in pgflow first, then migrate again.';
-    end if;
   end if;
 
   create temporary table pg_temp.switch_columns on commit drop as
@@ -96,16 +121,21 @@ begin
 
   execute format($sql$
     insert into pgflow.steps (flow_slug, step_slug, step_type, step_index, deps_count,
-                              opt_max_attempts, opt_base_delay, opt_timeout, opt_start_delay, created_at)
+                              opt_max_attempts, opt_base_delay, opt_timeout, opt_start_delay, created_at,
+                              required_input_pattern, forbidden_input_pattern, when_unmet, when_exhausted)
     select s.flow_slug, s.step_slug, s.step_type, s.step_index, s.deps_count,
            least(greatest(s.opt_max_attempts, {{MIN_MAX_ATTEMPTS}}), {{MAX_MAX_ATTEMPTS}}),
            least(greatest(s.opt_base_delay, {{MIN_BASE_DELAY}}), {{MAX_BASE_DELAY}}),
            least(greatest(s.opt_timeout, {{MIN_TIMEOUT}}), {{MAX_TIMEOUT}}),
            least(greatest(%s, {{MIN_START_DELAY}}), {{MAX_START_DELAY}}),
-           s.created_at
+           s.created_at, %s
     from pgflow_pre_edgeflow.steps s$sql$,
     case when exists (select 1 from pg_temp.switch_columns where table_name = 'steps' and column_name = 'opt_start_delay')
-         then 's.opt_start_delay' else 'null::int' end);
+         then 's.opt_start_delay' else 'null::int' end,
+    -- Step conditions arrived in pgflow 0.14.
+    case when exists (select 1 from pg_temp.switch_columns where table_name = 'steps' and column_name = 'when_exhausted')
+         then 's.required_input_pattern, s.forbidden_input_pattern, s.when_unmet, s.when_exhausted'
+         else 'null::jsonb, null::jsonb, ''skip'', ''fail''' end);
 
   insert into pgflow.deps (flow_slug, dep_slug, step_slug, created_at)
   select d.flow_slug, d.dep_slug, d.step_slug, d.created_at from pgflow_pre_edgeflow.deps d;
@@ -118,18 +148,12 @@ begin
          r.started_at, r.completed_at, r.failed_at
   from pgflow_pre_edgeflow.runs r;
 
-  execute 'select 1 from pgflow_pre_edgeflow.step_states where status not in (''created'', ''started'', ''completed'', ''failed'') limit 1'
-    into v_found;
-  if v_found is not null then
-    raise exception 'edgeflow cannot take over pgflow: some step states are skipped (step conditions), which edgeflow does not support'
-      using hint = 'Delete those runs (or their flows) in pgflow first, then migrate again.';
-  end if;
-
   execute format($sql$
     insert into pgflow.step_states (flow_slug, run_id, step_slug, status, remaining_deps, initial_tasks,
-                                    remaining_tasks, error_message, created_at, started_at, completed_at, failed_at)
+                                    remaining_tasks, error_message, created_at, started_at, completed_at, failed_at,
+                                    skip_reason, skipped_at)
     select ss.flow_slug, ss.run_id, ss.step_slug, ss.status, ss.remaining_deps, %s,
-           ss.remaining_tasks, %s, ss.created_at, ss.started_at, ss.completed_at, ss.failed_at
+           ss.remaining_tasks, %s, ss.created_at, ss.started_at, ss.completed_at, ss.failed_at, %s
     from pgflow_pre_edgeflow.step_states ss
     join pgflow_pre_edgeflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug$sql$,
     case when exists (select 1 from pg_temp.switch_columns where table_name = 'step_states' and column_name = 'initial_tasks')
@@ -137,7 +161,9 @@ begin
          -- Before map steps every step had one task.
          else 'case when ss.status = ''created'' then 1 else coalesce(ss.remaining_tasks, 1) end' end,
     case when exists (select 1 from pg_temp.switch_columns where table_name = 'step_states' and column_name = 'error_message')
-         then 'ss.error_message' else 'null::text' end);
+         then 'ss.error_message' else 'null::text' end,
+    case when exists (select 1 from pg_temp.switch_columns where table_name = 'step_states' and column_name = 'skip_reason')
+         then 'ss.skip_reason, ss.skipped_at' else 'null::text, null::timestamptz' end);
 
   execute format($sql$
     insert into pgflow.step_tasks (flow_slug, run_id, step_slug, message_id, task_index, status, attempts_count,
@@ -274,7 +300,7 @@ alter table pgflow.step_states
   add column if not exists cancelled_at timestamptz,
   drop constraint if exists step_states_status_is_known,
   add constraint step_states_status_is_known
-    check (status in ('created', 'started', 'completed', 'failed', 'cancelled'));
+    check (status in ('created', 'started', 'completed', 'failed', 'cancelled', 'skipped'));
 
 alter table pgflow.step_tasks
   add column if not exists cancelled_at timestamptz,

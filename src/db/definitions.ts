@@ -1,6 +1,6 @@
 /** Typed calls for defining flows: create_flow, add_step, is_valid_slug. */
 import type { Sql } from "./connect.ts";
-import type { FlowRow, StepRow, StepType } from "./types.ts";
+import type { FlowRow, Json, StepRow, StepType, WhenMode } from "./types.ts";
 
 export interface CreateFlowArgs {
   flowSlug: string;
@@ -28,6 +28,12 @@ export interface AddStepArgs {
   timeout?: number;
   startDelay?: number;
   stepType?: StepType;
+  /** The step runs only when its input contains this JSON object (pgflow 0.14). */
+  requiredInputPattern?: { [key: string]: Json };
+  /** The step runs only when its input does not contain this JSON object. */
+  forbiddenInputPattern?: { [key: string]: Json };
+  whenUnmet?: WhenMode;
+  whenExhausted?: WhenMode;
 }
 
 export async function addStep(sql: Sql, args: AddStepArgs): Promise<StepRow> {
@@ -40,7 +46,15 @@ export async function addStep(sql: Sql, args: AddStepArgs): Promise<StepRow> {
       base_delay => ${args.baseDelay ?? null}::int,
       timeout => ${args.timeout ?? null}::int,
       start_delay => ${args.startDelay ?? null}::int,
-      step_type => ${args.stepType ?? "single"})`;
+      step_type => ${args.stepType ?? "single"},
+      required_input_pattern => ${
+    args.requiredInputPattern === undefined ? null : JSON.stringify(args.requiredInputPattern)
+  }::text::jsonb,
+      forbidden_input_pattern => ${
+    args.forbiddenInputPattern === undefined ? null : JSON.stringify(args.forbiddenInputPattern)
+  }::text::jsonb,
+      when_unmet => ${args.whenUnmet ?? "skip"},
+      when_exhausted => ${args.whenExhausted ?? "fail"})`;
   return row;
 }
 

@@ -4,7 +4,11 @@
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
 export type RunStatus = "started" | "completed" | "failed" | "cancelled";
-export type StepStatus = "created" | "started" | "completed" | "failed" | "cancelled";
+export type StepStatus = "created" | "started" | "completed" | "failed" | "cancelled" | "skipped";
+/** Why a step was skipped (pgflow 0.14). */
+export type SkipReason = "condition_unmet" | "handler_failed" | "dependency_skipped";
+/** What an unmet condition or a task out of attempts does to its step. */
+export type WhenMode = "fail" | "skip" | "skip-cascade";
 export type TaskStatus = "queued" | "started" | "completed" | "failed" | "cancelled";
 export type StepType = "single" | "map";
 
@@ -26,6 +30,10 @@ export interface StepRow {
   opt_base_delay: number | null;
   opt_timeout: number | null;
   opt_start_delay: number | null;
+  required_input_pattern: Json | null;
+  forbidden_input_pattern: Json | null;
+  when_unmet: WhenMode;
+  when_exhausted: WhenMode;
   created_at: Date;
 }
 
@@ -58,6 +66,8 @@ export interface StepStateRow {
   completed_at: Date | null;
   failed_at: Date | null;
   cancelled_at: Date | null;
+  skip_reason: SkipReason | null;
+  skipped_at: Date | null;
 }
 
 export interface StepTaskRow {

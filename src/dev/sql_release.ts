@@ -35,6 +35,7 @@ export const ENGINE_FILES = [
   "start_flow.sql",
   "claiming.sql",
   "failure_and_retry.sql",
+  "step_conditions.sql",
   "stall_recovery.sql",
   "completion.sql",
   "run_operations.sql",

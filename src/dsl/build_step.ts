@@ -2,12 +2,13 @@
  * Run-time validation of one new step against the steps already defined: the same rules
  * the types enforce, for JavaScript callers and slugs only known at run time.
  */
+import { CONDITION_KEYS, resolveCondition } from "./conditions.ts";
 import { FlowDefinitionError } from "./errors.ts";
 import { resolveStepOptions } from "./options.ts";
 import { describe, RESERVED_SLUG, slugProblem } from "./slug.ts";
 import type { DeclaredWith, StepDefinition } from "./step_definition.ts";
 
-const OPTION_KEYS = ["maxAttempts", "baseDelay", "timeout", "startDelay"];
+const OPTION_KEYS = ["maxAttempts", "baseDelay", "timeout", "startDelay", ...CONDITION_KEYS];
 const KEYS: Record<DeclaredWith, readonly string[]> = {
   step: ["slug", "dependsOn", ...OPTION_KEYS],
   array: ["slug", "dependsOn", ...OPTION_KEYS],
@@ -99,6 +100,7 @@ export function buildStep(
     declaredWith,
     dependencies: Object.freeze(dependencies),
     options: resolveStepOptions(flowSlug, slug, fields),
+    condition: resolveCondition(flowSlug, slug, fields),
     handler: handler as StepDefinition["handler"],
   });
 }

@@ -1,5 +1,6 @@
 /** The immutable, typed flow builder. */
 import { buildStep, rejectUnknownKeys } from "./build_step.ts";
+import type { ContainmentPattern, WhenMode } from "./conditions.ts";
 import { FlowDefinitionError } from "./errors.ts";
 import type { Json } from "./json.ts";
 import { type FlowOptions, resolveFlowOptions, type StepOptions } from "./options.ts";
@@ -7,12 +8,14 @@ import { describe, slugProblem } from "./slug.ts";
 import type { StepDefinition, StepHandler } from "./step_definition.ts";
 import type {
   AddStep,
+  ConditionInput,
   ElementOf,
   MapSource,
   MapSourceCheck,
   NoSteps,
   OutputCheck,
   SingleStepInput,
+  SkipFlags,
   SlugCheck,
   StepMap,
 } from "./types.ts";
@@ -22,19 +25,61 @@ export interface FlowConfig extends FlowOptions {
   slug: string;
 }
 
+/**
+ * Condition options with their types as given (`TIf`, `TIfNot` are the patterns, or
+ * `undefined` when absent), so the flow's types know which steps may be skipped.
+ */
+export interface TypedConditionOptions<
+  TIf = undefined,
+  TIfNot = undefined,
+  TUnmet extends WhenMode = "skip",
+  TExhausted extends WhenMode = "fail",
+> {
+  /**
+   * Run only when the input contains this pattern: the flow input for a root step,
+   * `{ <dep>: <output> }` of its dependencies otherwise.
+   */
+  if?: TIf;
+  /** Run only when the input does not contain this pattern. */
+  ifNot?: TIfNot;
+  /** What an unmet condition does: `fail` the run, `skip` the step (default), `skip-cascade`. */
+  whenUnmet?: TUnmet;
+  /** What a task out of attempts does: `fail` the run (default), `skip`, `skip-cascade`. */
+  whenExhausted?: TExhausted;
+}
+
 /** Options of `.step()` and `.array()`. */
-export interface SingleStepConfig<TSlug extends string, TDeps extends string> extends StepOptions {
+export interface SingleStepConfig<
+  TSlug extends string,
+  TDeps extends string,
+  TIf = undefined,
+  TIfNot = undefined,
+  TUnmet extends WhenMode = "skip",
+  TExhausted extends WhenMode = "fail",
+> extends StepOptions, TypedConditionOptions<TIf, TIfNot, TUnmet, TExhausted> {
   slug: TSlug;
   /** Steps whose outputs this step needs; each must be defined before it. */
   dependsOn?: readonly TDeps[];
 }
 
 /** Options of `.map()`. */
-export interface MapStepConfig<TSlug extends string, TSource extends string> extends StepOptions {
+export interface MapStepConfig<
+  TSlug extends string,
+  TSource extends string,
+  TIf = undefined,
+  TIfNot = undefined,
+  TUnmet extends WhenMode = "skip",
+  TExhausted extends WhenMode = "fail",
+> extends StepOptions, TypedConditionOptions<TIf, TIfNot, TUnmet, TExhausted> {
   slug: TSlug;
   /** The step whose array output is mapped; omit it to map over the flow input. */
   array?: TSource;
 }
+
+/** A pattern for a step's condition input, or `undefined` (no condition). */
+type PatternFor<TInput, TSteps extends StepMap, TDeps extends string> =
+  | ContainmentPattern<ConditionInput<TInput, TSteps, TDeps>>
+  | undefined;
 
 /**
  * What code that runs or compiles flows needs, without the builder's type parameters:
@@ -110,19 +155,34 @@ export class Flow<TInput = Json, TSteps extends StepMap = NoSteps> implements An
    * A step with one task. Its handler gets `{ run: <flow input>, <dep>: <dep output>, ... }`
    * for exactly the steps in `dependsOn`.
    */
-  step<TSlug extends string, TDeps extends keyof TSteps & string = never, TOutput = never>(
-    config: SingleStepConfig<TSlug, TDeps> & SlugCheck<TSlug, TSteps>,
+  step<
+    TSlug extends string,
+    TDeps extends keyof TSteps & string = never,
+    TOutput = never,
+    TIf extends PatternFor<TInput, TSteps, TDeps> = undefined,
+    TIfNot extends PatternFor<TInput, TSteps, TDeps> = undefined,
+    TUnmet extends WhenMode = "skip",
+    TExhausted extends WhenMode = "fail",
+  >(
+    config:
+      & SingleStepConfig<TSlug, TDeps, TIf, TIfNot, TUnmet, TExhausted>
+      & SlugCheck<TSlug, TSteps>,
     handler:
       & StepHandler<SingleStepInput<TInput, TSteps, TDeps>, TOutput>
       & OutputCheck<TOutput>,
   ): Flow<
     TInput,
-    AddStep<TSteps, TSlug, {
-      input: SingleStepInput<TInput, TSteps, TDeps>;
-      handlerOutput: TOutput;
-      output: TOutput;
-      dependencies: TDeps;
-    }>
+    AddStep<
+      TSteps,
+      TSlug,
+      & {
+        input: SingleStepInput<TInput, TSteps, TDeps>;
+        handlerOutput: TOutput;
+        output: TOutput;
+        dependencies: TDeps;
+      }
+      & SkipFlags<TSteps, TDeps, TIf, TIfNot, TUnmet, TExhausted>
+    >
   > {
     return this.#with(buildStep(this.#slug, this.#steps, "step", config, handler));
   }
@@ -132,19 +192,30 @@ export class Flow<TInput = Json, TSteps extends StepMap = NoSteps> implements An
     TSlug extends string,
     TDeps extends keyof TSteps & string = never,
     TOutput extends readonly unknown[] = never,
+    TIf extends PatternFor<TInput, TSteps, TDeps> = undefined,
+    TIfNot extends PatternFor<TInput, TSteps, TDeps> = undefined,
+    TUnmet extends WhenMode = "skip",
+    TExhausted extends WhenMode = "fail",
   >(
-    config: SingleStepConfig<TSlug, TDeps> & SlugCheck<TSlug, TSteps>,
+    config:
+      & SingleStepConfig<TSlug, TDeps, TIf, TIfNot, TUnmet, TExhausted>
+      & SlugCheck<TSlug, TSteps>,
     handler:
       & StepHandler<SingleStepInput<TInput, TSteps, TDeps>, TOutput>
       & OutputCheck<TOutput>,
   ): Flow<
     TInput,
-    AddStep<TSteps, TSlug, {
-      input: SingleStepInput<TInput, TSteps, TDeps>;
-      handlerOutput: TOutput;
-      output: TOutput;
-      dependencies: TDeps;
-    }>
+    AddStep<
+      TSteps,
+      TSlug,
+      & {
+        input: SingleStepInput<TInput, TSteps, TDeps>;
+        handlerOutput: TOutput;
+        output: TOutput;
+        dependencies: TDeps;
+      }
+      & SkipFlags<TSteps, TDeps, TIf, TIfNot, TUnmet, TExhausted>
+    >
   > {
     return this.#with(buildStep(this.#slug, this.#steps, "array", config, handler));
   }
@@ -154,9 +225,17 @@ export class Flow<TInput = Json, TSteps extends StepMap = NoSteps> implements An
    * named by `array`. Each task gets only its element; the step's output is the array of the
    * tasks' outputs, in order.
    */
-  map<TSlug extends string, TSource extends keyof TSteps & string = never, TOutput = never>(
+  map<
+    TSlug extends string,
+    TSource extends keyof TSteps & string = never,
+    TOutput = never,
+    TIf extends PatternFor<TInput, TSteps, TSource> = undefined,
+    TIfNot extends PatternFor<TInput, TSteps, TSource> = undefined,
+    TUnmet extends WhenMode = "skip",
+    TExhausted extends WhenMode = "fail",
+  >(
     config:
-      & MapStepConfig<TSlug, TSource>
+      & MapStepConfig<TSlug, TSource, TIf, TIfNot, TUnmet, TExhausted>
       & SlugCheck<TSlug, TSteps>
       & MapSourceCheck<TInput, TSteps, TSource>,
     handler:
@@ -164,12 +243,17 @@ export class Flow<TInput = Json, TSteps extends StepMap = NoSteps> implements An
       & OutputCheck<TOutput>,
   ): Flow<
     TInput,
-    AddStep<TSteps, TSlug, {
-      input: ElementOf<MapSource<TInput, TSteps, TSource>>;
-      handlerOutput: TOutput;
-      output: TOutput[];
-      dependencies: TSource;
-    }>
+    AddStep<
+      TSteps,
+      TSlug,
+      & {
+        input: ElementOf<MapSource<TInput, TSteps, TSource>>;
+        handlerOutput: TOutput;
+        output: TOutput[];
+        dependencies: TSource;
+      }
+      & SkipFlags<TSteps, TSource, TIf, TIfNot, TUnmet, TExhausted>
+    >
   > {
     return this.#with(buildStep(this.#slug, this.#steps, "map", config, handler));
   }

@@ -4,6 +4,8 @@
  * structure only (steps, types, dependencies), options being tunable in the database.
  */
 import type { AnyFlow } from "./flow.ts";
+import { CONDITION_DEFAULTS, type WhenMode } from "./conditions.ts";
+import type { Json } from "./json.ts";
 import type { StepType } from "./step_definition.ts";
 import { stepsInOrder } from "./steps_in_order.ts";
 
@@ -19,9 +21,17 @@ export interface StepShape {
   stepType: StepType;
   /** Sorted in code-unit order (JS default sort), so declaration order does not matter. */
   dependencies: string[];
+  /** pgflow 0.14's condition keys, each left out at its default (as the SQL core's shape does). */
+  whenUnmet?: WhenMode;
+  whenExhausted?: WhenMode;
+  requiredInputPattern?: PatternShape;
+  forbiddenInputPattern?: PatternShape;
   /** The options the step sets; left out (as pgflow does) where it inherits the flow's. */
   options?: StepShapeOptions;
 }
+
+/** pgflow's encoding of an optional pattern. */
+export type PatternShape = { defined: false } | { defined: true; value: Json };
 
 export interface StepShapeOptions {
   maxAttempts?: number;
@@ -46,6 +56,28 @@ export function flowShape(flow: AnyFlow): FlowShape {
         stepType: step.stepType,
         dependencies: [...step.dependencies].sort(),
       };
+      const condition = step.condition ?? {};
+      if ((condition.whenUnmet ?? CONDITION_DEFAULTS.whenUnmet) !== CONDITION_DEFAULTS.whenUnmet) {
+        shape.whenUnmet = condition.whenUnmet;
+      }
+      if (
+        (condition.whenExhausted ?? CONDITION_DEFAULTS.whenExhausted) !==
+          CONDITION_DEFAULTS.whenExhausted
+      ) {
+        shape.whenExhausted = condition.whenExhausted;
+      }
+      if (condition.if) {
+        shape.requiredInputPattern = {
+          defined: true,
+          value: structuredClone(condition.if) as Json,
+        };
+      }
+      if (condition.ifNot) {
+        shape.forbiddenInputPattern = {
+          defined: true,
+          value: structuredClone(condition.ifNot) as Json,
+        };
+      }
       if (Object.keys(options).length) shape.options = options;
       return shape;
     }),

@@ -14,9 +14,22 @@ type LeafSlugs<TSteps extends StepMap> = Exclude<
 /** What `start_flow` must be given. */
 export type FlowInput<F> = F extends Flow<infer TInput, infer _Steps> ? TInput : never;
 
-/** A completed run's output: `{ <leaf slug>: <leaf output> }`. */
+/** Leaves that may be skipped: the run's output leaves them out. */
+type SkippableLeaf<TSteps extends StepMap, K extends keyof TSteps> = true extends
+  (TSteps[K]["skippedAlone"] | TSteps[K]["skippedWithDependents"]) ? true : false;
+
+/** A completed run's output: `{ <leaf slug>: <leaf output> }`, skippable leaves optional. */
 export type FlowOutput<F> = Simplify<
-  { [K in LeafSlugs<StepsOf<F>>]: StepsOf<F>[K]["output"] }
+  & {
+    [K in LeafSlugs<StepsOf<F>> as SkippableLeaf<StepsOf<F>, K> extends true ? never : K]: StepsOf<
+      F
+    >[K]["output"];
+  }
+  & {
+    [K in LeafSlugs<StepsOf<F>> as SkippableLeaf<StepsOf<F>, K> extends true ? K : never]?: StepsOf<
+      F
+    >[K]["output"];
+  }
 >;
 
 /** What a step's handler receives (a map step: one element). */

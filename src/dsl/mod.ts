@@ -6,7 +6,16 @@ export {
   isFlow,
   type MapStepConfig,
   type SingleStepConfig,
+  type TypedConditionOptions,
 } from "./flow.ts";
+export {
+  CONDITION_DEFAULTS,
+  type ConditionOptions,
+  type ContainmentPattern,
+  type StepCondition,
+  WHEN_MODES,
+  type WhenMode,
+} from "./conditions.ts";
 export type { RawMessage, StepContext, StepTask } from "./context.ts";
 export { FlowDefinitionError } from "./errors.ts";
 export type { FlowInput, FlowOutput, StepInput, StepOutput } from "./infer.ts";

@@ -1,4 +1,5 @@
 /** The run-time description of one step, as `flow.getStep(slug)` returns it. */
+import type { StepCondition } from "./conditions.ts";
 import type { StepContext } from "./context.ts";
 import type { StepOptions } from "./options.ts";
 
@@ -22,6 +23,8 @@ export interface StepDefinition<TInput = unknown, TOutput = unknown> {
   readonly dependencies: readonly string[];
   /** Only the options set on the step; unset ones are inherited from the flow. */
   readonly options: Readonly<StepOptions>;
+  /** Only the condition options set on the step (`if`, `ifNot`, `whenUnmet`, `whenExhausted`). */
+  readonly condition?: Readonly<StepCondition>;
   /**
    * Method syntax on purpose: its parameters are compared bivariantly, so a fully typed
    * definition is still assignable to `StepDefinition<unknown, unknown>` (what the worker

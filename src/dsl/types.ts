@@ -2,6 +2,7 @@
  * Type-level bookkeeping of the builder: what each step takes and returns, and the checks
  * that turn definition mistakes into compile errors where TypeScript can see them.
  */
+import type { WhenMode } from "./conditions.ts";
 import type { IsJson } from "./json.ts";
 
 /** What the type system records about one step. */
@@ -14,6 +15,10 @@ export interface StepTypes {
   output: unknown;
   /** Slugs of the steps it depends on, as a union (`never` for a root step). */
   dependencies: string;
+  /** `true` when it may be skipped while its dependents run: it is an optional key of theirs. */
+  skippedAlone: boolean;
+  /** `true` when it may be skipped together with every step after it. */
+  skippedWithDependents: boolean;
 }
 
 export type StepMap = Record<string, StepTypes>;
@@ -24,10 +29,47 @@ export type NoSteps = Record<never, never>;
 /** Flattens intersections so editors show one object type. */
 export type Simplify<T> = { [K in keyof T]: T[K] };
 
-/** A single step's input: the flow input under `run` plus exactly its dependencies' outputs. */
+/**
+ * A single step's input: the flow input under `run` plus exactly its dependencies' outputs;
+ * a dependency that may be skipped alone is an optional key (absent when it was skipped).
+ */
 export type SingleStepInput<TInput, TSteps extends StepMap, TDeps extends string> = Simplify<
-  { run: TInput } & { [K in TDeps]: TSteps[K]["output"] }
+  & { run: TInput }
+  & { [K in TDeps as true extends TSteps[K]["skippedAlone"] ? never : K]: TSteps[K]["output"] }
+  & { [K in TDeps as true extends TSteps[K]["skippedAlone"] ? K : never]?: TSteps[K]["output"] }
 >;
+
+/** What a step's condition is tested against: the flow input for a root step, else its dependencies' outputs. */
+export type ConditionInput<TInput, TSteps extends StepMap, TDeps extends string> = [TDeps] extends
+  [never] ? TInput
+  : { [K in TDeps]: TSteps[K]["output"] };
+
+/** Whether a step with these condition options may be skipped, and how. */
+export interface SkipFlags<
+  TSteps extends StepMap,
+  TDeps extends string,
+  TIf,
+  TIfNot,
+  TUnmet extends WhenMode,
+  TExhausted extends WhenMode,
+> {
+  skippedAlone: Or<
+    And<HasCondition<TIf, TIfNot>, "skip" extends TUnmet ? true : false>,
+    "skip" extends TExhausted ? true : false
+  >;
+  skippedWithDependents: Or<
+    Or<
+      And<HasCondition<TIf, TIfNot>, "skip-cascade" extends TUnmet ? true : false>,
+      "skip-cascade" extends TExhausted ? true : false
+    >,
+    // A step after one skipped with its dependents is skipped too.
+    true extends TSteps[TDeps]["skippedWithDependents"] ? true : false
+  >;
+}
+
+type HasCondition<TIf, TIfNot> = [TIf, TIfNot] extends [undefined, undefined] ? false : true;
+type And<A extends boolean, B extends boolean> = A extends true ? B : false;
+type Or<A extends boolean, B extends boolean> = A extends true ? true : B;
 
 /** The array a map step iterates: the flow input for a root map, else its source's output. */
 export type MapSource<TInput, TSteps extends StepMap, TSource extends string> = [TSource] extends
@@ -58,6 +100,8 @@ interface UnknownStep {
   handlerOutput: unknown;
   output: unknown;
   dependencies: string;
+  skippedAlone: false;
+  skippedWithDependents: false;
 }
 
 type Letter =
