@@ -111,12 +111,17 @@ dbTest(
 );
 
 // search_path of every function: tests/pg_temp_escalation_test.ts.
-dbTest("only the three client entry points are security definers", async ({ sql }) => {
+dbTest("only the client entry points are security definers", async ({ sql }) => {
   const rows = await sql`
     select p.proname, p.prosecdef
     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
     where n.nspname = 'pgflow' order by p.proname`;
   assert.ok(rows.length > 10);
   const definers = rows.filter((r) => r.prosecdef).map((r) => r.proname);
-  assert.deepEqual(definers, ["get_run_with_states", "start_flow", "start_flow_with_states"]);
+  assert.deepEqual(definers, [
+    "get_run_with_states",
+    "start_flow",
+    "start_flow_with_states",
+    "start_flows",
+  ]);
 });

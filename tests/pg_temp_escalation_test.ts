@@ -25,6 +25,8 @@ const DEFINER_CALLS: Record<string, string> = {
   "pgflow.start_flow_with_states(text,jsonb,uuid)":
     "select pgflow.start_flow_with_states('sec', '{}'::pg_catalog.jsonb)",
   "pgflow.get_run_with_states(uuid)": "select pgflow.get_run_with_states('$RUN'::pg_catalog.uuid)",
+  "pgflow.start_flows(text,jsonb[],uuid[])":
+    "select count(*) from pgflow.start_flows('sec', array['{}'::pg_catalog.jsonb, '{}'::pg_catalog.jsonb])",
 };
 
 /** The README's client grants, to the attacker. */
@@ -33,6 +35,7 @@ const CLIENT_GRANTS = `
   grant execute on function pgflow.start_flow(text, jsonb, uuid) to ${ATTACKER};
   grant execute on function pgflow.start_flow_with_states(text, jsonb, uuid) to ${ATTACKER};
   grant execute on function pgflow.get_run_with_states(uuid) to ${ATTACKER};
+  grant execute on function pgflow.start_flows(text, jsonb[], uuid[]) to ${ATTACKER};
   grant select on pgflow.runs, pgflow.step_states to ${ATTACKER};`;
 
 /**

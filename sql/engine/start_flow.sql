@@ -86,3 +86,149 @@ begin
   return pgflow.get_run_with_states(v_run_id);
 end;
 $$;
+
+-- Starts many runs of one flow set-based: one statement per table instead of one
+-- start_flow per run, one pgmq.send_batch per root step for all runs' tasks, one
+-- wake-up. Same rows, messages and events as start_flow once per input, in order.
+-- run_ids (optional) gives each run its id (a NULL element: generated). Returns
+-- the runs in input order. (An edgeflow extension; pgflow has no such call.)
+create or replace function pgflow.start_flows(flow_slug text, inputs jsonb[], run_ids uuid[] default null)
+returns setof pgflow.runs
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_what text := format('start_flows(%L)', start_flows.flow_slug);
+  v_count int := coalesce(cardinality(start_flows.inputs), 0);
+  v_now timestamptz := pgflow.now();
+  v_steps int;
+  v_root_map text;
+  v_bad int;
+  v_run_ids uuid[];
+  v_fast uuid[];
+  v_slow uuid[];
+  v_step record;
+  v_id uuid;
+begin
+  perform 1 from pgflow.flows where flow_slug = start_flows.flow_slug;
+  if not found then
+    perform pgflow._no_such(format('%s: flow %s does not exist', v_what,
+      coalesce(quote_literal(start_flows.flow_slug), 'NULL')));
+  end if;
+  if start_flows.inputs is null then
+    perform pgflow._raise_invalid(format('%s: inputs must not be NULL; pass an array of jsonb', v_what));
+  end if;
+  v_bad := array_position(start_flows.inputs, null);
+  if v_bad is not null then
+    perform pgflow._raise_invalid(format(
+      '%s: inputs[%s] is SQL NULL; pass ''null''::jsonb for a JSON null', v_what, v_bad));
+  end if;
+  if start_flows.run_ids is not null and cardinality(start_flows.run_ids) <> v_count then
+    perform pgflow._raise_invalid(format('%s: run_ids has %s elements but inputs has %s', v_what,
+      cardinality(start_flows.run_ids), v_count));
+  end if;
+  select count(*) into v_steps from pgflow.steps where flow_slug = start_flows.flow_slug;
+  if v_steps = 0 then
+    perform pgflow._raise_invalid(format('%s: the flow has no steps; add steps with pgflow.add_step', v_what));
+  end if;
+  select step_slug into v_root_map from pgflow.steps
+  where flow_slug = start_flows.flow_slug and step_type = 'map' and deps_count = 0
+  order by step_index limit 1;
+  if v_root_map is not null then
+    select u.ord into v_bad from unnest(start_flows.inputs) with ordinality u(input, ord)
+    where jsonb_typeof(u.input) <> 'array' order by u.ord limit 1;
+    if v_bad is not null then
+      perform pgflow._raise_invalid(format(
+        '%s: root map step %L maps over the flow input, which must be a JSON array; inputs[%s] is %s',
+        v_what, v_root_map, v_bad, jsonb_typeof(start_flows.inputs[v_bad])));
+    end if;
+  end if;
+  if v_count = 0 then
+    return;
+  end if;
+
+  v_run_ids := array(select coalesce(start_flows.run_ids[o], gen_random_uuid())
+                     from generate_series(1, v_count) o order by o);
+  begin
+    insert into pgflow.runs (run_id, flow_slug, input, remaining_steps, started_at)
+    select u.run_id, start_flows.flow_slug, u.input, v_steps, v_now
+    from unnest(v_run_ids, start_flows.inputs) u(run_id, input);
+  exception when unique_violation then
+    perform pgflow._raise_invalid(format('%s: a run with one of run_ids already exists, or run_ids repeats one',
+      v_what));
+  end;
+
+  insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at, initial_tasks)
+  select s.flow_slug, u.run_id, s.step_slug, s.deps_count, v_now,
+         case
+           when s.step_type = 'single' then 1
+           when s.deps_count = 0 then jsonb_array_length(u.input)
+         end
+  from unnest(v_run_ids, start_flows.inputs) u(run_id, input)
+  cross join pgflow.steps s
+  where s.flow_slug = start_flows.flow_slug;
+
+  perform pgflow._emit_run(u.run_id, 'started',
+    jsonb_build_object('flow_slug', start_flows.flow_slug, 'input', u.input,
+                       'remaining_steps', v_steps, 'started_at', v_now))
+  from unnest(v_run_ids, start_flows.inputs) u(run_id, input);
+
+  -- A root map over an empty array completes at once (and may complete the run):
+  -- those runs take start_flow's per-run path.
+  if v_root_map is not null then
+    v_slow := array(select u.run_id from unnest(v_run_ids, start_flows.inputs) u(run_id, input)
+                    where jsonb_array_length(u.input) = 0);
+  end if;
+  v_fast := array(select id from unnest(v_run_ids) id where not (id = any(coalesce(v_slow, '{}'))));
+
+  for v_step in
+    select s.step_slug, coalesce(s.opt_start_delay, 0) as start_delay
+    from pgflow.steps s
+    where s.flow_slug = start_flows.flow_slug and s.deps_count = 0
+    order by s.step_index
+  loop
+    update pgflow.step_states ss
+       set status = 'started', started_at = v_now, remaining_tasks = ss.initial_tasks
+     where ss.run_id = any(v_fast) and ss.step_slug = v_step.step_slug;
+
+    -- pgmq assigns ascending ids in array order, so the n-th smallest id is message n.
+    with wanted as (
+      select f.run_id, i as task_index, row_number() over (order by f.ord, i) as n
+      from unnest(v_fast) with ordinality f(run_id, ord)
+      join pgflow.step_states ss on ss.run_id = f.run_id and ss.step_slug = v_step.step_slug
+      cross join lateral generate_series(0, ss.initial_tasks - 1) i
+    ), sent as (
+      select b.msg_id, row_number() over (order by b.msg_id) as n
+      from pgmq.send_batch(start_flows.flow_slug,
+             array(select pgflow._task_message(start_flows.flow_slug, w.run_id, v_step.step_slug, w.task_index)
+                   from wanted w order by w.n),
+             v_step.start_delay) as b(msg_id)
+    )
+    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
+    select start_flows.flow_slug, w.run_id, v_step.step_slug, w.task_index, s.msg_id, v_now
+    from wanted w join sent s on s.n = w.n;
+
+    if v_step.start_delay = 0 and cardinality(v_fast) > 0 then
+      perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || start_flows.flow_slug, '');
+    end if;
+
+    perform pgflow._emit_step(ss.run_id, v_step.step_slug, 'started',
+      jsonb_build_object('remaining_tasks', ss.remaining_tasks, 'remaining_deps', ss.remaining_deps,
+                         'started_at', ss.started_at))
+    from unnest(v_fast) with ordinality f(run_id, ord)
+    join pgflow.step_states ss on ss.run_id = f.run_id and ss.step_slug = v_step.step_slug;
+  end loop;
+
+  foreach v_id in array coalesce(v_slow, '{}') loop
+    perform pgflow.start_ready_steps(v_id);
+    perform pgflow.maybe_complete_run(v_id);
+  end loop;
+
+  return query
+    select r.* from unnest(v_run_ids) with ordinality u(run_id, ord)
+    join pgflow.runs r on r.run_id = u.run_id
+    order by u.ord;
+end;
+$$;
