@@ -221,18 +221,26 @@ try {
     );
   }
 
+  console.log(
+    "\nTop statements by server time, edgeflow, one worker, one-step runs, default settings:",
+  );
+  for (const s of d.oneStep.topStatements?.slice(0, 8) ?? []) {
+    console.log(
+      `  ${f0(s.totalMs).padStart(6)} ms ${String(s.calls).padStart(6)} calls  ${s.query}`,
+    );
+  }
+
   const results = { commitRate, sqlApi, worker, latency: lat, quick };
   await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
   await Deno.writeTextFile(
     new URL("./results/bench.json", import.meta.url),
     JSON.stringify(results, null, 2),
   );
-  if (!quick) {
-    await Deno.writeTextFile(
-      new URL("../docs/bench.svg", import.meta.url),
-      renderChart({ latency: worker.latency, scaleOut: worker.scaleOut, commitRate }),
-    );
-  }
+  await Deno.mkdir(new URL("../docs/", import.meta.url), { recursive: true });
+  await Deno.writeTextFile(
+    new URL("../docs/bench.svg", import.meta.url),
+    renderChart({ latency: worker.latency, scaleOut: worker.scaleOut, commitRate }),
+  );
 } finally {
   await server.stop();
 }
