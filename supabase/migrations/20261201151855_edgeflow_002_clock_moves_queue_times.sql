@@ -782,14 +782,17 @@ begin
     v_input_length := jsonb_array_length(start_flow.input);
   end if;
 
-  begin
-    insert into pgflow.runs (run_id, flow_slug, input, remaining_steps, started_at)
-    values (coalesce(start_flow.run_id, gen_random_uuid()), start_flow.flow_slug, start_flow.input, v_steps,
-            pgflow.now())
-    returning * into v_run;
-  exception when unique_violation then
+  -- ON CONFLICT rather than an exception block: a block is a subtransaction, and
+  -- thousands of them in one statement (start_flow per row of a query) cost every
+  -- session of the server.
+  insert into pgflow.runs (run_id, flow_slug, input, remaining_steps, started_at)
+  values (coalesce(start_flow.run_id, gen_random_uuid()), start_flow.flow_slug, start_flow.input, v_steps,
+          pgflow.now())
+  on conflict (run_id) do nothing
+  returning * into v_run;
+  if v_run.run_id is null then
     perform pgflow._raise_invalid(format('%s: run %s already exists', v_what, start_flow.run_id));
-  end;
+  end if;
 
   insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at, initial_tasks)
   select s.flow_slug, v_run.run_id, s.step_slug, s.deps_count, v_run.started_at,
@@ -890,14 +893,18 @@ begin
 
   v_run_ids := array(select coalesce(start_flows.run_ids[o], gen_random_uuid())
                      from generate_series(1, v_count) o order by o);
-  begin
+  with inserted as (
     insert into pgflow.runs (run_id, flow_slug, input, remaining_steps, started_at)
     select u.run_id, start_flows.flow_slug, u.input, v_steps, v_now
-    from unnest(v_run_ids, start_flows.inputs) u(run_id, input);
-  exception when unique_violation then
+    from unnest(v_run_ids, start_flows.inputs) u(run_id, input)
+    on conflict (run_id) do nothing
+    returning 1
+  )
+  select count(*) into v_bad from inserted;
+  if v_bad <> v_count then
     perform pgflow._raise_invalid(format('%s: a run with one of run_ids already exists, or run_ids repeats one',
       v_what));
-  end;
+  end if;
 
   insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at, initial_tasks)
   select s.flow_slug, u.run_id, s.step_slug, s.deps_count, v_now,
