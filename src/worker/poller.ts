@@ -151,7 +151,8 @@ export class Poller {
       } else if (this.#wakeRequested || this.#moreLikely) {
         this.#wakeRequested = false;
         await this.#read(Math.min(batchSize, free));
-      } else if (this.#o.idleMode === "long-poll" && executor.running > 0) {
+      } else if (this.#o.idleMode === "long-poll" && free < executor.capacity) {
+        // Busy: tasks run, or claimed ones are being started.
         await this.#pauseWhileBusy();
       } else if (this.#o.idleMode === "long-poll") {
         await this.#longPollOnce(Math.min(batchSize, free));
@@ -219,7 +220,7 @@ export class Poller {
   }
 
   /**
-   * Long-poll mode with tasks running: no long poll, which would hold the free slots and see
+   * Long-poll mode with tasks running or being started: no long poll, which would hold the free slots and see
    * the tasks a completion makes ready only at its next check. A completion claims those
    * itself (`complete_task_and_claim`) or wakes the poller; other runs' messages are read
    * after `pollIntervalMs`.
