@@ -861,6 +861,10 @@ declare
   v_slow uuid[];
   v_step record;
   v_id uuid;
+  v_task_runs uuid[];
+  v_task_indexes int[];
+  v_msg_ids bigint[];
+  v_fast_inputs jsonb[];
 begin
   perform 1 from pgflow.flows where flow_slug = start_flows.flow_slug;
   if not found then
@@ -914,14 +918,32 @@ begin
       v_what));
   end if;
 
-  insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at, initial_tasks)
-  select s.flow_slug, u.run_id, s.step_slug, s.deps_count, v_now,
-         case
-           when s.step_type = 'single' then 1
-           when s.deps_count = 0 then jsonb_array_length(u.input)
-         end
+  -- A root map over an empty array completes at once (and may complete the run):
+  -- those runs take start_flow's per-run path below. The others' root steps are
+  -- started as their states are created. (Nothing here reads the new rows back:
+  -- the planner's statistics would still call these tables empty.)
+  if v_root_map is not null then
+    v_slow := array(select u.run_id from unnest(v_run_ids, start_flows.inputs) u(run_id, input)
+                    where jsonb_array_length(u.input) = 0);
+  end if;
+  select coalesce(array_agg(u.run_id order by u.ord), '{}'), coalesce(array_agg(u.input order by u.ord), '{}')
+    into v_fast, v_fast_inputs
+  from unnest(v_run_ids, start_flows.inputs) with ordinality u(run_id, input, ord)
+  where not (u.run_id = any(coalesce(v_slow, '{}')));
+
+  insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at, initial_tasks,
+                                  status, started_at, remaining_tasks)
+  select s.flow_slug, u.run_id, s.step_slug, s.deps_count, v_now, t.n,
+         case when starts then 'started' else 'created' end,
+         case when starts then v_now end,
+         case when starts then t.n end
   from unnest(v_run_ids, start_flows.inputs) u(run_id, input)
   cross join pgflow.steps s
+  cross join lateral (select case
+                               when s.step_type = 'single' then 1
+                               when s.deps_count = 0 then jsonb_array_length(u.input)
+                             end as n,
+                             s.deps_count = 0 and not (u.run_id = any(coalesce(v_slow, '{}'))) as starts) t
   where s.flow_slug = start_flows.flow_slug;
 
   perform pgflow._emit_run(u.run_id, 'started',
@@ -929,50 +951,40 @@ begin
                        'remaining_steps', v_steps, 'started_at', v_now))
   from unnest(v_run_ids, start_flows.inputs) u(run_id, input);
 
-  -- A root map over an empty array completes at once (and may complete the run):
-  -- those runs take start_flow's per-run path.
-  if v_root_map is not null then
-    v_slow := array(select u.run_id from unnest(v_run_ids, start_flows.inputs) u(run_id, input)
-                    where jsonb_array_length(u.input) = 0);
-  end if;
-  v_fast := array(select id from unnest(v_run_ids) id where not (id = any(coalesce(v_slow, '{}'))));
-
   for v_step in
-    select s.step_slug, coalesce(s.opt_start_delay, 0) as start_delay
+    select s.step_slug, s.step_type, coalesce(s.opt_start_delay, 0) as start_delay
     from pgflow.steps s
     where s.flow_slug = start_flows.flow_slug and s.deps_count = 0
     order by s.step_index
   loop
-    update pgflow.step_states ss
-       set status = 'started', started_at = v_now, remaining_tasks = ss.initial_tasks
-     where ss.run_id = any(v_fast) and ss.step_slug = v_step.step_slug;
-
-    -- pgmq assigns ascending ids in array order, so the n-th smallest id is message n.
-    with wanted as (
-      select f.run_id, i as task_index, row_number() over (order by f.ord, i) as n
-      from unnest(v_fast) with ordinality f(run_id, ord)
-      join pgflow.step_states ss on ss.run_id = f.run_id and ss.step_slug = v_step.step_slug
-      cross join lateral generate_series(0, ss.initial_tasks - 1) i
-    ), sent as (
-      select b.msg_id, row_number() over (order by b.msg_id) as n
+    -- The step's tasks of every run, in run order; pgmq assigns ascending ids in
+    -- array order, so the n-th smallest id is task n's; zipped by position.
+    select coalesce(array_agg(f.run_id order by f.ord, i), '{}'), coalesce(array_agg(i order by f.ord, i), '{}')
+      into v_task_runs, v_task_indexes
+    from unnest(v_fast, v_fast_inputs) with ordinality f(run_id, input, ord)
+    cross join lateral generate_series(0,
+      case when v_step.step_type = 'single' then 1 else jsonb_array_length(f.input) end - 1) i;
+    v_msg_ids := array(
+      select b.msg_id
       from pgmq.send_batch(start_flows.flow_slug,
-             array(select pgflow._task_message(start_flows.flow_slug, w.run_id, v_step.step_slug, w.task_index)
-                   from wanted w order by w.n),
+             array(select pgflow._task_message(start_flows.flow_slug, u.run_id, v_step.step_slug, u.idx)
+                   from unnest(v_task_runs, v_task_indexes) with ordinality u(run_id, idx, ord)
+                   order by u.ord),
              v_step.start_delay) as b(msg_id)
-    )
+      order by b.msg_id);
     insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
-    select start_flows.flow_slug, w.run_id, v_step.step_slug, w.task_index, s.msg_id, v_now
-    from wanted w join sent s on s.n = w.n;
+    select start_flows.flow_slug, u.run_id, v_step.step_slug, u.idx, u.msg_id, v_now
+    from unnest(v_task_runs, v_task_indexes, v_msg_ids) u(run_id, idx, msg_id);
 
     if v_step.start_delay = 0 and cardinality(v_fast) > 0 then
       perform pg_notify('pgflow:queue:' || start_flows.flow_slug, '');
     end if;
 
-    perform pgflow._emit_step(ss.run_id, v_step.step_slug, 'started',
-      jsonb_build_object('remaining_tasks', ss.remaining_tasks, 'remaining_deps', ss.remaining_deps,
-                         'started_at', ss.started_at))
-    from unnest(v_fast) with ordinality f(run_id, ord)
-    join pgflow.step_states ss on ss.run_id = f.run_id and ss.step_slug = v_step.step_slug;
+    perform pgflow._emit_step(f.run_id, v_step.step_slug, 'started',
+      jsonb_build_object(
+        'remaining_tasks', case when v_step.step_type = 'single' then 1 else jsonb_array_length(f.input) end,
+        'remaining_deps', 0, 'started_at', v_now))
+    from unnest(v_fast, v_fast_inputs) f(run_id, input);
   end loop;
 
   foreach v_id in array coalesce(v_slow, '{}') loop
