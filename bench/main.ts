@@ -1,91 +1,261 @@
 /**
- * `deno task bench`: starts its own PostgreSQL 17 (default durability), runs
- * the SQL core and worker benchmarks, prints a table and writes
- * bench/results/bench.json. Targets are checked here, never in tests.
+ * `deno task bench`: starts its own PostgreSQL 17 (default durability, pg_stat_statements
+ * preloaded), measures the server's commit rate, drives the SQL API call by call for edgeflow
+ * and pgflow 0.14.1 side by side, runs worker processes end to end with default and tuned
+ * settings, prints the table with each ratio and target, writes bench/results/bench.json and
+ * draws docs/bench.svg. Targets are checked here, never in tests.
+ *
+ * `deno task bench --quick` runs smaller counts (a look, not a measurement).
  */
 import { startThrowawayPostgres } from "../src/dev/embedded_postgres.ts";
 import { exitOnSetupError } from "../src/dev/postgres_setup_error.ts";
-import { createTestDb } from "../tests/_support/db.ts";
-import { runCoreBench } from "./core_bench.ts";
-import { runWorkerBench } from "./worker_bench.ts";
+import { connect } from "../src/db/connect.ts";
+import { renderChart } from "./chart.ts";
+import { measureCommitRate } from "./commit_rate.ts";
+import type { SqlApiResult } from "./sql_api_bench.ts";
 
-const server = await exitOnSetupError(() => startThrowawayPostgres("bench", { durable: true }));
-// The test harness builds its template databases on this server.
+/** pgflow 0.14.1's own worker on its own core, one process, default settings (issue 12). */
+const PGFLOW_REFERENCE = {
+  oneStepTasksPerSecond: [318, 362],
+  diamondTasksPerSecond: [390, 418],
+  diamondLatencyP50Ms: 80,
+  map1000Ms: [2000, 2300],
+};
+
+const quick = Deno.args.includes("--quick");
+const server = await exitOnSetupError(() =>
+  startThrowawayPostgres("bench", {
+    durable: true,
+    settings: {
+      shared_preload_libraries: "pg_stat_statements",
+      "pg_stat_statements.track": "all",
+      "pg_stat_statements.max": "5000",
+    },
+  })
+);
+// The test harness builds its template databases on this server; it reads the variable when
+// it loads, so everything that uses it is imported only now.
 Deno.env.set("EDGEFLOW_TEST_DATABASE_URL", server.url);
+const { createTestDb } = await import("../tests/_support/db.ts");
+const { createCoreDatabase, pgflowMissing, runSqlApiBench } = await import("./sql_api_bench.ts");
+const { percentile, runWorkerBench } = await import("./worker_bench.ts");
+const log = (what: string) => console.error(`[bench] ${what}`);
 
 try {
-  const core = await runCoreBench();
-  const worker = await runWorkerBench({
-    url: server.url,
-    async createDatabase() {
-      const db = await createTestDb();
-      return { url: db.url, drop: db.drop };
-    },
-  });
+  log("commit rate");
+  const commitDb = await createTestDb();
+  const commitRate = await measureCommitRate((max) => connect(commitDb.url, { max }));
+  await commitDb.sql.end();
+  await commitDb.drop();
 
-  const ratio = worker.oneStepTasksPerSecond / worker.commitRate;
-  const rows: [string, string, string, boolean][] = [
-    ["(a) commit rate, 1-row insert txns/s, 8 connections", worker.commitRate.toFixed(0), "", true],
+  const sqlApi: Partial<Record<"edgeflow" | "pgflow", SqlApiResult>> = {};
+  const missing = pgflowMissing();
+  if (missing) console.warn(`pgflow side of the SQL API comparison skipped: ${missing}`);
+  for (const core of missing ? ["edgeflow" as const] : ["edgeflow" as const, "pgflow" as const]) {
+    log(`SQL API call by call, ${core}`);
+    const db = await createCoreDatabase(core);
+    try {
+      sqlApi[core] = await runSqlApiBench(db, quick ? 500 : 2_000);
+    } finally {
+      await db.drop();
+    }
+  }
+
+  const worker = await runWorkerBench(
+    {
+      async createDatabase() {
+        const db = await createTestDb();
+        await db.sql.end();
+        return { url: db.url, drop: db.drop };
+      },
+    },
+    quick
+      ? { oneStepRuns: 500, diamondRuns: 100, latencyRuns: 30 }
+      : { oneStepRuns: 2_000, diamondRuns: 500, latencyRuns: 200 },
+  );
+
+  const edge = sqlApi.edgeflow!;
+  const pg = sqlApi.pgflow;
+  const lat = {
+    listenP50: percentile(worker.latency.listen, 50),
+    listenP95: percentile(worker.latency.listen, 95),
+    listenP99: percentile(worker.latency.listen, 99),
+    noListenP50: percentile(worker.latency.noListen, 50),
+    noListenP95: percentile(worker.latency.noListen, 95),
+    noListenP99: percentile(worker.latency.noListen, 99),
+  };
+  const d = worker.settings.default;
+  const t = worker.settings.tuned;
+  const f0 = (n: number) => n.toFixed(0);
+  const f1 = (n: number) => n.toFixed(1);
+  const f2 = (n: number) => n.toFixed(2);
+  const mid = (range: number[]) => (range[0] + range[1]) / 2;
+  const toCommit = (n: number) => `${f2(n / commitRate)}x commit`;
+  const rows: Row[] = [
+    ["server commit rate, 1-row inserts, 8 connections, /s", "", f0(commitRate), "", ""],
     [
-      "(b) one-step runs, tasks/s (5,000 runs, one worker)",
-      worker.oneStepTasksPerSecond.toFixed(0),
-      `ratio to (a) ${ratio.toFixed(2)} (target >= 0.50)`,
-      ratio >= 0.5,
+      "one-step, 2,000 runs, tasks/s (default)",
+      PGFLOW_REFERENCE.oneStepTasksPerSecond.join("-"),
+      f0(d.oneStep.tasksPerSecond),
+      `${f1(d.oneStep.tasksPerSecond / mid(PGFLOW_REFERENCE.oneStepTasksPerSecond))}x pgflow, ${
+        toCommit(d.oneStep.tasksPerSecond)
+      }`,
+      target(d.oneStep.tasksPerSecond / commitRate >= 0.15, ">= 0.15x commit"),
     ],
     [
-      "(c) diamond, tasks/s (1,000 runs)",
-      worker.diamondTasksPerSecond.toFixed(0),
-      `ratio to (a) ${(worker.diamondTasksPerSecond / worker.commitRate).toFixed(2)}`,
-      worker.diamondTasksPerSecond / worker.commitRate >= 0.5,
+      "one-step, tasks/s (tuned)",
+      "",
+      f0(t.oneStep.tasksPerSecond),
+      toCommit(t.oneStep.tasksPerSecond),
+      target(t.oneStep.tasksPerSecond / commitRate >= 0.5, ">= 0.5x commit"),
     ],
     [
-      "(c) diamond latency p50, ms (start_flow -> completed)",
-      worker.diamondLatencyP50Ms.toFixed(1),
-      "target <= 10",
-      worker.diamondLatencyP50Ms <= 10,
+      "diamond, 500 runs, tasks/s (default)",
+      PGFLOW_REFERENCE.diamondTasksPerSecond.join("-"),
+      f0(d.diamond.tasksPerSecond),
+      `${f1(d.diamond.tasksPerSecond / mid(PGFLOW_REFERENCE.diamondTasksPerSecond))}x pgflow, ${
+        toCommit(d.diamond.tasksPerSecond)
+      }`,
+      target(d.diamond.tasksPerSecond / commitRate >= 0.15, ">= 0.15x commit"),
     ],
     [
-      "(c) diamond latency p99, ms",
-      worker.diamondLatencyP99Ms.toFixed(1),
-      "target <= 50",
-      worker.diamondLatencyP99Ms <= 50,
+      "diamond, tasks/s (tuned)",
+      "",
+      f0(t.diamond.tasksPerSecond),
+      toCommit(t.diamond.tasksPerSecond),
+      target(t.diamond.tasksPerSecond / commitRate >= 0.5, ">= 0.5x commit"),
     ],
     [
-      "(d) map over 1,000 elements, ms",
-      worker.map1000Ms.toFixed(0),
-      "target <= 500",
-      worker.map1000Ms <= 500,
+      "diamond latency, idle worker, LISTEN, p50 / p99 ms",
+      `~${PGFLOW_REFERENCE.diamondLatencyP50Ms}`,
+      `${f1(lat.listenP50)} / ${f1(lat.listenP99)}`,
+      `${f1(PGFLOW_REFERENCE.diamondLatencyP50Ms / lat.listenP50)}x pgflow (p50)`,
+      target(lat.listenP50 <= 10 && lat.listenP99 <= 25, "p50 <= 10, p99 <= 25"),
     ],
     [
-      "(d) map over 10,000 elements, ms",
-      worker.map10000Ms.toFixed(0),
-      `${(worker.map10000Ms / worker.map1000Ms).toFixed(1)} x the 1,000 map (target <= 10 x)`,
-      worker.map10000Ms <= 10 * worker.map1000Ms,
+      "diamond latency, no LISTEN (pooler), p50 / p95 ms",
+      "",
+      `${f1(lat.noListenP50)} / ${f1(lat.noListenP95)}`,
+      "",
+      target(lat.noListenP50 <= 50, "p50 <= 50"),
     ],
     [
-      "(e) worker peak RSS, MB, 1,000 tasks in flight",
-      worker.peakRssMb.toFixed(0),
-      `idle ${worker.idleRssMb.toFixed(0)} MB; target < 100`,
-      worker.peakRssMb < 100,
+      "map over 1,000 elements, ms (default)",
+      PGFLOW_REFERENCE.map1000Ms.join("-"),
+      f0(d.map.map1000Ms),
+      `${f1(mid(PGFLOW_REFERENCE.map1000Ms) / d.map.map1000Ms)}x faster; tuned ${
+        f0(t.map.map1000Ms)
+      }`,
+      target(d.map.map1000Ms <= 500, "<= 500"),
+    ],
+    [
+      "map over 10,000 elements, ms (default)",
+      "",
+      f0(d.map.map10000Ms),
+      `${f1(d.map.map10000Ms / d.map.map1000Ms)}x the 1,000 map; tuned ${f0(t.map.map10000Ms)}`,
+      target(d.map.map10000Ms <= 10 * d.map.map1000Ms, "<= 10x"),
+    ],
+    [
+      "start_flow, 2,000 runs in one statement, ms",
+      pg ? f0(pg.startFlow2000Ms) : "",
+      f0(edge.startFlow2000Ms),
+      `${f2(edge.startFlow2000Ms / 2_000)} ms per run`,
+      target(edge.startFlow2000Ms <= 300, "<= 300"),
+    ],
+    [
+      "start_flows (bulk), 2,000 runs in one call, ms",
+      "",
+      edge.startFlows2000Ms === undefined ? "" : f0(edge.startFlows2000Ms),
+      edge.startFlows2000Ms === undefined ? "" : `${f2(edge.startFlows2000Ms / 2_000)} ms per run`,
+      edge.startFlows2000Ms === undefined ? "" : target(edge.startFlows2000Ms <= 300, "<= 300"),
+    ],
+    [
+      "SQL API call by call, 8 connections, tasks/s",
+      pg ? f0(pg.tasksPerSecond) : "",
+      f0(edge.tasksPerSecond),
+      pg ? `${f2(edge.tasksPerSecond / pg.tasksPerSecond)}x pgflow` : "",
+      "",
+    ],
+    [
+      "SQL API: complete_task server time, ms",
+      pg ? f2(pg.completeTaskMs) : "",
+      f2(edge.completeTaskMs),
+      pg ? `${f2(edge.completeTaskMs / pg.completeTaskMs)}x pgflow's` : "",
+      "",
+    ],
+    [
+      "SQL API: 1,000 map, ms",
+      pg ? f0(pg.map1000Ms) : "",
+      f0(edge.map1000Ms),
+      pg ? `${f1(pg.map1000Ms / edge.map1000Ms)}x faster` : "",
+      "",
+    ],
+    [
+      "scale-out, one-step, 1 / 2 / 4 workers, tasks/s",
+      "",
+      worker.scaleOut.map((p) => f0(p.tasksPerSecond)).join(" / "),
+      "",
+      target(
+        worker.scaleOut.every((p) => p.attemptsOk),
+        "each attempt once",
+      ),
+    ],
+    [
+      "worker peak RSS, 1,000 tasks in flight, MB",
+      "",
+      f0(worker.memory.peakRssMb),
+      `idle ${f0(worker.memory.idleRssMb)} MB`,
+      target(worker.memory.peakRssMb < 100, "< 100"),
     ],
   ];
-  console.log("\nWorker benchmark (embedded PostgreSQL 17, default durability, 2 cores)");
-  console.log(formatTable(rows));
+  console.log(
+    `\nedgeflow benchmark (embedded PostgreSQL 17, default durability, ${navigator.hardwareConcurrency} cores)` +
+      "\npgflow column: its own worker and core 0.14.1 as measured in issue 12, except the SQL API and" +
+      "\nstart_flow rows, which drive pgflow 0.14.1's SQL core on this server in this run.\n",
+  );
+  console.log(formatTable([["measure", "pgflow", "edgeflow", "ratio", "target"], ...rows]));
+  console.log("\nTop statements by server time, edgeflow, SQL API driven call by call:");
+  for (const s of edge.topStatements.slice(0, 8)) {
+    console.log(
+      `  ${f0(s.totalMs).padStart(6)} ms ${String(s.calls).padStart(6)} calls  ${s.query}`,
+    );
+  }
+
+  console.log(
+    "\nTop statements by server time, edgeflow, one worker, one-step runs, default settings:",
+  );
+  for (const s of d.oneStep.topStatements?.slice(0, 8) ?? []) {
+    console.log(
+      `  ${f0(s.totalMs).padStart(6)} ms ${String(s.calls).padStart(6)} calls  ${s.query}`,
+    );
+  }
+
+  const results = { commitRate, sqlApi, worker, latency: lat, quick };
   await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
   await Deno.writeTextFile(
     new URL("./results/bench.json", import.meta.url),
-    JSON.stringify({ core, worker }, null, 2),
+    JSON.stringify(results, null, 2),
+  );
+  await Deno.mkdir(new URL("../docs/", import.meta.url), { recursive: true });
+  await Deno.writeTextFile(
+    new URL("../docs/bench.svg", import.meta.url),
+    renderChart({ latency: worker.latency, scaleOut: worker.scaleOut, commitRate }),
   );
 } finally {
   await server.stop();
 }
 Deno.exit(0);
 
-function formatTable(rows: [string, string, string, boolean][]): string {
-  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((row) => String(row[i]).length)));
-  return rows.map(([name, value, note, met]) =>
-    `${name.padEnd(widths[0])}  ${value.padStart(widths[1])}  ${note.padEnd(widths[2])}  ${
-      note.includes("target") ? (met ? "met" : "NOT MET") : ""
-    }`
+type Row = [string, string, string, string, string];
+
+function target(met: boolean, what: string): string {
+  return `${what}: ${met ? "met" : "NOT MET"}`;
+}
+
+function formatTable(rows: Row[]): string {
+  const widths = [0, 1, 2, 3, 4].map((i) => Math.max(...rows.map((row) => row[i].length)));
+  return rows.map((row) =>
+    row.map((cell, i) => i === 1 || i === 2 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
+      .join("  ")
   ).join("\n");
 }

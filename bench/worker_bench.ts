@@ -1,27 +1,32 @@
 /**
- * Worker benchmark (issue 4, point 8): throughput and latency of ONE worker
- * process against the server's own commit rate, map completion time, and the
- * worker's peak memory. Each scenario gets a fresh database and a fresh
- * worker process (bench/worker_process.ts).
+ * Worker benchmark (issue 12): end-to-end throughput and latency of worker processes with the
+ * default settings users run and with tuned settings, against the server's own commit rate;
+ * map completion time; scale-out over 1, 2 and 4 processes; the worker's peak memory. Each
+ * scenario gets a fresh database and fresh worker processes (bench/worker_process.ts).
  */
 import { connect, type Sql } from "../src/db/connect.ts";
-import { measureCommitRate } from "./commit_rate.ts";
 import type { BenchFlowName } from "./flows.ts";
 import { freePort } from "../src/dev/postgres_server.ts";
 import { eventually } from "../tests/_support/eventually.ts";
+import { resetStatementStats, type StatementStat, statementStats } from "./statements.ts";
 
 export interface Server {
-  url: string;
   /** A fresh database with pgmq and the core. */
   createDatabase(): Promise<{ url: string; drop(): Promise<void> }>;
 }
 
-/** One worker tuned for many short tasks: 100 handlers in flight, reads of 50. */
-const THROUGHPUT_OPTIONS = { maxConcurrent: 100, batchSize: 50, maxPgConnections: 4 };
+/** Default settings: what `createWorker(flow)` does with no options. */
+export const DEFAULT_OPTIONS = {};
+/** Tuned for many short tasks (README, "Worker options"). */
+export const TUNED_OPTIONS = { maxConcurrent: 100, batchSize: 50, maxPgConnections: 4 };
+export type Settings = "default" | "tuned";
+const OPTIONS: Record<Settings, Record<string, unknown>> = {
+  default: DEFAULT_OPTIONS,
+  tuned: TUNED_OPTIONS,
+};
 
 interface WorkerProcess {
-  pid: number;
-  peakRssMb(): Promise<number>;
+  memory(): Promise<{ peakRssMb: number; rssMb: number }>;
   stop(): Promise<void>;
 }
 
@@ -32,13 +37,7 @@ async function startWorker(
 ): Promise<WorkerProcess> {
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("./worker_process.ts", import.meta.url).pathname,
-      flow,
-      String(port),
-    ],
+    args: ["run", "-A", new URL("./worker_process.ts", import.meta.url).pathname, flow, `${port}`],
     env: {
       EDGE_WORKER_DB_URL: dbUrl,
       BENCH_WORKER_OPTIONS: JSON.stringify({ logLevel: "warn", ...options }),
@@ -46,11 +45,12 @@ async function startWorker(
     stdout: "inherit",
     stderr: "inherit",
   }).spawn();
+  const base = `http://127.0.0.1:${port}`;
   // The first request boots the worker, as on Supabase.
   const deadline = Date.now() + 20_000;
   while (true) {
     try {
-      const response = await fetch(`http://127.0.0.1:${port}/`, { method: "POST" });
+      const response = await fetch(`${base}/`, { method: "POST" });
       await response.body?.cancel();
       break;
     } catch (error) {
@@ -61,11 +61,8 @@ async function startWorker(
     }
   }
   return {
-    pid: child.pid,
-    async peakRssMb() {
-      const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
-      const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-      return kb / 1024;
+    async memory() {
+      return await (await fetch(`${base}/_bench/memory`)).json();
     },
     async stop() {
       child.kill("SIGTERM");
@@ -79,32 +76,25 @@ async function startWorker(
 /** Benchmarks wait for minutes where tests wait for seconds. */
 const waitFor = (what: string, probe: () => Promise<boolean>) => eventually(what, probe, 300_000);
 
-async function waitForWorker(sql: Sql, flow: string) {
-  await waitFor(`a registered worker for ${flow}`, async () => {
+async function waitForWorkers(sql: Sql, flow: string, count = 1) {
+  await waitFor(`${count} registered worker(s) for ${flow}`, async () => {
     const [row] = await sql`
       select count(*)::int as n from pgflow.workers where queue_name = ${flow} and stopped_at is null`;
-    return row.n > 0;
+    return row.n >= count;
   });
 }
 
 /** Tasks per second between the first task start and the last task completion. */
-async function taskRate(
-  sql: Sql,
-  flow: string,
-): Promise<{ tasks: number; seconds: number; rate: number }> {
+async function taskRate(sql: Sql, flow: string): Promise<number> {
   const [row] = await sql`
     select count(*)::int as tasks,
            extract(epoch from max(completed_at) - min(started_at))::float8 as seconds
     from pgflow.step_tasks where flow_slug = ${flow} and status = 'completed'`;
-  return { tasks: row.tasks, seconds: row.seconds, rate: row.tasks / row.seconds };
+  return row.tasks / row.seconds;
 }
 
 async function startRunsInBulk(sql: Sql, flow: string, count: number) {
-  // 500 runs per transaction keeps each statement short.
-  for (let done = 0; done < count; done += 500) {
-    const n = Math.min(500, count - done);
-    await sql`select pgflow.start_flow(${flow}, to_jsonb(i)) from generate_series(1, ${n}::int) i`;
-  }
+  await sql`select pgflow.start_flow(${flow}, to_jsonb(i)) from generate_series(1, ${count}::int) i`;
 }
 
 async function allCompleted(sql: Sql, flow: string, count: number): Promise<boolean> {
@@ -113,13 +103,16 @@ async function allCompleted(sql: Sql, flow: string, count: number): Promise<bool
   return row.n >= count;
 }
 
+/** Every task ran exactly once: one attempt each, all completed. */
+async function attemptsOk(sql: Sql, flow: string): Promise<boolean> {
+  const [row] = await sql`
+    select count(*) filter (where attempts_count <> 1 or status <> 'completed')::int as bad
+    from pgflow.step_tasks where flow_slug = ${flow}`;
+  return row.bad === 0;
+}
+
 /** Starts a run and resolves with the ms until its run:completed event. */
-async function timedRun(
-  sql: Sql,
-  listener: Sql,
-  flow: string,
-  input: unknown,
-): Promise<number> {
+async function timedRun(sql: Sql, listener: Sql, flow: string, input: unknown): Promise<number> {
   const runId = crypto.randomUUID();
   let done!: () => void;
   const completed = new Promise<void>((resolve) => (done = resolve));
@@ -136,95 +129,176 @@ async function timedRun(
   return ms;
 }
 
-function percentile(sorted: number[], p: number): number {
+export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-export async function runWorkerBench(server: Server) {
-  const results: Record<string, number> = {};
-
-  {
-    const db = await server.createDatabase();
-    results.commitRate = await measureCommitRate((max) => connect(db.url, { max }));
-    await db.drop();
-  }
-
-  // (b) 5,000 one-step runs through one worker.
-  {
-    const db = await server.createDatabase();
-    const sql = connect(db.url, { max: 4 });
-    await sql.unsafe(
-      `select pgflow.create_flow('bench_one'); select pgflow.add_step('bench_one', 'noop');`,
-    );
-    await startRunsInBulk(sql, "bench_one", 5_000);
-    const worker = await startWorker("oneStep", db.url, THROUGHPUT_OPTIONS);
-    await waitFor("5,000 one-step runs", () => allCompleted(sql, "bench_one", 5_000));
-    const rate = await taskRate(sql, "bench_one");
-    results.oneStepTasksPerSecond = rate.rate;
-    await worker.stop();
-    await sql.end();
-    await db.drop();
-  }
-
-  // (c) diamond: single runs on an idle worker for latency (first, on a fresh queue), then
-  // 1,000 runs for throughput.
-  {
-    const db = await server.createDatabase();
-    const sql = connect(db.url, { max: 4 });
-    const listener = connect(db.url, { max: 1 });
-    const worker = await startWorker("diamond", db.url, THROUGHPUT_OPTIONS);
-    await waitForWorker(sql, "bench_diamond");
-    const latencies: number[] = [];
-    for (let i = 0; i < 10; i++) await timedRun(sql, listener, "bench_diamond", i); // warm-up
-    for (let i = 0; i < 200; i++) latencies.push(await timedRun(sql, listener, "bench_diamond", i));
-    latencies.sort((a, b) => a - b);
-    results.diamondLatencyP50Ms = percentile(latencies, 50);
-    results.diamondLatencyP99Ms = percentile(latencies, 99);
-    // Retention clears the latency runs, so the throughput below counts only its own tasks.
-    await sql`select pgflow.prune_data_older_than('0 seconds')`;
-    await startRunsInBulk(sql, "bench_diamond", 1_000);
-    await waitFor("1,000 diamond runs", () => allCompleted(sql, "bench_diamond", 1_000));
-    results.diamondTasksPerSecond = (await taskRate(sql, "bench_diamond")).rate;
-    await worker.stop();
+/** Opens a fresh database, runs `body`, and always cleans up. */
+async function scenario<T>(
+  server: Server,
+  body: (sql: Sql, url: string, listener: Sql) => Promise<T>,
+): Promise<T> {
+  const db = await server.createDatabase();
+  const sql = connect(db.url, { max: 4 });
+  const listener = connect(db.url, { max: 1 });
+  try {
+    return await body(sql, db.url, listener);
+  } finally {
     await Promise.all([sql.end(), listener.end()]);
     await db.drop();
   }
+}
 
-  // (d) one map step over 1,000 and 10,000 elements, start to completed.
-  {
-    const db = await server.createDatabase();
-    const sql = connect(db.url, { max: 4 });
-    const listener = connect(db.url, { max: 1 });
-    const worker = await startWorker("wideMap", db.url, THROUGHPUT_OPTIONS);
-    await waitForWorker(sql, "bench_map");
-    await timedRun(sql, listener, "bench_map", [1, 2, 3]); // warm-up
-    for (const width of [1_000, 10_000]) {
-      const input = Array.from({ length: width }, (_, i) => i);
-      results[`map${width}Ms`] = await timedRun(sql, listener, "bench_map", input);
+async function throughput(
+  server: Server,
+  flow: BenchFlowName,
+  slug: string,
+  runs: number,
+  settings: Settings,
+  withStatements = false,
+): Promise<{ tasksPerSecond: number; attemptsOk: boolean; topStatements?: StatementStat[] }> {
+  return await scenario(server, async (sql, url) => {
+    const worker = await startWorker(flow, url, OPTIONS[settings]);
+    try {
+      await waitForWorkers(sql, slug);
+      if (withStatements) await resetStatementStats(sql);
+      await startRunsInBulk(sql, slug, runs);
+      await waitFor(`${runs} ${slug} runs`, () => allCompleted(sql, slug, runs));
+      return {
+        tasksPerSecond: await taskRate(sql, slug),
+        attemptsOk: await attemptsOk(sql, slug),
+        topStatements: withStatements ? (await statementStats(sql)).slice(0, 12) : undefined,
+      };
+    } finally {
+      await worker.stop();
     }
-    await worker.stop();
-    await Promise.all([sql.end(), listener.end()]);
-    await db.drop();
-  }
+  });
+}
 
-  // (e) peak memory with 1,000 tasks in flight.
-  {
-    const db = await server.createDatabase();
-    const sql = connect(db.url, { max: 4 });
-    const worker = await startWorker("slow", db.url, { maxConcurrent: 1_000, batchSize: 100 });
-    await waitForWorker(sql, "bench_slow");
-    results.idleRssMb = await worker.peakRssMb();
-    await startRunsInBulk(sql, "bench_slow", 1_000);
-    await waitFor("1,000 tasks in flight", async () => {
-      const [row] = await sql`
-        select count(*)::int as n from pgflow.step_tasks where flow_slug = 'bench_slow' and status <> 'queued'`;
-      return row.n >= 1_000;
-    });
-    await waitFor("1,000 slow runs", () => allCompleted(sql, "bench_slow", 1_000));
-    results.peakRssMb = await worker.peakRssMb();
-    await worker.stop();
-    await sql.end();
-    await db.drop();
+/** Diamond runs one at a time on an idle worker; a random pause between runs. */
+async function diamondLatencies(
+  server: Server,
+  options: Record<string, unknown>,
+  count: number,
+): Promise<number[]> {
+  return await scenario(server, async (sql, url, listener) => {
+    const worker = await startWorker("diamond", url, options);
+    try {
+      await waitForWorkers(sql, "bench_diamond");
+      for (let i = 0; i < 10; i++) await timedRun(sql, listener, "bench_diamond", i); // warm-up
+      const latencies: number[] = [];
+      for (let i = 0; i < count; i++) {
+        // Runs arrive at times unrelated to the worker's polling.
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 100));
+        latencies.push(await timedRun(sql, listener, "bench_diamond", i));
+      }
+      return latencies.sort((a, b) => a - b);
+    } finally {
+      await worker.stop();
+    }
+  });
+}
+
+async function mapTimes(server: Server, settings: Settings) {
+  return await scenario(server, async (sql, url, listener) => {
+    const worker = await startWorker("wideMap", url, OPTIONS[settings]);
+    try {
+      await waitForWorkers(sql, "bench_map");
+      await timedRun(sql, listener, "bench_map", [1, 2, 3]); // warm-up
+      const times: Record<string, number> = {};
+      for (const width of [1_000, 10_000]) {
+        const input = Array.from({ length: width }, (_, i) => i);
+        times[`map${width}Ms`] = await timedRun(sql, listener, "bench_map", input);
+      }
+      return times as { map1000Ms: number; map10000Ms: number };
+    } finally {
+      await worker.stop();
+    }
+  });
+}
+
+/** One-step runs through 1, 2 and 4 worker processes on one flow (default settings). */
+async function scaleOut(server: Server, runs: number) {
+  const points: { workers: number; tasksPerSecond: number; attemptsOk: boolean }[] = [];
+  for (const count of [1, 2, 4]) {
+    points.push(
+      await scenario(server, async (sql, url) => {
+        const workers = await Promise.all(
+          Array.from({ length: count }, () => startWorker("oneStep", url, DEFAULT_OPTIONS)),
+        );
+        try {
+          await waitForWorkers(sql, "bench_one", count);
+          await startRunsInBulk(sql, "bench_one", runs);
+          await waitFor(`${runs} runs`, () => allCompleted(sql, "bench_one", runs));
+          return {
+            workers: count,
+            tasksPerSecond: await taskRate(sql, "bench_one"),
+            attemptsOk: await attemptsOk(sql, "bench_one"),
+          };
+        } finally {
+          await Promise.all(workers.map((worker) => worker.stop()));
+        }
+      }),
+    );
   }
-  return results;
+  return points;
+}
+
+async function memory(server: Server) {
+  return await scenario(server, async (sql, url) => {
+    const worker = await startWorker("slow", url, { maxConcurrent: 1_000, batchSize: 100 });
+    try {
+      await waitForWorkers(sql, "bench_slow");
+      const idle = await worker.memory();
+      await startRunsInBulk(sql, "bench_slow", 1_000);
+      await waitFor("1,000 tasks in flight", async () => {
+        const [row] = await sql`
+          select count(*)::int as n from pgflow.step_tasks
+          where flow_slug = 'bench_slow' and status = 'started'`;
+        return row.n >= 1_000;
+      });
+      await waitFor("1,000 slow runs", () => allCompleted(sql, "bench_slow", 1_000));
+      return { idleRssMb: idle.rssMb, peakRssMb: (await worker.memory()).peakRssMb };
+    } finally {
+      await worker.stop();
+    }
+  });
+}
+
+export interface WorkerBenchOptions {
+  oneStepRuns: number;
+  diamondRuns: number;
+  latencyRuns: number;
+}
+
+export async function runWorkerBench(server: Server, o: WorkerBenchOptions) {
+  const log = (what: string) => console.error(`[bench] ${what}`);
+  log("diamond latency, LISTEN");
+  const listen = await diamondLatencies(server, DEFAULT_OPTIONS, o.latencyRuns);
+  log("diamond latency, no LISTEN (as behind a transaction pooler)");
+  const noListen = await diamondLatencies(server, { listen: false }, o.latencyRuns);
+  const settings: Record<string, unknown> = {};
+  for (const s of ["default", "tuned"] as const) {
+    log(`one-step throughput, ${s} settings`);
+    const oneStep = await throughput(server, "oneStep", "bench_one", o.oneStepRuns, s, true);
+    log(`diamond throughput, ${s} settings`);
+    const diamond = await throughput(server, "diamond", "bench_diamond", o.diamondRuns, s);
+    log(`map 1,000 and 10,000, ${s} settings`);
+    const map = await mapTimes(server, s);
+    settings[s] = { oneStep, diamond, map };
+  }
+  log("scale-out 1, 2, 4 workers");
+  const scale = await scaleOut(server, o.oneStepRuns);
+  log("memory with 1,000 tasks in flight");
+  const mem = await memory(server);
+  return {
+    latency: { listen, noListen },
+    settings: settings as Record<Settings, {
+      oneStep: Awaited<ReturnType<typeof throughput>>;
+      diamond: Awaited<ReturnType<typeof throughput>>;
+      map: { map1000Ms: number; map10000Ms: number };
+    }>,
+    scaleOut: scale,
+    memory: mem,
+  };
 }

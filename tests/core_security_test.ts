@@ -160,5 +160,6 @@ dbTest("only the client entry points are security definers", async ({ sql }) => 
     "resume_run",
     "start_flow",
     "start_flow_with_states",
+    "start_flows",
   ]);
 });

@@ -31,6 +31,8 @@ const DEFINER_CALLS: Record<string, string> = {
   "pgflow.resume_run(uuid)": "select pgflow.resume_run('$RUN'::pg_catalog.uuid)",
   "pgflow.restart_run(uuid)":
     "select pgflow.cancel_run('$RUN'::pg_catalog.uuid); select pgflow.restart_run('$RUN'::pg_catalog.uuid)",
+  "pgflow.start_flows(text,jsonb[],uuid[])":
+    "select count(*) from pgflow.start_flows('sec', array['{}'::pg_catalog.jsonb, '{}'::pg_catalog.jsonb])",
 };
 
 /** The README's client grants, to the attacker. */
@@ -42,6 +44,7 @@ const CLIENT_GRANTS = `
   grant execute on function pgflow.cancel_run(uuid, text) to ${ATTACKER};
   grant execute on function pgflow.resume_run(uuid) to ${ATTACKER};
   grant execute on function pgflow.restart_run(uuid) to ${ATTACKER};
+  grant execute on function pgflow.start_flows(text, jsonb[], uuid[]) to ${ATTACKER};
   grant select on pgflow.runs, pgflow.step_states to ${ATTACKER};`;
 
 /**

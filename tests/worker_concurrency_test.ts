@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { startFlow } from "../src/db/runs.ts";
 import { Flow } from "../src/dsl/mod.ts";
+import { compileFlow } from "../src/compile/mod.ts";
 import { eventually } from "./_support/eventually.ts";
 import { gate, waitForRun, workerTest } from "./_support/worker.ts";
 
@@ -117,3 +118,25 @@ workerTest("without LISTEN the long poll finds new tasks within its poll interva
   await waitForRun(t.sql, run.run_id, "completed", 2_000);
   assert.ok(worker.pollStats.longPolls >= 1);
 });
+
+workerTest(
+  "without LISTEN each DAG level is claimed after its completion, not at the long poll's next check",
+  async (t) => {
+    const flow = new Flow<number>({ slug: "levels" })
+      .step({ slug: "a" }, ({ run }) => run + 1)
+      .step({ slug: "b", dependsOn: ["a"] }, ({ a }) => a + 1)
+      .step({ slug: "c", dependsOn: ["b"] }, ({ b }) => b + 1);
+    // The run waits in the queue before the worker starts, so the worker's first read finds
+    // `a`; a long poll would see `b` and `c` only after a minute.
+    await t.sql.unsafe(compileFlow(flow).join(";\n"));
+    const run = await startFlow(t.sql, { flowSlug: "levels", input: 1 });
+    await t.run(flow, {
+      listen: false,
+      maxPollSeconds: 120,
+      pollIntervalMs: 60_000,
+    });
+    await waitForRun(t.sql, run.run_id, "completed");
+    const [{ output }] = await t.sql`select output from pgflow.runs where run_id = ${run.run_id}`;
+    assert.deepEqual(output, { c: 4 });
+  },
+);

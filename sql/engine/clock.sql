@@ -12,36 +12,44 @@
 -- time is due in 30 s of queue time too, a message archived a day ago in engine
 -- time was archived a day ago in queue time, and deadlines judged on either
 -- side agree. pgflow._queue_time converts an engine time to pgmq's clock.
+-- PL/pgSQL, not SQL: a SQL function with a SET clause is planned again on every
+-- call, and the engine asks for the time many times per task (see events.sql).
 create or replace function pgflow.now()
 returns timestamptz
-language sql
+language plpgsql
 stable
 parallel safe
 set search_path = pg_catalog, pg_temp
 as $$
-  select now() + (select c.offset_by from pgflow.clock c);
+begin
+  return now() + (select c.offset_by from pgflow.clock c);
+end;
 $$;
 
 create or replace function pgflow.clock_now()
 returns timestamptz
-language sql
+language plpgsql
 volatile
 parallel safe
 set search_path = pg_catalog, pg_temp
 as $$
-  select clock_timestamp() + (select c.offset_by from pgflow.clock c);
+begin
+  return clock_timestamp() + (select c.offset_by from pgflow.clock c);
+end;
 $$;
 
 -- The moment on pgmq's clock (the server's real one, see above) that is
 -- engine_time on the engine's clock: compare pgmq's stored times with this.
 create or replace function pgflow._queue_time(engine_time timestamptz)
 returns timestamptz
-language sql
+language plpgsql
 stable
 parallel safe
 set search_path = pg_catalog, pg_temp
 as $$
-  select engine_time - (select c.offset_by from pgflow.clock c);
+begin
+  return engine_time - (select c.offset_by from pgflow.clock c);
+end;
 $$;
 
 -- Moves the engine's clock forward (tests only: never granted). Returns the

@@ -33,10 +33,14 @@ begin
   if v_function is null then
     return null;
   end if;
+  -- One query (every event asks): _is_trusted_role's test inlined for both owners.
   perform 1 from pg_catalog.pg_proc p
   join pg_catalog.pg_namespace n on n.oid = p.pronamespace
   where p.oid = v_function
-    and pgflow._is_trusted_role(p.proowner) and pgflow._is_trusted_role(n.nspowner);
+    and p.proowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
+                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper)
+    and n.nspowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
+                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper);
   return case when found then v_function end;
 end;
 $$;
@@ -57,7 +61,10 @@ begin
   perform 1 from pg_catalog.pg_class c
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
   where c.oid = v_relation
-    and pgflow._is_trusted_role(c.relowner) and pgflow._is_trusted_role(n.nspowner);
+    and c.relowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
+                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper)
+    and n.nspowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
+                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper);
   return case when found then v_relation end;
 end;
 $$;

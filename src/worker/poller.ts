@@ -16,6 +16,10 @@
  * - `long-poll` (no LISTEN: behind a transaction pooler, or a plain queue whose senders do not
  *   notify): `pgmq.read_with_poll` for up to `maxPollSeconds`, checking every `pollIntervalMs`,
  *   on a connection of its own (postgres.js would queue other queries behind it). Stop cancels it.
+ *   Only an idle worker long-polls: while tasks run, a long poll would hold the free slots and
+ *   see what a completion made ready only at its next check, so each DAG level would wait.
+ *   Instead a completion claims the tasks it readied (`complete_task_and_claim`) or wakes the
+ *   poller for a short read, and other runs' messages are read every `pollIntervalMs`.
  *
  * Why not long-poll with LISTEN too: `read_with_poll` is one statement, so one transaction,
  * and `pgmq.read`'s `FOR UPDATE SKIP LOCKED` keeps the lock on a row it found changed by a
@@ -85,11 +89,14 @@ export class Poller {
   readonly #episode: FailureEpisode;
   /** Listen mode: when (performance.now()) the idle wait ends; undefined = ask the database. */
   #idleUntil: number | undefined;
+  /** Long-poll mode while tasks run: when (performance.now()) to read again. */
+  #busyReadAt: number | undefined;
   /** Counters for status and tests. */
   messagesRead = 0;
   reads = 0;
   longPolls = 0;
   idleWaits = 0;
+  busyPauses = 0;
 
   constructor(options: PollerOptions) {
     if (options.idleMode === "long-poll" && !options.longPollSql) {
@@ -154,6 +161,9 @@ export class Poller {
       } else if (this.#wakeRequested || this.#moreLikely) {
         this.#wakeRequested = false;
         await this.#read(Math.min(batchSize, free));
+      } else if (this.#o.idleMode === "long-poll" && free < executor.capacity) {
+        // Busy: tasks run, or claimed ones are being started.
+        await this.#pauseWhileBusy();
       } else if (this.#o.idleMode === "long-poll") {
         await this.#longPollOnce(Math.min(batchSize, free));
       } else {
@@ -165,6 +175,7 @@ export class Poller {
   async #read(qty: number): Promise<void> {
     const { executor, readNow } = this.#o;
     this.#idleUntil = undefined;
+    this.#busyReadAt = undefined;
     executor.reserve(qty);
     this.reads++;
     let claimed = 0;
@@ -216,6 +227,24 @@ export class Poller {
     executor.release(qty - messages.length);
     this.#moreLikely = messages.length === qty;
     this.#hand(messages);
+  }
+
+  /**
+   * Long-poll mode with tasks running or being started: no long poll, which would hold the free slots and see
+   * the tasks a completion makes ready only at its next check. A completion claims those
+   * itself (`complete_task_and_claim`) or wakes the poller; other runs' messages are read
+   * after `pollIntervalMs`.
+   */
+  async #pauseWhileBusy(): Promise<void> {
+    this.busyPauses++;
+    this.#busyReadAt ??= performance.now() + this.#o.pollIntervalMs;
+    const waitMs = this.#busyReadAt - performance.now();
+    if (waitMs > 0) {
+      const timer = setTimeout(() => this.#trigger.fire(), waitMs);
+      await this.#trigger.wait();
+      clearTimeout(timer);
+    }
+    if (performance.now() >= this.#busyReadAt) this.#wakeRequested = true;
   }
 
   /**

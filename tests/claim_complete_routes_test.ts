@@ -1,0 +1,167 @@
+/**
+ * Differential test of the worker's claim and completion routes: a run driven through any
+ * claim route (pgmq.read then start_tasks; read and start in one statement; claiming with a
+ * completion) and any completion route (complete_task; complete_tasks in a batch, set-based
+ * for map tasks; complete_task_and_claim) ends in the same state: the same run, step and task
+ * rows (timestamps and ids aside), the same inputs seen by each task, and no message left.
+ */
+import assert from "node:assert/strict";
+import { dbTest } from "./_support/db.ts";
+import type { Sql } from "../src/db/connect.ts";
+import { readMessages } from "../src/db/queue.ts";
+import { startFlow } from "../src/db/runs.ts";
+import {
+  completeTask,
+  completeTaskAndClaim,
+  completeTasks,
+  readAndStartTasks,
+  startTasks,
+} from "../src/db/tasks.ts";
+import type { Json, StepTaskRecord } from "../src/db/types.ts";
+
+const WORKER = "44444444-4444-4444-8444-444444444444";
+const FLOW = "routes";
+
+type ClaimRoute = "read-then-start" | "read-and-start";
+type CompleteRoute = "complete_task" | "complete_tasks" | "complete_task_and_claim";
+
+/** What a handler returns: depends only on the task and its input, as a real handler would. */
+function outputOf(task: StepTaskRecord): Json {
+  const input = task.input as Record<string, Json> & Json;
+  switch (task.step_slug) {
+    case "split":
+      return [1, 2, 3, 4];
+    case "double":
+      return (input as unknown as number) * 2;
+    case "label":
+      return `run ${JSON.stringify(input.run)} split ${JSON.stringify(input.split)}`;
+    case "join":
+      return { doubled: input.double, label: input.label };
+    default:
+      throw new Error(`unexpected step ${task.step_slug}`);
+  }
+}
+
+async function claim(sql: Sql, route: ClaimRoute): Promise<StepTaskRecord[]> {
+  if (route === "read-and-start") {
+    const started = await readAndStartTasks(sql, {
+      flowSlug: FLOW,
+      workerId: WORKER,
+      vt: 30,
+      qty: 10,
+    });
+    return started.map((s) => s.task);
+  }
+  const messages = await readMessages(sql, { queueName: FLOW, vt: 30, qty: 10 });
+  if (messages.length === 0) return [];
+  return await startTasks(sql, {
+    flowSlug: FLOW,
+    msgIds: messages.map((m) => Number(m.msg_id)),
+    workerId: WORKER,
+  });
+}
+
+/** Completes `tasks`; returns tasks a completion claimed on the way. */
+async function complete(
+  sql: Sql,
+  route: CompleteRoute,
+  tasks: StepTaskRecord[],
+): Promise<StepTaskRecord[]> {
+  const key = (t: StepTaskRecord) => ({
+    runId: t.run_id,
+    stepSlug: t.step_slug,
+    taskIndex: t.task_index,
+    output: outputOf(t),
+  });
+  if (route === "complete_tasks") {
+    const results = await completeTasks(sql, tasks.map(key));
+    assert.ok(results.every((r) => r.status === "completed"), JSON.stringify(results));
+    return [];
+  }
+  const claimed: StepTaskRecord[] = [];
+  for (const task of tasks) {
+    if (route === "complete_task") {
+      assert.equal((await completeTask(sql, key(task))).status, "completed");
+    } else {
+      const outcome = await completeTaskAndClaim(sql, {
+        ...key(task),
+        workerId: WORKER,
+        vt: 30,
+        qty: 10,
+      });
+      assert.equal(outcome.result.status, "completed");
+      claimed.push(...outcome.claimed.map((c) => c.task));
+    }
+  }
+  return claimed;
+}
+
+/** Drives one run to its end; returns the inputs each task saw, by step and index. */
+async function drive(sql: Sql, claimRoute: ClaimRoute, completeRoute: CompleteRoute) {
+  const run = await startFlow(sql, { flowSlug: FLOW, input: { n: 7 } });
+  const inputs: Record<string, Json> = {};
+  let pending = await claim(sql, claimRoute);
+  for (let round = 0; pending.length > 0; round++) {
+    assert.ok(round < 20, "the run does not finish");
+    for (const task of pending) inputs[`${task.step_slug}[${task.task_index}]`] = task.input;
+    const claimed = await complete(sql, completeRoute, pending);
+    pending = claimed.length > 0 ? claimed : await claim(sql, claimRoute);
+  }
+  return { runId: run.run_id, inputs };
+}
+
+/** A run's state without ids and timestamps. */
+async function stateOf(sql: Sql, runId: string) {
+  const [run] = await sql`
+    select status, output, remaining_steps, input from pgflow.runs where run_id = ${runId}`;
+  const steps = await sql`
+    select step_slug, status, initial_tasks, remaining_tasks, remaining_deps,
+           started_at is not null as started, completed_at is not null as completed
+    from pgflow.step_states where run_id = ${runId} order by step_slug`;
+  const tasks = await sql`
+    select step_slug, task_index, status, attempts_count, output, error_message,
+           last_worker_id, completed_at is not null as completed
+    from pgflow.step_tasks where run_id = ${runId} order by step_slug, task_index`;
+  const [queue] = await sql`
+    select (select count(*) from pgmq.q_routes where message->>'run_id' = ${runId})::int as queued,
+           (select count(*) from pgmq.a_routes where message->>'run_id' = ${runId})::int as archived`;
+  return { run, steps: [...steps], tasks: [...tasks], queue };
+}
+
+dbTest("every claim and completion route leaves the same state", async ({ sql }) => {
+  await sql.unsafe(`
+    select pgflow.create_flow('${FLOW}');
+    select pgflow.add_step('${FLOW}', 'split');
+    select pgflow.add_step('${FLOW}', 'double', deps_slugs => array['split'], step_type => 'map');
+    select pgflow.add_step('${FLOW}', 'label', deps_slugs => array['split']);
+    select pgflow.add_step('${FLOW}', 'join', deps_slugs => array['double', 'label']);`);
+
+  const routes: [ClaimRoute, CompleteRoute][] = [];
+  for (const c of ["read-then-start", "read-and-start"] as const) {
+    for (const d of ["complete_task", "complete_tasks", "complete_task_and_claim"] as const) {
+      routes.push([c, d]);
+    }
+  }
+  const results = [];
+  for (const [claimRoute, completeRoute] of routes) {
+    const { runId, inputs } = await drive(sql, claimRoute, completeRoute);
+    results.push({
+      route: `${claimRoute} + ${completeRoute}`,
+      inputs,
+      ...await stateOf(sql, runId),
+    });
+  }
+
+  const [reference, ...others] = results;
+  assert.equal(reference.run.status, "completed");
+  assert.deepEqual(reference.run.output, {
+    join: { doubled: [2, 4, 6, 8], label: 'run {"n":7} split [1,2,3,4]' },
+  });
+  assert.equal(reference.tasks.length, 7);
+  assert.deepEqual(reference.queue, { queued: 0, archived: 7 });
+  for (const other of others) {
+    const { route: _a, ...expected } = reference;
+    const { route, ...actual } = other;
+    assert.deepEqual(actual, expected, `${route} differs from ${reference.route}`);
+  }
+});
