@@ -87,7 +87,11 @@ declare
   v_body jsonb := payload || jsonb_build_object('event', event);
 begin
   if pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null then
-    execute 'select realtime.send($1, $2, $3, false)' using v_body, event, v_topic;
+    -- A static call (planned once per session, replanned if the function
+    -- changes) rather than EXECUTE, which parses and plans on every event.
+    -- The argument types match the checked signature exactly, so this
+    -- resolves to the function just checked.
+    perform realtime.send(v_body, event, v_topic, false);
     return;
   end if;
   perform pg_notify(v_topic, (

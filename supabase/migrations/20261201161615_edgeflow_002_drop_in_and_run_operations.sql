@@ -536,7 +536,11 @@ declare
   v_body jsonb := payload || jsonb_build_object('event', event);
 begin
   if pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null then
-    execute 'select realtime.send($1, $2, $3, false)' using v_body, event, v_topic;
+    -- A static call (planned once per session, replanned if the function
+    -- changes) rather than EXECUTE, which parses and plans on every event.
+    -- The argument types match the checked signature exactly, so this
+    -- resolves to the function just checked.
+    perform realtime.send(v_body, event, v_topic, false);
     return;
   end if;
   perform pg_notify(v_topic, (
@@ -1046,12 +1050,26 @@ as $$
 declare
   v_run pgflow.runs;
 begin
+  -- Cheap test first: most calls come while steps remain. The output is one
+  -- SQL query (no per-leaf function call): a leaf's output as _step_output gives it.
+  perform 1 from pgflow.runs r
+  where r.run_id = maybe_complete_run.run_id and r.status = 'started' and r.remaining_steps = 0;
+  if not found then
+    return;
+  end if;
   update pgflow.runs r
      set status = 'completed',
          completed_at = pgflow.now(),
          output = (
            select coalesce(jsonb_object_agg(s.step_slug,
-                             pgflow._step_output(r.run_id, s.step_slug, s.step_type)), '{}'::jsonb)
+                    case when s.step_type = 'map' then
+                      (select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb)
+                       from pgflow.step_tasks t
+                       where t.run_id = r.run_id and t.step_slug = s.step_slug)
+                    else
+                      (select t.output from pgflow.step_tasks t
+                       where t.run_id = r.run_id and t.step_slug = s.step_slug and t.task_index = 0)
+                    end), '{}'::jsonb)
            from pgflow.steps s
            where s.flow_slug = r.flow_slug
              and not exists (
