@@ -152,7 +152,9 @@ async function exerciseStandaloneWorker(t: TestDb, how: {
     });
     assert.match(String(started.running), /^[0-9a-f-]{36}$/, stderr);
     assert.equal(started.denoGlobal, how.denoGlobal);
-    const { outputs } = await lines.next();
+    const { outputs } = await lines.next().catch((error) => {
+      throw new Error(`${error.message}\n${stderr}`);
+    });
     assert.deepEqual(outputs, [{ plus_one: 3 }, { plus_one: 5 }, { plus_one: 7 }]);
 
     // Runs started from elsewhere are done by this worker too.

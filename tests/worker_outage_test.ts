@@ -48,7 +48,9 @@ async function setUp(listen: boolean): Promise<Setup> {
   await installPgmq(sql);
   await applyMigrations(sql, await readMigrations());
   const held = gate();
-  const flow = new Flow<{ n: number; hold: boolean }>({ slug: "outage", timeout: 60 })
+  // A short timeout (yet longer than a handler held through the outage): a claim whose acknowledgement the outage swallowed (complete_task_and_claim
+  // committed, the answer never arrived) comes back after timeout + 2 s, as any lost claim does.
+  const flow = new Flow<{ n: number; hold: boolean }>({ slug: "outage", timeout: 10 })
     .step({ slug: "first" }, async ({ run }) => {
       if (run.hold) await held.promise;
       return run.n * 2;
@@ -159,13 +161,17 @@ function outageCase(
 
         // The held runs finish with the outputs their handlers returned during the outage.
         for (const [index, run] of held.entries()) {
-          const done = await waitForRun(sql, run.run_id, "completed", 10_000);
+          const done = await waitForRun(sql, run.run_id, "completed", 30_000);
           assert.deepEqual(done.output, { second: (index + 1) * 2 + 1 });
         }
-        // Their reports were retried, not recovered after the step timeout and run again.
-        const attempts = await sql<{ attempts_count: number }[]>`
-          select attempts_count from pgflow.step_tasks order by run_id, step_slug`;
-        assert.deepEqual(attempts.map((task) => task.attempts_count), [1, 1, 1, 1]);
+        // The held tasks' reports were retried, not recovered after the step timeout and run
+        // again. (A "second" task claimed by a report whose answer was lost may take one more.)
+        const attempts = await sql<{ step_slug: string; attempts_count: number }[]>`
+          select step_slug, attempts_count from pgflow.step_tasks order by run_id, step_slug`;
+        for (const task of attempts) {
+          const most = task.step_slug === "first" ? 1 : 2;
+          assert.ok(task.attempts_count <= most, JSON.stringify(attempts));
+        }
 
         // A new run is picked up through a wake-up (the idle wait is 30 s), or the long poll.
         const fresh = await startFlow(sql, { flowSlug: "outage", input: { n: 5, hold: false } });
