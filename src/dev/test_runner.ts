@@ -27,52 +27,95 @@ console.log(
   }`,
 );
 
-const junitPath = await Deno.makeTempFile({ prefix: "edgeflow-junit-", suffix: ".xml" });
 const args = Deno.args.length ? Deno.args : ["tests/"];
-const child = new Deno.Command(Deno.execPath(), {
-  args: ["test", "-A", "--parallel", `--junit-path=${junitPath}`, ...args],
-  env: {
-    EDGEFLOW_TEST_DATABASE_URL: url,
-    ...(requireRealPgmq ? { EDGEFLOW_REQUIRE_REAL_PGMQ: "1" } : {}),
-  },
-  stdout: "inherit",
-  stderr: "inherit",
-}).spawn();
+const env = {
+  EDGEFLOW_TEST_DATABASE_URL: url,
+  ...(requireRealPgmq ? { EDGEFLOW_REQUIRE_REAL_PGMQ: "1" } : {}),
+};
+const first = await runDenoTest(["--parallel", ...args], env);
 
-const forward = () => child.kill("SIGTERM");
-Deno.addSignalListener("SIGINT", forward);
-const status = await child.status;
-Deno.removeSignalListener("SIGINT", forward);
+// Tests that wait on real time (edge isolates, outages, other processes) can miss a deadline on a
+// loaded machine. Each file with a failure runs once more, alone; a test fails only if it fails
+// again, and every test that needed the second run is named, so flakiness stays visible.
+let final = first;
+if (first.failedFiles.length > 0 && first.failedFiles.length <= 5) {
+  console.log(`\nrunning again, one at a time: ${first.failedFiles.join(", ")}`);
+  const second = await runDenoTest(first.failedFiles, env);
+  for (const name of first.failedCases) {
+    if (!second.failedCases.includes(name)) console.log(`flaky (passed when run again): ${name}`);
+  }
+  final = {
+    ...second,
+    passed: first.passed + second.passed - first.passedInFiles(first.failedFiles),
+    skipped: first.skipped,
+  };
+}
 await stop();
 
-const counts = await summarize(junitPath);
-await Deno.remove(junitPath).catch(() => {});
-// deno test can fail before any test runs (type errors): that is a failure too.
-if (!status.success && counts.failed === 0) counts.failed = 1;
+const failed = final.failedCases.length || (final.success ? 0 : 1);
 console.log(
-  `tests: ${counts.passed} passed, ${counts.failed} failed` +
-    (counts.skipped ? `, ${counts.skipped} skipped` : ""),
+  `tests: ${final.passed} passed, ${failed} failed` +
+    (final.skipped ? `, ${final.skipped} skipped` : ""),
 );
-if (strict && counts.skipped > 0) {
+if (strict && final.skipped > 0) {
   console.error(
-    `EDGEFLOW_STRICT: ${counts.skipped} test(s) were skipped; see their printed reasons`,
+    `EDGEFLOW_STRICT: ${final.skipped} test(s) were skipped; see their printed reasons`,
   );
   Deno.exit(1);
 }
-Deno.exit(status.code);
+Deno.exit(failed ? 1 : 0);
 
-/** Counts test cases (not steps) from deno's JUnit report. */
-async function summarize(
+interface TestRun {
+  success: boolean;
+  passed: number;
+  skipped: number;
+  /** "file => test name" of each failed test case. */
+  failedCases: string[];
+  failedFiles: string[];
+  passedInFiles(files: string[]): number;
+}
+
+async function runDenoTest(testArgs: string[], env: Record<string, string>): Promise<TestRun> {
+  const junitPath = await Deno.makeTempFile({ prefix: "edgeflow-junit-", suffix: ".xml" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["test", "-A", `--junit-path=${junitPath}`, ...testArgs],
+    env,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const forward = () => child.kill("SIGTERM");
+  Deno.addSignalListener("SIGINT", forward);
+  const status = await child.status;
+  Deno.removeSignalListener("SIGINT", forward);
+  const cases = await readCases(junitPath);
+  await Deno.remove(junitPath).catch(() => {});
+  const failedCases = cases.filter((c) => c.failed).map((c) => `${c.file} => ${c.name}`);
+  return {
+    success: status.success,
+    passed: cases.filter((c) => !c.failed && !c.skipped).length,
+    skipped: cases.filter((c) => c.skipped).length,
+    failedCases,
+    failedFiles: [...new Set(cases.filter((c) => c.failed).map((c) => c.file))],
+    passedInFiles: (files) =>
+      cases.filter((c) => files.includes(c.file) && !c.failed && !c.skipped).length,
+  };
+}
+
+/** The test cases (not steps) of deno's JUnit report. */
+async function readCases(
   path: string,
-): Promise<{ passed: number; failed: number; skipped: number }> {
+): Promise<{ file: string; name: string; failed: boolean; skipped: boolean }[]> {
   let xml = "";
   try {
     xml = await Deno.readTextFile(path);
   } catch {
-    return { passed: 0, failed: 1, skipped: 0 };
+    return [];
   }
   const cases = xml.match(/<testcase\b[^>]*?(\/>|>[\s\S]*?<\/testcase>)/g) ?? [];
-  const failed = cases.filter((c) => /<failure\b/.test(c)).length;
-  const skipped = cases.filter((c) => /<skipped\b/.test(c)).length;
-  return { passed: cases.length - failed - skipped, failed, skipped };
+  return cases.map((c) => ({
+    file: /classname="([^"]*)"/.exec(c)?.[1] ?? "",
+    name: /name="([^"]*)"/.exec(c)?.[1] ?? "",
+    failed: /<failure\b/.test(c),
+    skipped: /<skipped\b/.test(c),
+  }));
 }
