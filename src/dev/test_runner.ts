@@ -40,12 +40,19 @@ const first = await runDenoTest(["--parallel", ...args], env);
 let final = first;
 if (first.failedFiles.length > 0 && first.failedFiles.length <= 5) {
   console.log(`\nrunning again, one at a time: ${first.failedFiles.join(", ")}`);
-  const second = await runDenoTest(first.failedFiles, env);
+  // File by file: deno names a test's file in its output only when it runs several.
+  const runs: TestRun[] = [];
+  for (const file of first.failedFiles) runs.push(await runDenoTest([file], env, file));
+  const second = mergeRuns(runs);
+  // Only a test that ran again and passed counts as flaky; one that did not run again failed.
+  const stillFailed = first.failedCases.filter((name) => !second.passedCases.includes(name));
   for (const name of first.failedCases) {
-    if (!second.failedCases.includes(name)) console.log(`flaky (passed when run again): ${name}`);
+    if (!stillFailed.includes(name)) console.log(`flaky (passed when run again): ${name}`);
   }
   final = {
     ...second,
+    success: second.success && stillFailed.length === 0,
+    failedCases: [...new Set([...stillFailed, ...second.failedCases])],
     passed: first.passed + second.passed - first.passedInFiles(first.failedFiles),
     skipped: first.skipped,
   };
@@ -71,34 +78,83 @@ interface TestRun {
   skipped: number;
   /** "file => test name" of each failed test case. */
   failedCases: string[];
+  passedCases: string[];
   failedFiles: string[];
   passedInFiles(files: string[]): number;
 }
 
-async function runDenoTest(testArgs: string[], env: Record<string, string>): Promise<TestRun> {
+async function runDenoTest(
+  testArgs: string[],
+  env: Record<string, string>,
+  onlyFile?: string,
+): Promise<TestRun> {
   const junitPath = await Deno.makeTempFile({ prefix: "edgeflow-junit-", suffix: ".xml" });
   const child = new Deno.Command(Deno.execPath(), {
     args: ["test", "-A", `--junit-path=${junitPath}`, ...testArgs],
     env,
-    stdout: "inherit",
+    stdout: "piped",
     stderr: "inherit",
   }).spawn();
   const forward = () => child.kill("SIGTERM");
   Deno.addSignalListener("SIGINT", forward);
+  const fileOf = await echoAndMapTestFiles(child.stdout);
   const status = await child.status;
   Deno.removeSignalListener("SIGINT", forward);
-  const cases = await readCases(junitPath);
+  const cases = (await readCases(junitPath)).map((c) => ({
+    ...c,
+    file: fileOf.get(c.name) ?? onlyFile ?? c.file,
+  }));
   await Deno.remove(junitPath).catch(() => {});
-  const failedCases = cases.filter((c) => c.failed).map((c) => `${c.file} => ${c.name}`);
+  const label = (c: { file: string; name: string }) => `${c.file} => ${c.name}`;
+  const failedCases = cases.filter((c) => c.failed).map(label);
   return {
     success: status.success,
     passed: cases.filter((c) => !c.failed && !c.skipped).length,
     skipped: cases.filter((c) => c.skipped).length,
     failedCases,
+    passedCases: cases.filter((c) => !c.failed && !c.skipped).map(label),
     failedFiles: [...new Set(cases.filter((c) => c.failed).map((c) => c.file))],
     passedInFiles: (files) =>
       cases.filter((c) => files.includes(c.file) && !c.failed && !c.skipped).length,
   };
+}
+
+function mergeRuns(runs: TestRun[]): TestRun {
+  return {
+    success: runs.every((run) => run.success),
+    passed: runs.reduce((sum, run) => sum + run.passed, 0),
+    skipped: runs.reduce((sum, run) => sum + run.skipped, 0),
+    failedCases: runs.flatMap((run) => run.failedCases),
+    passedCases: runs.flatMap((run) => run.passedCases),
+    failedFiles: runs.flatMap((run) => run.failedFiles),
+    passedInFiles: (files) => runs.reduce((sum, run) => sum + run.passedInFiles(files), 0),
+  };
+}
+
+/**
+ * Passes deno test's output through and maps each test's name to the file it ran in, from
+ * its `<file> => <name> ... ok|FAILED` lines: the JUnit report names the file that called
+ * Deno.test instead (tests/_support/db.ts for every dbTest).
+ */
+async function echoAndMapTestFiles(
+  stdout: ReadableStream<Uint8Array>,
+): Promise<Map<string, string>> {
+  const fileOf = new Map<string, string>();
+  let pending = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of stdout) {
+    await Deno.stdout.write(chunk);
+    pending += decoder.decode(chunk, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const line of lines) {
+      // deno-lint-ignore no-control-regex
+      const plain = line.replace(/\x1b\[[0-9;]*m/g, "");
+      const match = /^(\S+\.ts) => (.+) \.\.\. (ok|FAILED|ignored)/.exec(plain);
+      if (match) fileOf.set(match[2], match[1]);
+    }
+  }
+  return fileOf;
 }
 
 /** The test cases (not steps) of deno's JUnit report. */
@@ -111,11 +167,24 @@ async function readCases(
   } catch {
     return [];
   }
-  const cases = xml.match(/<testcase\b[^>]*?(\/>|>[\s\S]*?<\/testcase>)/g) ?? [];
-  return cases.map((c) => ({
-    file: /classname="([^"]*)"/.exec(c)?.[1] ?? "",
-    name: /name="([^"]*)"/.exec(c)?.[1] ?? "",
-    failed: /<failure\b/.test(c),
-    skipped: /<skipped\b/.test(c),
-  }));
+  // A case's file is its <testsuite>'s name: its classname names where Deno.test was called,
+  // which is tests/_support/db.ts for every dbTest.
+  const suites = xml.match(/<testsuite\b[\s\S]*?<\/testsuite>/g) ?? [];
+  return suites.flatMap((suite) => {
+    const file = /<testsuite\b[^>]*?\bname="([^"]*)"/.exec(suite)?.[1] ?? "";
+    const cases = suite.match(/<testcase\b[^>]*?(\/>|>[\s\S]*?<\/testcase>)/g) ?? [];
+    return cases.map((c) => ({
+      file,
+      name: unescapeXml(/\bname="([^"]*)"/.exec(c)?.[1] ?? ""),
+      failed: /<failure\b/.test(c),
+      skipped: /<skipped\b/.test(c),
+    }));
+  });
+}
+
+function unescapeXml(text: string): string {
+  return text.replace(
+    /&(apos|quot|lt|gt|amp);/g,
+    (_, entity: string) => ({ apos: "'", quot: '"', lt: "<", gt: ">", amp: "&" })[entity]!,
+  );
 }
