@@ -325,6 +325,10 @@ create index if not exists runs_flow_status_started_idx on pgflow.runs (flow_slu
 drop index if exists pgflow.runs_flow_started_idx;
 create index runs_flow_started_idx on pgflow.runs (flow_slug, started_at, run_id);
 
+-- The trust check of objects outside the schema is one helper of both owners
+-- (pgflow._trusted_owners); the one-role helper it replaces goes.
+drop function if exists pgflow._is_trusted_role(oid);
+
 -- ==== sql/engine/clock.sql ====
 -- The engine's clock. Every engine function reads time through pgflow.now()
 -- (the transaction's time) or pgflow.clock_now() (the statement's moment, for
@@ -453,18 +457,24 @@ $$;
 -- pg_net, Vault) runs with the rights of whoever changes state: the worker
 -- (the database owner) or a SECURITY DEFINER function. On a server without
 -- those components, a role with CREATE on the database could plant them, so
--- such an object is used only when it and its schema belong to a trusted role:
+-- such an object is used only when it and its schema belong to a trusted role
+-- (_trusted_owners):
 -- a superuser (Supabase's supabase_admin owns realtime, net and vault), or the
 -- owner of schema pgflow (whoever installed edgeflow).
-create or replace function pgflow._is_trusted_role(p_role oid)
+create or replace function pgflow._trusted_owners(p_owner oid, p_schema_owner oid)
 returns boolean
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  return p_role = (select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'pgflow')
-    or coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.oid = p_role), false);
+  -- One query: every event asks (through _trusted_function).
+  return not exists (
+    select 1 from (values (p_owner), (p_schema_owner)) o(role)
+    where o.role <> all (array(
+      select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'pgflow'
+      union all
+      select r.oid from pg_catalog.pg_roles r where r.rolsuper)));
 end;
 $$;
 
@@ -482,14 +492,9 @@ begin
   if v_function is null then
     return null;
   end if;
-  -- One query (every event asks): _is_trusted_role's test inlined for both owners.
   perform 1 from pg_catalog.pg_proc p
   join pg_catalog.pg_namespace n on n.oid = p.pronamespace
-  where p.oid = v_function
-    and p.proowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
-                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper)
-    and n.nspowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
-                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper);
+  where p.oid = v_function and pgflow._trusted_owners(p.proowner, n.nspowner);
   return case when found then v_function end;
 end;
 $$;
@@ -509,11 +514,7 @@ begin
   end if;
   perform 1 from pg_catalog.pg_class c
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-  where c.oid = v_relation
-    and c.relowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
-                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper)
-    and n.nspowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
-                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper);
+  where c.oid = v_relation and pgflow._trusted_owners(c.relowner, n.nspowner);
   return case when found then v_relation end;
 end;
 $$;
@@ -1604,6 +1605,28 @@ begin
 end;
 $$;
 
+-- Cancels the run's open (queued or started) tasks, of one step or of all when
+-- step_slug is NULL, and archives their messages so no worker picks them up.
+create or replace function pgflow._cancel_open_tasks(run_id uuid, flow_slug text, step_slug text, error_message text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+begin
+  perform pgmq.archive(_cancel_open_tasks.flow_slug, array(
+    select t.message_id from pgflow.step_tasks t
+    where t.run_id = _cancel_open_tasks.run_id
+      and (_cancel_open_tasks.step_slug is null or t.step_slug = _cancel_open_tasks.step_slug)
+      and t.status in ('queued', 'started') and t.message_id is not null));
+  update pgflow.step_tasks
+     set status = 'cancelled', cancelled_at = pgflow.now(), error_message = _cancel_open_tasks.error_message
+   where run_id = _cancel_open_tasks.run_id
+     and (_cancel_open_tasks.step_slug is null or step_slug = _cancel_open_tasks.step_slug)
+     and status in ('queued', 'started');
+end;
+$$;
+
 -- Fails the run because step_slug failed: closes every open step, cancels
 -- every open task of the run (status 'cancelled', as in pgflow 0.15.1) and
 -- archives their messages so no worker picks them up again.
@@ -1638,13 +1661,7 @@ begin
   end loop;
 
   select * into v_run from pgflow.runs where run_id = _fail_run.run_id;
-  perform pgmq.archive(v_run.flow_slug, array(
-    select t.message_id from pgflow.step_tasks t
-    where t.run_id = _fail_run.run_id and t.status in ('queued', 'started')
-      and t.message_id is not null));
-  update pgflow.step_tasks
-     set status = 'cancelled', error_message = v_cancelled
-   where run_id = _fail_run.run_id and status in ('queued', 'started');
+  perform pgflow._cancel_open_tasks(_fail_run.run_id, v_run.flow_slug, null, v_cancelled);
 
   update pgflow.runs set status = 'failed', failed_at = pgflow.now()
   where run_id = _fail_run.run_id
@@ -1823,14 +1840,8 @@ begin
     return false;
   end if;
 
-  perform pgmq.archive(v_state.flow_slug, array(
-    select t.message_id from pgflow.step_tasks t
-    where t.run_id = v_state.run_id and t.step_slug = v_state.step_slug
-      and t.status in ('queued', 'started') and t.message_id is not null));
-  update pgflow.step_tasks
-     set status = 'cancelled', cancelled_at = pgflow.now(),
-         error_message = format('cancelled: step %s was skipped (%s)', v_state.step_slug, v_state.skip_reason)
-   where run_id = v_state.run_id and step_slug = v_state.step_slug and status in ('queued', 'started');
+  perform pgflow._cancel_open_tasks(v_state.run_id, v_state.flow_slug, v_state.step_slug,
+    format('cancelled: step %s was skipped (%s)', v_state.step_slug, v_state.skip_reason));
 
   update pgflow.runs set remaining_steps = remaining_steps - 1 where run_id = v_state.run_id;
 
@@ -2393,12 +2404,7 @@ begin
   end if;
   v_message := 'cancelled: ' || coalesce(nullif(btrim(cancel_run.reason), ''), 'cancel_run gave no reason');
 
-  perform pgmq.archive(v_run.flow_slug, array(
-    select t.message_id from pgflow.step_tasks t
-    where t.run_id = v_run.run_id and t.status in ('queued', 'started') and t.message_id is not null));
-  update pgflow.step_tasks
-     set status = 'cancelled', cancelled_at = pgflow.now(), error_message = v_message
-   where run_id = v_run.run_id and status in ('queued', 'started');
+  perform pgflow._cancel_open_tasks(v_run.run_id, v_run.flow_slug, null, v_message);
 
   update pgflow.runs set status = 'cancelled', cancelled_at = pgflow.now()
   where run_id = v_run.run_id

@@ -4,18 +4,24 @@
 -- pg_net, Vault) runs with the rights of whoever changes state: the worker
 -- (the database owner) or a SECURITY DEFINER function. On a server without
 -- those components, a role with CREATE on the database could plant them, so
--- such an object is used only when it and its schema belong to a trusted role:
+-- such an object is used only when it and its schema belong to a trusted role
+-- (_trusted_owners):
 -- a superuser (Supabase's supabase_admin owns realtime, net and vault), or the
 -- owner of schema pgflow (whoever installed edgeflow).
-create or replace function pgflow._is_trusted_role(p_role oid)
+create or replace function pgflow._trusted_owners(p_owner oid, p_schema_owner oid)
 returns boolean
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  return p_role = (select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'pgflow')
-    or coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.oid = p_role), false);
+  -- One query: every event asks (through _trusted_function).
+  return not exists (
+    select 1 from (values (p_owner), (p_schema_owner)) o(role)
+    where o.role <> all (array(
+      select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'pgflow'
+      union all
+      select r.oid from pg_catalog.pg_roles r where r.rolsuper)));
 end;
 $$;
 
@@ -33,14 +39,9 @@ begin
   if v_function is null then
     return null;
   end if;
-  -- One query (every event asks): _is_trusted_role's test inlined for both owners.
   perform 1 from pg_catalog.pg_proc p
   join pg_catalog.pg_namespace n on n.oid = p.pronamespace
-  where p.oid = v_function
-    and p.proowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
-                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper)
-    and n.nspowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
-                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper);
+  where p.oid = v_function and pgflow._trusted_owners(p.proowner, n.nspowner);
   return case when found then v_function end;
 end;
 $$;
@@ -60,11 +61,7 @@ begin
   end if;
   perform 1 from pg_catalog.pg_class c
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-  where c.oid = v_relation
-    and c.relowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
-                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper)
-    and n.nspowner in (select o.nspowner from pg_catalog.pg_namespace o where o.nspname = 'pgflow'
-                       union all select r.oid from pg_catalog.pg_roles r where r.rolsuper);
+  where c.oid = v_relation and pgflow._trusted_owners(c.relowner, n.nspowner);
   return case when found then v_relation end;
 end;
 $$;

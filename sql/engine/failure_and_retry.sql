@@ -24,6 +24,28 @@ begin
 end;
 $$;
 
+-- Cancels the run's open (queued or started) tasks, of one step or of all when
+-- step_slug is NULL, and archives their messages so no worker picks them up.
+create or replace function pgflow._cancel_open_tasks(run_id uuid, flow_slug text, step_slug text, error_message text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+begin
+  perform pgmq.archive(_cancel_open_tasks.flow_slug, array(
+    select t.message_id from pgflow.step_tasks t
+    where t.run_id = _cancel_open_tasks.run_id
+      and (_cancel_open_tasks.step_slug is null or t.step_slug = _cancel_open_tasks.step_slug)
+      and t.status in ('queued', 'started') and t.message_id is not null));
+  update pgflow.step_tasks
+     set status = 'cancelled', cancelled_at = pgflow.now(), error_message = _cancel_open_tasks.error_message
+   where run_id = _cancel_open_tasks.run_id
+     and (_cancel_open_tasks.step_slug is null or step_slug = _cancel_open_tasks.step_slug)
+     and status in ('queued', 'started');
+end;
+$$;
+
 -- Fails the run because step_slug failed: closes every open step, cancels
 -- every open task of the run (status 'cancelled', as in pgflow 0.15.1) and
 -- archives their messages so no worker picks them up again.
@@ -58,13 +80,7 @@ begin
   end loop;
 
   select * into v_run from pgflow.runs where run_id = _fail_run.run_id;
-  perform pgmq.archive(v_run.flow_slug, array(
-    select t.message_id from pgflow.step_tasks t
-    where t.run_id = _fail_run.run_id and t.status in ('queued', 'started')
-      and t.message_id is not null));
-  update pgflow.step_tasks
-     set status = 'cancelled', error_message = v_cancelled
-   where run_id = _fail_run.run_id and status in ('queued', 'started');
+  perform pgflow._cancel_open_tasks(_fail_run.run_id, v_run.flow_slug, null, v_cancelled);
 
   update pgflow.runs set status = 'failed', failed_at = pgflow.now()
   where run_id = _fail_run.run_id

@@ -64,12 +64,7 @@ begin
   end if;
   v_message := 'cancelled: ' || coalesce(nullif(btrim(cancel_run.reason), ''), 'cancel_run gave no reason');
 
-  perform pgmq.archive(v_run.flow_slug, array(
-    select t.message_id from pgflow.step_tasks t
-    where t.run_id = v_run.run_id and t.status in ('queued', 'started') and t.message_id is not null));
-  update pgflow.step_tasks
-     set status = 'cancelled', cancelled_at = pgflow.now(), error_message = v_message
-   where run_id = v_run.run_id and status in ('queued', 'started');
+  perform pgflow._cancel_open_tasks(v_run.run_id, v_run.flow_slug, null, v_message);
 
   update pgflow.runs set status = 'cancelled', cancelled_at = pgflow.now()
   where run_id = v_run.run_id

@@ -89,14 +89,8 @@ begin
     return false;
   end if;
 
-  perform pgmq.archive(v_state.flow_slug, array(
-    select t.message_id from pgflow.step_tasks t
-    where t.run_id = v_state.run_id and t.step_slug = v_state.step_slug
-      and t.status in ('queued', 'started') and t.message_id is not null));
-  update pgflow.step_tasks
-     set status = 'cancelled', cancelled_at = pgflow.now(),
-         error_message = format('cancelled: step %s was skipped (%s)', v_state.step_slug, v_state.skip_reason)
-   where run_id = v_state.run_id and step_slug = v_state.step_slug and status in ('queued', 'started');
+  perform pgflow._cancel_open_tasks(v_state.run_id, v_state.flow_slug, v_state.step_slug,
+    format('cancelled: step %s was skipped (%s)', v_state.step_slug, v_state.skip_reason));
 
   update pgflow.runs set remaining_steps = remaining_steps - 1 where run_id = v_state.run_id;
 

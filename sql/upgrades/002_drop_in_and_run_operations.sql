@@ -320,3 +320,7 @@ create index if not exists runs_status_started_idx on pgflow.runs (status, start
 create index if not exists runs_flow_status_started_idx on pgflow.runs (flow_slug, status, started_at, run_id);
 drop index if exists pgflow.runs_flow_started_idx;
 create index runs_flow_started_idx on pgflow.runs (flow_slug, started_at, run_id);
+
+-- The trust check of objects outside the schema is one helper of both owners
+-- (pgflow._trusted_owners); the one-role helper it replaces goes.
+drop function if exists pgflow._is_trusted_role(oid);
