@@ -104,6 +104,25 @@ export function isFlow(value: unknown): value is AnyFlow {
 
 const FLOW_KEYS = ["slug", "maxAttempts", "baseDelay", "timeout"];
 
+/** What `.step()` and `.array()` record about a step with one task, for type inference. */
+type SingleStepEntry<
+  TInput,
+  TSteps extends StepMap,
+  TDeps extends keyof TSteps & string,
+  TOutput,
+  TIf,
+  TIfNot,
+  TUnmet extends WhenMode,
+  TExhausted extends WhenMode,
+> =
+  & {
+    input: SingleStepInput<TInput, TSteps, TDeps>;
+    handlerOutput: TOutput;
+    output: TOutput;
+    dependencies: TDeps;
+  }
+  & SkipFlags<TSteps, TDeps, TIf, TIfNot, TUnmet, TExhausted>;
+
 /**
  * A DAG of steps. Each builder call validates the new step and returns a new `Flow`; the
  * receiver never changes, so a partial flow can be shared and extended safely.
@@ -175,13 +194,7 @@ export class Flow<TInput = Json, TSteps extends StepMap = NoSteps> implements An
     AddStep<
       TSteps,
       TSlug,
-      & {
-        input: SingleStepInput<TInput, TSteps, TDeps>;
-        handlerOutput: TOutput;
-        output: TOutput;
-        dependencies: TDeps;
-      }
-      & SkipFlags<TSteps, TDeps, TIf, TIfNot, TUnmet, TExhausted>
+      SingleStepEntry<TInput, TSteps, TDeps, TOutput, TIf, TIfNot, TUnmet, TExhausted>
     >
   > {
     return this.#with(buildStep(this.#slug, this.#steps, "step", config, handler));
@@ -208,13 +221,7 @@ export class Flow<TInput = Json, TSteps extends StepMap = NoSteps> implements An
     AddStep<
       TSteps,
       TSlug,
-      & {
-        input: SingleStepInput<TInput, TSteps, TDeps>;
-        handlerOutput: TOutput;
-        output: TOutput;
-        dependencies: TDeps;
-      }
-      & SkipFlags<TSteps, TDeps, TIf, TIfNot, TUnmet, TExhausted>
+      SingleStepEntry<TInput, TSteps, TDeps, TOutput, TIf, TIfNot, TUnmet, TExhausted>
     >
   > {
     return this.#with(buildStep(this.#slug, this.#steps, "array", config, handler));
