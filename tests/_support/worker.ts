@@ -107,7 +107,7 @@ export async function waitForRun(
   sql: TestDb["sql"],
   runId: string,
   status: "completed" | "failed" = "completed",
-  timeoutMs = 10_000,
+  timeoutMs = 30_000,
 ): Promise<{ status: string; output: unknown }> {
   return await eventually(`run ${runId} to be ${status}`, async () => {
     const [run] = await sql<{ status: string; output: unknown }[]>`
