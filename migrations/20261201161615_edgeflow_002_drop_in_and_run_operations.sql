@@ -329,6 +329,24 @@ create index runs_flow_started_idx on pgflow.runs (flow_slug, started_at, run_id
 -- (pgflow._trusted_owners); the one-role helper it replaces goes.
 drop function if exists pgflow._is_trusted_role(oid);
 
+-- What read_and_start_tasks hands a worker: a started task (step_task_record's
+-- columns), its message, and which attempt this is (1 = the first).
+create type pgflow.claimed_task as (
+  flow_slug text,
+  run_id uuid,
+  step_slug text,
+  input jsonb,
+  msg_id bigint,
+  task_index int,
+  flow_input jsonb,
+  read_ct int,
+  enqueued_at timestamptz,
+  vt timestamptz,
+  message jsonb,
+  headers jsonb,
+  attempt int
+);
+
 -- ==== sql/engine/clock.sql ====
 -- The engine's clock. Every engine function reads time through pgflow.now()
 -- (the transaction's time) or pgflow.clock_now() (the statement's moment, for
@@ -1558,6 +1576,64 @@ begin
 end;
 $$;
 
+-- Both phases of a poll in one transaction: pgmq.read claims up to qty visible
+-- messages of the flow's queue, start_tasks starts their tasks. A worker that
+-- dies between the phases cannot leave a message claimed but its task queued.
+-- Each row is a started task with its message and "attempt" (1 = the first).
+-- (An edgeflow extension; complete_task_and_claim claims through it too.)
+--
+-- Two statements on purpose: a statement sees the rows committed when it
+-- began, but pgmq.read, a function, reads with a newer snapshot. Joined in
+-- one statement, a message committed in between would be claimed and started
+-- while the statement could not see its task: the worker would never get it.
+create or replace function pgflow.read_and_start_tasks(flow_slug text, vt int, qty int, worker_id uuid)
+returns setof pgflow.claimed_task
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_messages pgmq.message_record[];
+begin
+  if read_and_start_tasks.qty is null or read_and_start_tasks.qty < 0
+     or read_and_start_tasks.vt is null or read_and_start_tasks.vt < 1 then
+    perform pgflow._raise_invalid(format(
+      'read_and_start_tasks(%L): qty must be >= 0 and vt >= 1, got qty %s, vt %s',
+      read_and_start_tasks.flow_slug, coalesce(read_and_start_tasks.qty::text, 'NULL'),
+      coalesce(read_and_start_tasks.vt::text, 'NULL')));
+  end if;
+  if read_and_start_tasks.worker_id is null then
+    perform pgflow._raise_invalid(format('read_and_start_tasks(%L): worker_id must not be NULL',
+      read_and_start_tasks.flow_slug));
+  end if;
+  perform 1 from pgflow.flows f where f.flow_slug = read_and_start_tasks.flow_slug;
+  if not found then
+    perform pgflow._no_such(format('read_and_start_tasks: flow %s does not exist',
+      coalesce(quote_literal(read_and_start_tasks.flow_slug), 'NULL')));
+  end if;
+  if read_and_start_tasks.qty = 0 then
+    return;
+  end if;
+
+  v_messages := array(
+    select m from pgmq.read(read_and_start_tasks.flow_slug, read_and_start_tasks.vt,
+                            read_and_start_tasks.qty) m);
+  if cardinality(v_messages) = 0 then
+    return;
+  end if;
+  -- This statement sees step_tasks as before start_tasks counted the attempt
+  -- (a function's changes are invisible to the statement calling it).
+  return query
+    select s.flow_slug, s.run_id, s.step_slug, s.input, s.msg_id, s.task_index, s.flow_input,
+           m.read_ct, m.enqueued_at, m.vt, m.message, m.headers, t.attempts_count + 1
+    from pgflow.start_tasks(read_and_start_tasks.flow_slug,
+           array(select (e).msg_id from unnest(v_messages) e), read_and_start_tasks.worker_id) s
+    join unnest(v_messages) m on m.msg_id = s.msg_id
+    join pgflow.step_tasks t
+      on t.run_id = s.run_id and t.step_slug = s.step_slug and t.task_index = s.task_index;
+end;
+$$;
+
 -- pgflow's one-call polling, deprecated by pgflow itself in favour of
 -- pgmq.read_with_poll + start_tasks. Kept so old callers do not break: it
 -- claims nothing, returns no rows and says so in a NOTICE.
@@ -2192,7 +2268,6 @@ as $$
 #variable_conflict use_column
 declare
   v_task pgflow.step_tasks;
-  v_messages pgmq.message_record[];
   v_claimed jsonb := '[]'::jsonb;
 begin
   if complete_task_and_claim.qty is null or complete_task_and_claim.qty < 0
@@ -2208,23 +2283,9 @@ begin
   if complete_task_and_claim.qty > 0 then
     -- Messages sent by the completion are visible to this transaction only, so
     -- this worker claims them before any other can.
-    v_messages := array(
-      select m from pgmq.read(v_task.flow_slug, complete_task_and_claim.vt, complete_task_and_claim.qty) m);
-    if cardinality(v_messages) > 0 then
-      select coalesce(jsonb_agg(jsonb_build_object(
-               'flow_slug', s.flow_slug, 'run_id', s.run_id, 'step_slug', s.step_slug,
-               'input', s.input, 'msg_id', s.msg_id, 'task_index', s.task_index, 'flow_input', s.flow_input,
-               'read_ct', m.read_ct, 'enqueued_at', m.enqueued_at, 'vt', m.vt,
-               'message', m.message, 'headers', m.headers,
-               'attempt', t.attempts_count + 1)), '[]'::jsonb)
-        into v_claimed
-      from pgflow.start_tasks(v_task.flow_slug,
-             array(select (e).msg_id from unnest(v_messages) e), complete_task_and_claim.worker_id) s
-      join unnest(v_messages) m on m.msg_id = s.msg_id
-      -- This statement sees step_tasks as before start_tasks counted the attempt.
-      join pgflow.step_tasks t
-        on t.run_id = s.run_id and t.step_slug = s.step_slug and t.task_index = s.task_index;
-    end if;
+    select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed
+    from pgflow.read_and_start_tasks(v_task.flow_slug, complete_task_and_claim.vt,
+           complete_task_and_claim.qty, complete_task_and_claim.worker_id) c;
   end if;
 
   return jsonb_build_object('status', v_task.status, 'error_message', v_task.error_message,

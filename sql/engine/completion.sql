@@ -120,7 +120,6 @@ as $$
 #variable_conflict use_column
 declare
   v_task pgflow.step_tasks;
-  v_messages pgmq.message_record[];
   v_claimed jsonb := '[]'::jsonb;
 begin
   if complete_task_and_claim.qty is null or complete_task_and_claim.qty < 0
@@ -136,23 +135,9 @@ begin
   if complete_task_and_claim.qty > 0 then
     -- Messages sent by the completion are visible to this transaction only, so
     -- this worker claims them before any other can.
-    v_messages := array(
-      select m from pgmq.read(v_task.flow_slug, complete_task_and_claim.vt, complete_task_and_claim.qty) m);
-    if cardinality(v_messages) > 0 then
-      select coalesce(jsonb_agg(jsonb_build_object(
-               'flow_slug', s.flow_slug, 'run_id', s.run_id, 'step_slug', s.step_slug,
-               'input', s.input, 'msg_id', s.msg_id, 'task_index', s.task_index, 'flow_input', s.flow_input,
-               'read_ct', m.read_ct, 'enqueued_at', m.enqueued_at, 'vt', m.vt,
-               'message', m.message, 'headers', m.headers,
-               'attempt', t.attempts_count + 1)), '[]'::jsonb)
-        into v_claimed
-      from pgflow.start_tasks(v_task.flow_slug,
-             array(select (e).msg_id from unnest(v_messages) e), complete_task_and_claim.worker_id) s
-      join unnest(v_messages) m on m.msg_id = s.msg_id
-      -- This statement sees step_tasks as before start_tasks counted the attempt.
-      join pgflow.step_tasks t
-        on t.run_id = s.run_id and t.step_slug = s.step_slug and t.task_index = s.task_index;
-    end if;
+    select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed
+    from pgflow.read_and_start_tasks(v_task.flow_slug, complete_task_and_claim.vt,
+           complete_task_and_claim.qty, complete_task_and_claim.worker_id) c;
   end if;
 
   return jsonb_build_object('status', v_task.status, 'error_message', v_task.error_message,

@@ -324,3 +324,21 @@ create index runs_flow_started_idx on pgflow.runs (flow_slug, started_at, run_id
 -- The trust check of objects outside the schema is one helper of both owners
 -- (pgflow._trusted_owners); the one-role helper it replaces goes.
 drop function if exists pgflow._is_trusted_role(oid);
+
+-- What read_and_start_tasks hands a worker: a started task (step_task_record's
+-- columns), its message, and which attempt this is (1 = the first).
+create type pgflow.claimed_task as (
+  flow_slug text,
+  run_id uuid,
+  step_slug text,
+  input jsonb,
+  msg_id bigint,
+  task_index int,
+  flow_input jsonb,
+  read_ct int,
+  enqueued_at timestamptz,
+  vt timestamptz,
+  message jsonb,
+  headers jsonb,
+  attempt int
+);

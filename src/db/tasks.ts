@@ -48,52 +48,56 @@ export async function startTasksWithAttempts(
 }
 
 /**
- * Both phases in one statement (one round trip, one transaction): `pgmq.read` claims up to
- * `qty` visible messages, `pgflow.start_tasks` starts their tasks. A message is never left
- * claimed but unstarted by a worker that dies between the phases.
+ * Both phases in one round trip and one transaction (`pgflow.read_and_start_tasks`):
+ * `pgmq.read` claims up to `qty` visible messages, `start_tasks` starts their tasks. A
+ * message is never left claimed but unstarted by a worker that dies between the phases.
  */
 export async function readAndStartTasks(
   sql: Sql,
   args: { flowSlug: string; workerId: string; vt: number; qty: number },
 ): Promise<StartedTask[]> {
-  // The attempt: see startTasksWithAttempts.
-  const rows = await sql<
-    (StepTaskRecord & Omit<QueueMessage<TaskMessage>, "msg_id"> & { attempt: number })[]
-  >`
-    with claimed as materialized (
-      select * from pgmq.read(${args.flowSlug}, ${args.vt}::int, ${args.qty}::int)
-    )
-    select t.flow_slug, t.run_id, t.step_slug, t.input, t.msg_id, t.task_index,
-           m.read_ct, m.enqueued_at, m.vt, m.message, m.headers, st.attempts_count + 1 as attempt
-    from pgflow.start_tasks(
+  const rows = await sql<ClaimedRow[]>`
+    select * from pgflow.read_and_start_tasks(
       flow_slug => ${args.flowSlug},
-      msg_ids => (select coalesce(array_agg(msg_id), '{}') from claimed),
-      worker_id => ${args.workerId}::uuid) t
-    join claimed m on m.msg_id = t.msg_id
-    join pgflow.step_tasks st
-      on st.run_id = t.run_id and st.step_slug = t.step_slug and st.task_index = t.task_index`;
-  return rows.map((row) => {
-    const msgId = Number(row.msg_id);
-    return {
-      task: {
-        flow_slug: row.flow_slug,
-        run_id: row.run_id,
-        step_slug: row.step_slug,
-        input: row.input,
-        msg_id: msgId,
-        task_index: row.task_index,
-      },
-      message: {
-        msg_id: msgId,
-        read_ct: row.read_ct,
-        enqueued_at: row.enqueued_at,
-        vt: row.vt,
-        message: row.message,
-        headers: row.headers,
-      },
-      attempt: row.attempt,
-    };
-  });
+      vt => ${args.vt}::int,
+      qty => ${args.qty}::int,
+      worker_id => ${args.workerId}::uuid)`;
+  return rows.map(startedTask);
+}
+
+/** One row of `read_and_start_tasks` (as jsonb in `complete_task_and_claim`: timestamps are text). */
+interface ClaimedRow extends Omit<StepTaskRecord, "msg_id"> {
+  msg_id: number | string;
+  read_ct: number;
+  enqueued_at: Date | string;
+  vt: Date | string;
+  message: TaskMessage;
+  headers: Json | null;
+  attempt: number;
+}
+
+function startedTask(row: ClaimedRow): StartedTask {
+  const msgId = Number(row.msg_id);
+  return {
+    task: {
+      flow_slug: row.flow_slug,
+      run_id: row.run_id,
+      step_slug: row.step_slug,
+      input: row.input,
+      msg_id: msgId,
+      task_index: row.task_index,
+      flow_input: row.flow_input,
+    },
+    message: {
+      msg_id: msgId,
+      read_ct: row.read_ct,
+      enqueued_at: new Date(row.enqueued_at),
+      vt: new Date(row.vt),
+      message: row.message,
+      headers: row.headers,
+    },
+    attempt: row.attempt,
+  };
 }
 
 export interface TaskKey {
@@ -177,43 +181,12 @@ export async function completeTaskAndClaim(
       vt => ${args.vt}::int,
       qty => ${args.qty}::int) as outcome`;
   const { status, error_message, claimed } = row.outcome;
-  return {
-    result: { status, error_message },
-    claimed: claimed.map((item) => ({
-      task: {
-        flow_slug: item.flow_slug,
-        run_id: item.run_id,
-        step_slug: item.step_slug,
-        input: item.input,
-        msg_id: Number(item.msg_id),
-        task_index: item.task_index,
-        flow_input: item.flow_input,
-      },
-      message: {
-        msg_id: Number(item.msg_id),
-        read_ct: item.read_ct,
-        // Built as jsonb in SQL, so timestamps arrive as text.
-        enqueued_at: new Date(item.enqueued_at),
-        vt: new Date(item.vt),
-        message: item.message,
-        headers: item.headers,
-      },
-      attempt: item.attempt,
-    })),
-  };
+  return { result: { status, error_message }, claimed: claimed.map(startedTask) };
 }
 
 /** What `pgflow.complete_task_and_claim` returns (jsonb). */
 interface ClaimOutcome extends CompletionResult {
-  claimed: (Omit<StepTaskRecord, "msg_id"> & {
-    msg_id: number | string;
-    read_ct: number;
-    enqueued_at: string;
-    vt: string;
-    message: TaskMessage;
-    headers: Json | null;
-    attempt: number;
-  })[];
+  claimed: ClaimedRow[];
 }
 
 export async function failTask(
