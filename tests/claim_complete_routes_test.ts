@@ -2,8 +2,9 @@
  * Differential test of the worker's claim and completion routes: a run driven through any
  * claim route (pgmq.read then start_tasks; read and start in one statement; claiming with a
  * completion) and any completion route (complete_task; complete_tasks in a batch, set-based
- * for map tasks; complete_task_and_claim) ends in the same state: the same run, step and task
- * rows (timestamps and ids aside), the same inputs seen by each task, and no message left.
+ * for map tasks; complete_task_and_claim; complete_tasks_and_claim, a batch that claims) ends
+ * in the same state: the same run, step and task rows (timestamps and ids aside), the same
+ * inputs seen by each task, and no message left.
  */
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
@@ -14,6 +15,7 @@ import {
   completeTask,
   completeTaskAndClaim,
   completeTasks,
+  completeTasksAndClaim,
   readAndStartTasks,
   startTasks,
 } from "../src/db/tasks.ts";
@@ -23,7 +25,11 @@ const WORKER = "44444444-4444-4444-8444-444444444444";
 const FLOW = "routes";
 
 type ClaimRoute = "read-then-start" | "read-and-start";
-type CompleteRoute = "complete_task" | "complete_tasks" | "complete_task_and_claim";
+type CompleteRoute =
+  | "complete_task"
+  | "complete_tasks"
+  | "complete_task_and_claim"
+  | "complete_tasks_and_claim";
 
 /** What a handler returns: depends only on the task and its input, as a real handler would. */
 function outputOf(task: StepTaskRecord): Json {
@@ -77,6 +83,16 @@ async function complete(
     const results = await completeTasks(sql, tasks.map(key));
     assert.ok(results.every((r) => r.status === "completed"), JSON.stringify(results));
     return [];
+  }
+  if (route === "complete_tasks_and_claim") {
+    const { results, claimed } = await completeTasksAndClaim(sql, tasks.map(key), {
+      flowSlug: FLOW,
+      workerId: WORKER,
+      vt: 30,
+      qty: 10,
+    });
+    assert.ok(results.every((r) => r.status === "completed"), JSON.stringify(results));
+    return claimed.map((c) => c.task);
   }
   const claimed: StepTaskRecord[] = [];
   for (const task of tasks) {
@@ -138,7 +154,14 @@ dbTest("every claim and completion route leaves the same state", async ({ sql })
 
   const routes: [ClaimRoute, CompleteRoute][] = [];
   for (const c of ["read-then-start", "read-and-start"] as const) {
-    for (const d of ["complete_task", "complete_tasks", "complete_task_and_claim"] as const) {
+    for (
+      const d of [
+        "complete_task",
+        "complete_tasks",
+        "complete_task_and_claim",
+        "complete_tasks_and_claim",
+      ] as const
+    ) {
       routes.push([c, d]);
     }
   }

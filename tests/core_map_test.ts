@@ -186,6 +186,49 @@ dbTest(
 );
 
 dbTest(
+  "in a batch, a single step feeding a map is checked one by one; the other reports complete set-based",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('violation');
+     select pgflow.add_step('violation', 'list');
+     select pgflow.add_step('violation', 'other');
+     select pgflow.add_step('violation', 'each', deps_slugs => array['list'], step_type => 'map');`,
+    );
+    const bad = await startFlow(sql, { flowSlug: "violation", input: {} });
+    const good = await startFlow(sql, { flowSlug: "violation", input: {} });
+    const tasks = await takeTasks(sql, "violation");
+    const task = (runId: string, step: string) =>
+      tasks.find((t) => t.run_id === runId && t.step_slug === step)!;
+    const report = (t: StepTaskRecord, output: Json) => ({
+      runId: t.run_id,
+      stepSlug: t.step_slug,
+      taskIndex: t.task_index,
+      output,
+    });
+    const results = await completeTasks(sql, [
+      report(task(bad.run_id, "list"), { not: "an array" }),
+      report(task(bad.run_id, "other"), 1),
+      report(task(good.run_id, "list"), [1, 2]),
+      report(task(good.run_id, "other"), 2),
+    ]);
+    assert.deepEqual(results.map((r) => r.status), [
+      "failed",
+      "completed",
+      "completed",
+      "completed",
+    ]);
+    assert.match(results[0].error_message!, /\[TYPE_VIOLATION\].*map step 'each'.*got object/);
+    assert.equal((await getRun(sql, bad.run_id)).status, "failed");
+    const each = await takeTasks(sql, "violation");
+    assert.deepEqual(each.map((t) => [t.run_id, t.step_slug, t.input]), [
+      [good.run_id, "each", 1],
+      [good.run_id, "each", 2],
+    ]);
+  },
+);
+
+dbTest(
   "start_flow rejects a non-array input for a root map and writes nothing",
   async ({ sql }) => {
     await define(

@@ -9,7 +9,12 @@ import {
   WORKER_ID,
 } from "./_support/drive.ts";
 import { startFlow } from "../src/db/runs.ts";
-import { completeTask, completeTaskAndClaim, completeTasks } from "../src/db/tasks.ts";
+import {
+  completeTask,
+  completeTaskAndClaim,
+  completeTasks,
+  completeTasksAndClaim,
+} from "../src/db/tasks.ts";
 
 const ANALYZE_WEBSITE = `
   SELECT pgflow.create_flow('analyze_website');
@@ -325,6 +330,46 @@ dbTest(
       completeTaskAndClaim(sql, { ...taskKey(rest), ...claim, output: 1, vt: 0, qty: 1 }),
       /complete_task_and_claim: qty must be >= 0 and vt >= 1, got qty 1, vt 0/,
     );
+  },
+);
+
+dbTest(
+  "complete_tasks_and_claim reports a batch and claims in one transaction; bad arguments change nothing",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('batch');
+       select pgflow.add_step('batch', 'a');
+       select pgflow.add_step('batch', 'b', deps_slugs => array['a']);`,
+    );
+    for (const input of [1, 2, 3]) await startFlow(sql, { flowSlug: "batch", input });
+    const tasks = await takeTasks(sql, "batch", 2);
+    const reports = tasks.map((task) => ({ ...taskKey(task), output: task.input }));
+    const claim = { flowSlug: "batch", workerId: WORKER_ID, vt: 30 };
+
+    // A bad claim argument is refused before any report is applied.
+    await assert.rejects(
+      completeTasksAndClaim(sql, reports, { ...claim, qty: -1 }),
+      /complete_tasks_and_claim: qty must be >= 0 and vt >= 1, got qty -1, vt 30/,
+    );
+    await assert.rejects(
+      completeTasksAndClaim(sql, reports, { ...claim, flowSlug: "nope", qty: 1 }),
+      /complete_tasks_and_claim: flow 'nope' does not exist/,
+    );
+    const [{ n }] = await sql`
+      select count(*)::int as n from pgflow.step_tasks where status = 'completed'`;
+    assert.equal(n, 0, "nothing was completed");
+
+    // Two reports: each readies a "b"; with the third run's "a", three tasks are visible.
+    const { results, claimed } = await completeTasksAndClaim(sql, reports, { ...claim, qty: 2 });
+    assert.deepEqual(results, [
+      { status: "completed", error_message: null },
+      { status: "completed", error_message: null },
+    ]);
+    assert.equal(claimed.length, 2, "claims no more than qty");
+    assert.ok(claimed.every((c) => c.attempt === 1));
+    const rest = await takeTasks(sql, "batch");
+    assert.equal(rest.length, 1, "the third visible task stays for others");
   },
 );
 

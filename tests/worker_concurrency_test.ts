@@ -60,7 +60,7 @@ workerTest("one worker never runs more than maxConcurrent handlers at once", asy
   let peak = 0;
   // The first handlers hold their slots until the worker has filled all of them, so reaching
   // the limit does not depend on how fast the database answers.
-  const filled = gate();
+  let filled = gate();
   const flow = new Flow<number[]>({ slug: "bounded" })
     .map({ slug: "wait" }, async (n) => {
       running++;
@@ -71,14 +71,20 @@ workerTest("one worker never runs more than maxConcurrent handlers at once", asy
       return n;
     });
   await t.run(flow, { maxConcurrent: 5, batchSize: 4 });
-  const run = await startFlow(t.sql, {
-    flowSlug: "bounded",
-    input: Array.from({ length: 60 }, (_, i) => i),
-  });
-  await eventually("every slot taken", () => running >= 5);
-  filled.open();
-  await waitForRun(t.sql, run.run_id);
-  assert.equal(peak, 5);
+  // Twice: reports hand their slots to the tasks they claim, and a slot lost in that
+  // bookkeeping would keep the second round below the limit.
+  for (const round of [1, 2]) {
+    peak = 0;
+    const run = await startFlow(t.sql, {
+      flowSlug: "bounded",
+      input: Array.from({ length: 60 }, (_, i) => i),
+    });
+    await eventually(`every slot taken (round ${round})`, () => running >= 5);
+    filled.open();
+    await waitForRun(t.sql, run.run_id);
+    assert.equal(peak, 5);
+    filled = gate();
+  }
 });
 
 workerTest(

@@ -145,11 +145,12 @@ begin
 end;
 $$;
 
--- (most of a busy worker's reports) are completed set-based: one UPDATE for
--- the tasks, one archive per queue, one decrement per step; only a step that
--- finishes goes through the per-step path. Other reports go through
--- complete_task one by one. All runs of the batch are locked first, in run id
--- order, so concurrent batches cannot deadlock. (An edgeflow extension.)
+-- Many reports in one call. Started tasks in started runs (most of a busy
+-- worker's reports) are completed set-based: one UPDATE for the tasks, one
+-- archive per queue, one count-down per (run, step). Other reports (late or
+-- duplicate ones, single steps feeding a map) go through complete_task one by
+-- one. All runs of the batch are locked first, in run id order, so concurrent
+-- batches cannot deadlock. (An edgeflow extension.)
 --
 -- Returns one row per report, in the order given: the task's status and
 -- error_message afterwards (late or duplicate reports change nothing).
@@ -167,9 +168,13 @@ as $$
 declare
   v_count int := coalesce(cardinality(run_ids), 0);
   v_done_ords int[];
+  v_flows text[];
+  v_runs uuid[];
+  v_steps text[];
+  v_types text[];
+  v_msgs bigint[];
+  v_outputs jsonb[];
   v_group record;
-  v_group_ords int[];
-  v_group_msgs bigint[];
   v_report record;
 begin
   if v_count <> coalesce(cardinality(step_slugs), 0) or v_count <> coalesce(cardinality(task_indexes), 0)
@@ -188,45 +193,57 @@ begin
   order by r.run_id
   for update;
 
-  -- Set-based path: started tasks of map steps in started runs, one statement per
-  -- (run, step) group. "task_index = any(...)" keeps each an index lookup of just the
-  -- reported tasks, however wide the map.
-  for v_group in
-    select b.run_id, b.step_slug, t0.flow_slug,
-           array_agg(b.task_index order by b.ord) as task_indexes,
-           array_agg(b.output order by b.ord) as outputs,
-           array_agg(b.ord order by b.ord) as ords
-    from (
-      -- A task reported twice in one batch: the first report counts, as in two calls.
-      select distinct on (u.run_id, u.step_slug, u.task_index) u.*
-      from unnest(complete_tasks.run_ids, complete_tasks.step_slugs,
-                  complete_tasks.task_indexes, complete_tasks.outputs)
-             with ordinality as u(run_id, step_slug, task_index, output, ord)
-      order by u.run_id, u.step_slug, u.task_index, u.ord
-    ) b
-    join pgflow.runs r on r.run_id = b.run_id and r.status = 'started'
-    join pgflow.step_states t0 on t0.run_id = b.run_id and t0.step_slug = b.step_slug
-    join pgflow.steps s on s.flow_slug = t0.flow_slug and s.step_slug = b.step_slug
-                       and s.step_type = 'map'
-    group by b.run_id, b.step_slug, t0.flow_slug
-  loop
-    with done as (
-      update pgflow.step_tasks t
-         set status = 'completed', completed_at = pgflow.now(), output = u.output
-        from unnest(v_group.task_indexes, v_group.outputs, v_group.ords) as u(task_index, output, ord)
-       where t.run_id = v_group.run_id and t.step_slug = v_group.step_slug
-         and t.task_index = any(v_group.task_indexes)
-         and t.task_index = u.task_index
-         and t.status = 'started'
-      returning u.ord::int as ord, t.message_id
-    )
-    select array_agg(d.ord), array_agg(d.message_id) into v_group_ords, v_group_msgs from done d;
-    continue when v_group_ords is null;
-    v_done_ords := coalesce(v_done_ords, '{}') || v_group_ords;
-    perform pgmq.archive(v_group.flow_slug, array(select m from unnest(v_group_msgs) m where m is not null));
-    perform pgflow._count_down_step(v_group.run_id, v_group.step_slug, 'map',
-      cardinality(v_group_ords), null);
-  end loop;
+  -- Set-based path: started tasks in started runs, in one UPDATE, except those of
+  -- single steps feeding a map (their output must be an array: checked one by one).
+  -- The join stays an index lookup of just the reported tasks, however wide a map.
+  with reports as (
+    -- A task reported twice in one batch: the first report counts, as in two calls.
+    select distinct on (u.run_id, u.step_slug, u.task_index) u.*
+    from unnest(complete_tasks.run_ids, complete_tasks.step_slugs,
+                complete_tasks.task_indexes, complete_tasks.outputs)
+           with ordinality as u(run_id, step_slug, task_index, output, ord)
+    order by u.run_id, u.step_slug, u.task_index, u.ord
+  ), done as (
+    update pgflow.step_tasks t
+       set status = 'completed', completed_at = pgflow.now(), output = b.output
+      from reports b
+      join pgflow.runs r on r.run_id = b.run_id and r.status = 'started'
+      join pgflow.steps s on s.flow_slug = r.flow_slug and s.step_slug = b.step_slug
+     where t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
+       and t.status = 'started'
+       and (s.step_type = 'map' or not exists (
+             select 1 from pgflow.deps d
+             join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
+             where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map'))
+    returning b.ord::int as ord, t.flow_slug, t.run_id, t.step_slug, s.step_type, t.message_id, t.output
+  )
+  select array_agg(d.ord), array_agg(d.flow_slug), array_agg(d.run_id), array_agg(d.step_slug),
+         array_agg(d.step_type), array_agg(d.message_id), array_agg(d.output)
+    into v_done_ords, v_flows, v_runs, v_steps, v_types, v_msgs, v_outputs
+  from done d;
+
+  if v_done_ords is not null then
+    -- One archive per queue.
+    for v_group in
+      select a.flow_slug, array_agg(a.message_id) filter (where a.message_id is not null) as msgs
+      from unnest(v_flows, v_msgs) as a(flow_slug, message_id)
+      group by a.flow_slug
+    loop
+      if v_group.msgs is not null then
+        perform pgmq.archive(v_group.flow_slug, v_group.msgs);
+      end if;
+    end loop;
+    -- One count-down per (run, step), in lock order.
+    for v_group in
+      select c.run_id, c.step_slug, c.step_type, count(*)::int as n, (array_agg(c.output))[1] as output
+      from unnest(v_runs, v_steps, v_types, v_outputs) as c(run_id, step_slug, step_type, output)
+      group by c.run_id, c.step_slug, c.step_type
+      order by c.run_id, c.step_slug
+    loop
+      perform pgflow._count_down_step(v_group.run_id, v_group.step_slug, v_group.step_type, v_group.n,
+        case when v_group.step_type = 'single' then v_group.output end);
+    end loop;
+  end if;
 
   -- Everything else, one by one, in (run, step, task) order.
   for v_report in
@@ -247,5 +264,59 @@ begin
     left join pgflow.step_tasks t
       on t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
     order by b.ord;
+end;
+$$;
+
+-- A batch of reports and a claim in one transaction: complete_tasks, then
+-- read_and_start_tasks for up to qty tasks of the flow (those the batch made
+-- ready included). A busy worker reports the tasks it finished and gets the
+-- next ones in one round trip. (An edgeflow extension.)
+--
+-- Returns {"results": [{"status", "error_message"}, ...] in the order given,
+-- "claimed": [...]} with claimed as complete_task_and_claim returns it.
+create or replace function pgflow.complete_tasks_and_claim(
+  flow_slug text,
+  run_ids uuid[],
+  step_slugs text[],
+  task_indexes int[],
+  outputs jsonb[],
+  worker_id uuid,
+  vt int,
+  qty int
+)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_results jsonb;
+  v_claimed jsonb := '[]'::jsonb;
+begin
+  if complete_tasks_and_claim.qty is null or complete_tasks_and_claim.qty < 0
+     or complete_tasks_and_claim.vt is null or complete_tasks_and_claim.vt < 1 then
+    perform pgflow._raise_invalid(format(
+      'complete_tasks_and_claim: qty must be >= 0 and vt >= 1, got qty %s, vt %s',
+      coalesce(complete_tasks_and_claim.qty::text, 'NULL'), coalesce(complete_tasks_and_claim.vt::text, 'NULL')));
+  end if;
+  -- Checked before anything changes, so a bad claim leaves the reports undone too.
+  perform 1 from pgflow.flows f where f.flow_slug = complete_tasks_and_claim.flow_slug;
+  if not found then
+    perform pgflow._no_such(format('complete_tasks_and_claim: flow %s does not exist',
+      coalesce(quote_literal(complete_tasks_and_claim.flow_slug), 'NULL')));
+  end if;
+
+  select coalesce(jsonb_agg(jsonb_build_object('status', c.status, 'error_message', c.error_message)
+                            order by c.ord), '[]'::jsonb)
+    into v_results
+  from pgflow.complete_tasks(complete_tasks_and_claim.run_ids, complete_tasks_and_claim.step_slugs,
+                             complete_tasks_and_claim.task_indexes, complete_tasks_and_claim.outputs) c;
+
+  if complete_tasks_and_claim.qty > 0 then
+    select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed
+    from pgflow.read_and_start_tasks(complete_tasks_and_claim.flow_slug, complete_tasks_and_claim.vt,
+           complete_tasks_and_claim.qty, complete_tasks_and_claim.worker_id) c;
+  end if;
+  return jsonb_build_object('results', v_results, 'claimed', v_claimed);
 end;
 $$;

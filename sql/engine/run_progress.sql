@@ -41,8 +41,6 @@ as $$
 #variable_conflict use_column
 declare
   v_state pgflow.step_states;
-  v_size int;
-  v_remaining int;
 begin
   update pgflow.step_states
      set status = 'completed',
@@ -51,32 +49,47 @@ begin
          remaining_tasks = 0
    where run_id = _finish_step.run_id and step_slug = _finish_step.step_slug
   returning * into v_state;
+  return pgflow._step_completed(v_state, _finish_step.step_type, _finish_step.output);
+end;
+$$;
 
-  perform pgflow._emit_step(_finish_step.run_id, _finish_step.step_slug, 'completed',
-    jsonb_build_object('output', _finish_step.output, 'started_at', v_state.started_at,
-                       'completed_at', v_state.completed_at));
+-- What follows a step's completion (its row already says so): the event, the
+-- dependents' inputs, and the run's count of remaining steps, which it returns.
+create or replace function pgflow._step_completed(state pgflow.step_states, step_type text, output jsonb)
+returns int
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_size int;
+  v_remaining int;
+begin
+  perform pgflow._emit_step(_step_completed.state.run_id, _step_completed.state.step_slug, 'completed',
+    jsonb_build_object('output', _step_completed.output, 'started_at', _step_completed.state.started_at,
+                       'completed_at', _step_completed.state.completed_at));
 
   -- A map that depends on this step now knows its size: this map's task count,
   -- or the length of this single step's array output (checked by the caller).
   -- Computed here, not in the UPDATE: the planner may fold jsonb_array_length
   -- of a parameter even in a CASE branch that is not taken.
-  if _finish_step.step_type = 'map' then
-    v_size := v_state.initial_tasks;
-  elsif jsonb_typeof(_finish_step.output) = 'array' then
-    v_size := jsonb_array_length(_finish_step.output);
+  if _step_completed.step_type = 'map' then
+    v_size := _step_completed.state.initial_tasks;
+  elsif jsonb_typeof(_step_completed.output) = 'array' then
+    v_size := jsonb_array_length(_step_completed.output);
   end if;
   update pgflow.step_states ss
      set remaining_deps = ss.remaining_deps - 1,
          initial_tasks = case when s.step_type = 'map' then v_size else ss.initial_tasks end
     from pgflow.deps d
     join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
-   where d.flow_slug = v_state.flow_slug
-     and d.dep_slug = _finish_step.step_slug
-     and ss.run_id = _finish_step.run_id
+   where d.flow_slug = _step_completed.state.flow_slug
+     and d.dep_slug = _step_completed.state.step_slug
+     and ss.run_id = _step_completed.state.run_id
      and ss.step_slug = d.step_slug;
 
   update pgflow.runs set remaining_steps = remaining_steps - 1
-  where run_id = _finish_step.run_id
+  where run_id = _step_completed.state.run_id
   returning remaining_steps into v_remaining;
   return v_remaining;
 end;
@@ -234,26 +247,30 @@ set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
-  v_flow text;
-  v_remaining_tasks int;
+  v_state pgflow.step_states;
   v_remaining_steps int;
 begin
+  -- One update counts the tasks off and, when none remains, completes the step.
   update pgflow.step_states
-     set remaining_tasks = remaining_tasks - _count_down_step.n
+     set remaining_tasks = greatest(remaining_tasks - _count_down_step.n, 0),
+         status = case when remaining_tasks - _count_down_step.n <= 0 then 'completed' else status end,
+         started_at = case when remaining_tasks - _count_down_step.n <= 0
+                           then coalesce(started_at, pgflow.now()) else started_at end,
+         completed_at = case when remaining_tasks - _count_down_step.n <= 0
+                             then pgflow.now() else completed_at end
    where run_id = _count_down_step.run_id and step_slug = _count_down_step.step_slug
-  returning flow_slug, remaining_tasks into v_flow, v_remaining_tasks;
-  if v_remaining_tasks > 0 then
+  returning * into v_state;
+  if v_state.status is distinct from 'completed' then
     return;
   end if;
-  v_remaining_steps := pgflow._finish_step(_count_down_step.run_id, _count_down_step.step_slug,
-    _count_down_step.step_type,
+  v_remaining_steps := pgflow._step_completed(v_state, _count_down_step.step_type,
     case when _count_down_step.step_type = 'map'
       then pgflow._step_output(_count_down_step.run_id, _count_down_step.step_slug, 'map')
       else _count_down_step.single_output end);
   -- Only dependents can become ready (and, through the empty-map cascade, complete
   -- the run); a leaf step's completion can only end the run.
   if exists (select 1 from pgflow.deps d
-             where d.flow_slug = v_flow and d.dep_slug = _count_down_step.step_slug) then
+             where d.flow_slug = v_state.flow_slug and d.dep_slug = _count_down_step.step_slug) then
     perform pgflow.start_ready_steps(_count_down_step.run_id);
     perform pgflow.maybe_complete_run(_count_down_step.run_id);
   elsif v_remaining_steps = 0 then

@@ -184,6 +184,29 @@ export async function completeTaskAndClaim(
   return { result: { status, error_message }, claimed: claimed.map(startedTask) };
 }
 
+/**
+ * Completes a batch of tasks of one flow and, in the same transaction, reads and starts up to
+ * `qty` visible tasks of that flow (`pgflow.complete_tasks_and_claim`): a busy worker reports
+ * what it finished and gets its next tasks in one round trip.
+ */
+export async function completeTasksAndClaim(
+  sql: Sql,
+  completions: readonly TaskCompletion[],
+  args: { flowSlug: string; workerId: string; vt: number; qty: number },
+): Promise<{ results: CompletionResult[]; claimed: StartedTask[] }> {
+  const [row] = await sql<{ outcome: { results: CompletionResult[]; claimed: ClaimedRow[] } }[]>`
+    select pgflow.complete_tasks_and_claim(
+      flow_slug => ${args.flowSlug},
+      run_ids => ${completions.map((c) => c.runId)}::uuid[],
+      step_slugs => ${completions.map((c) => c.stepSlug)}::text[],
+      task_indexes => ${completions.map((c) => c.taskIndex)}::int[],
+      outputs => ${completions.map(outputText)}::text[]::jsonb[],
+      worker_id => ${args.workerId}::uuid,
+      vt => ${args.vt}::int,
+      qty => ${args.qty}::int) as outcome`;
+  return { results: row.outcome.results, claimed: row.outcome.claimed.map(startedTask) };
+}
+
 /** What `pgflow.complete_task_and_claim` returns (jsonb). */
 interface ClaimOutcome extends CompletionResult {
   claimed: ClaimedRow[];

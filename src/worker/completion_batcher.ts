@@ -1,16 +1,20 @@
 /**
- * Group commit for completions. A completion is sent at once while fewer than `maxInFlight`
- * completion statements are running (an idle worker adds no latency); otherwise it waits for
- * the next free statement and goes with everything else that queued meanwhile, in one
- * statement and one transaction (`completeTasks`). Under load this turns many small commits
- * into a few larger ones. A completion sent alone may also claim the next tasks in the same
- * transaction (`complete_task_and_claim`) when the worker has free slots: one round trip per
- * DAG level instead of a report, a wake-up and a read.
+ * Group commit for completions, and claiming with them. A completion is sent at once while
+ * fewer than `maxInFlight` completion statements are running (an idle worker adds no latency);
+ * otherwise it waits for the next free statement and goes with everything else that queued
+ * meanwhile, in one statement and one transaction. Under load this turns many small commits
+ * into a few larger ones.
+ *
+ * A batch may also claim the worker's next tasks in the same transaction
+ * (`complete_tasks_and_claim`): the tasks it made ready, and any other visible ones. The
+ * reported tasks' own slots go straight to the tasks claimed (the slot is handed over rather
+ * than freed and read into again), plus any free slots the claimer reserves. A busy worker
+ * thus makes one round trip per batch: report what finished, get what comes next.
  */
 import type { Sql } from "../db/connect.ts";
 import {
-  completeTaskAndClaim,
   completeTasks,
+  completeTasksAndClaim,
   type CompletionResult,
   type StartedTask,
   type TaskCompletion,
@@ -18,20 +22,33 @@ import {
 import type { Logger } from "./logger.ts";
 import { withReportRetries } from "./report_retry.ts";
 
-/** How a lone completion claims further tasks for the worker. */
+/** How a batch of completions claims further tasks for the worker. */
 export interface Claimer {
+  flowSlug: string;
   workerId: string;
   /** Seconds the claimed messages stay hidden until start_tasks sets their timeout. */
   vt: number;
-  /** Reserves slots for tasks to claim with this completion; returns how many (0: none). */
-  take(completion: TaskCompletion): number;
-  /** Hands over what was claimed with `taken` reserved slots (unused ones are given back). */
-  give(claimed: StartedTask[], taken: number): void;
+  /**
+   * Decides whether reporting `completions` should claim, and reserves free slots for it
+   * beyond the reported tasks' own. Returns how many it reserved, or `null`: do not claim.
+   */
+  take(completions: readonly TaskCompletion[]): number | null;
+  /** Runs claimed tasks, each in a reported task's slot or a reserved one. */
+  run(claimed: StartedTask[]): void;
+  /** Gives back reserved slots that no claimed task took. */
+  release(slots: number): void;
+}
+
+/** A report's outcome. */
+export interface Reported {
+  result: CompletionResult;
+  /** The task's slot now runs a claimed task: the caller must not free it. */
+  slotHandedOver: boolean;
 }
 
 interface Pending {
   completion: TaskCompletion;
-  resolve(result: CompletionResult): void;
+  resolve(reported: Reported): void;
   reject(error: unknown): void;
 }
 
@@ -85,7 +102,7 @@ export class CompletionBatcher {
   }
 
   /** Reports one completion; resolves with the task's status after it, rejects if it failed. */
-  complete(completion: TaskCompletion): Promise<CompletionResult> {
+  complete(completion: TaskCompletion): Promise<Reported> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ completion, resolve, reject });
       this.#flush();
@@ -104,16 +121,16 @@ export class CompletionBatcher {
   }
 
   async #send(batch: Pending[]): Promise<void> {
-    if (batch.length === 1 && this.#claimer && await this.#sendAndClaim(batch[0], this.#claimer)) {
-      return;
-    }
+    if (this.#claimer && await this.#sendAndClaim(batch, this.#claimer)) return;
+    const completions = batch.map((pending) => pending.completion);
     try {
-      const completions = batch.map((pending) => pending.completion);
       const results = await this.#retried(
         () => completeTasks(this.#sql, completions),
         completions,
       );
-      batch.forEach((pending, index) => pending.resolve(results[index]));
+      batch.forEach((pending, index) =>
+        pending.resolve({ result: results[index], slotHandedOver: false })
+      );
     } catch (error) {
       if (batch.length === 1) {
         batch[0].reject(error);
@@ -126,7 +143,7 @@ export class CompletionBatcher {
             () => completeTasks(this.#sql, [pending.completion]),
             [pending.completion],
           );
-          pending.resolve(result);
+          pending.resolve({ result, slotHandedOver: false });
         } catch (single) {
           pending.reject(single);
         }
@@ -134,26 +151,32 @@ export class CompletionBatcher {
     }
   }
 
-  /** Sends a lone completion that also claims tasks; false when there was no slot to claim for. */
-  async #sendAndClaim(pending: Pending, claimer: Claimer): Promise<boolean> {
-    const taken = claimer.take(pending.completion);
-    if (taken === 0) return false;
-    let outcome: { result: CompletionResult; claimed: StartedTask[] };
+  /** Sends a batch that also claims tasks; false when it should not claim (or could not). */
+  async #sendAndClaim(batch: Pending[], claimer: Claimer): Promise<boolean> {
+    const completions = batch.map((pending) => pending.completion);
+    const reserved = claimer.take(completions);
+    if (reserved === null) return false;
+    let outcome: { results: CompletionResult[]; claimed: StartedTask[] };
     try {
       // Not retried on a lost connection: a retry could not return what the first call claimed
-      // (those tasks would wait for recovery); the plain path below is retried instead.
-      outcome = await completeTaskAndClaim(this.#sql, {
-        ...pending.completion,
+      // (those tasks would wait for recovery); the plain path is retried instead.
+      outcome = await completeTasksAndClaim(this.#sql, completions, {
+        flowSlug: claimer.flowSlug,
         workerId: claimer.workerId,
         vt: claimer.vt,
-        qty: taken,
+        qty: batch.length + reserved,
       });
     } catch {
-      claimer.give([], taken);
+      claimer.release(reserved);
       return false;
     }
-    claimer.give(outcome.claimed, taken);
-    pending.resolve(outcome.result);
+    // Claimed tasks fill the reported tasks' slots first, then the reserved ones.
+    const handedOver = Math.min(outcome.claimed.length, batch.length);
+    claimer.release(reserved - (outcome.claimed.length - handedOver));
+    claimer.run(outcome.claimed);
+    batch.forEach((pending, index) =>
+      pending.resolve({ result: outcome.results[index], slotHandedOver: index < handedOver })
+    );
     return true;
   }
 }

@@ -31,11 +31,17 @@ export interface Job {
   run(signal: AbortSignal): unknown;
   /** Aborts the handler from outside with this signal's reason (e.g. its run was cancelled). */
   signal?: AbortSignal;
-  /** Sends the outcome to the database; the slot is freed after it settles. */
-  report(outcome: Outcome): Promise<void>;
+  /**
+   * Sends the outcome to the database; the slot is freed after it settles, unless the report
+   * handed the slot over to a task it claimed (`"slot-handed-over"`), which now runs in it.
+   */
+  report(outcome: Outcome): Promise<ReportEnd>;
   /** Called if the handler settles after its outcome was already decided (timeout/shutdown). */
   late?(result: { ok: boolean; durationMs: number }): void;
 }
+
+/** How a report ended for its slot (see `Job.report`). */
+export type ReportEnd = void | "slot-handed-over";
 
 /** setTimeout's limit; longer timeouts are clamped to it (~24.8 days). */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -101,23 +107,26 @@ export class Executor {
     return promise;
   }
 
-  /** Runs a job in one reserved slot; the slot is released once the job has reported. */
+  /**
+   * Runs a job in one reserved slot (or one a report handed over); the slot is released once
+   * the job has reported, unless its report handed the slot to a task it claimed.
+   */
   execute(job: Job): void {
     this.#running++;
     this.track(
       this.#runJob(job).catch((error) => {
         this.#onError(error);
-        return false;
-      }).then((ok) => {
+        return { ok: false, handedOver: false };
+      }).then(({ ok, handedOver }) => {
         this.#running--;
-        this.release(1);
+        if (!handedOver) this.release(1);
         this.#onTaskDone(ok);
       }),
     );
   }
 
-  /** Runs and reports a job; resolves with whether the handler succeeded. */
-  async #runJob(job: Job): Promise<boolean> {
+  /** Runs and reports a job: whether the handler succeeded and whether its slot was handed over. */
+  async #runJob(job: Job): Promise<{ ok: boolean; handedOver: boolean }> {
     const controller = new AbortController();
     const giveUp = () => controller.abort(new WorkerShutdownError(this.#graceMs));
     if (this.#giveUp.signal.aborted) giveUp();
@@ -166,8 +175,8 @@ export class Executor {
       this.#giveUp.signal.removeEventListener("abort", giveUp);
       job.signal?.removeEventListener("abort", fromOutside);
     }
-    await job.report(outcome);
-    return outcome.ok;
+    const end = await job.report(outcome);
+    return { ok: outcome.ok, handedOver: end === "slot-handed-over" };
   }
 
   /**

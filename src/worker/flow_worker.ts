@@ -13,7 +13,7 @@ import { CompletionBatcher } from "./completion_batcher.ts";
 import { stepContext } from "./context.ts";
 import { FlowMismatchError } from "./errors.ts";
 import { expectCompiledFlow } from "./flow_expected.ts";
-import type { Job, Outcome } from "./executor.ts";
+import type { Job, Outcome, ReportEnd } from "./executor.ts";
 import { errorText, failureMessage, failureStack } from "./failure_message.ts";
 import type { Logger } from "./logger.ts";
 import type { WorkerConfig } from "./options.ts";
@@ -34,34 +34,37 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
         : expectCompiledFlow(flow.slug, sql, log),
     attach(runtime) {
       const { config } = runtime;
-      // Completions may keep all but one of the pool's connections busy; under load they go
-      // in batches (group commit) rather than waiting in line one by one.
+      // At most two completion statements at a time: one in flight while the next batch
+      // gathers. More would split the batches (more commits, more locks on shared rows);
+      // fewer would leave finished tasks waiting while a statement runs.
       const feedsOthers = new Set(
         flow.stepSlugs.flatMap((slug) => flow.getStep(slug)?.dependencies ?? []),
       );
       const reporter: CompletionBatcher = new CompletionBatcher(runtime.sql, {
-        maxInFlight: Math.max(1, config.maxPgConnections - 1),
+        maxInFlight: Math.min(2, config.maxPgConnections - 1),
         maxBatch: Math.max(config.batchSize, 50),
         log: runtime.log,
         signal: runtime.closing,
         claimer: {
+          flowSlug: flow.slug,
           workerId: runtime.workerId,
           vt: config.visibilityTimeout,
-          take(completion) {
-            if (runtime.context.shutdownSignal.aborted) return 0;
-            // A leaf step's completion readies nothing; claiming then only pays for a read,
+          take(completions) {
+            if (runtime.context.shutdownSignal.aborted) return null;
+            // Completions of leaf steps ready nothing; claiming then only pays for a read,
             // unless other tasks in flight suggest a backlog worth reading into.
-            if (!feedsOthers.has(completion.stepSlug) && runtime.executor.running <= 1) return 0;
+            const readies = completions.some((c) => feedsOthers.has(c.stepSlug));
+            if (!readies && runtime.executor.running <= completions.length) return null;
             const slots = Math.min(runtime.executor.free, config.batchSize);
             if (slots > 0) runtime.executor.reserve(slots);
             return slots;
           },
-          give(claimed, taken) {
-            runtime.executor.release(taken - claimed.length);
+          run(claimed) {
             for (const { task, message, attempt } of claimed) {
               runtime.executor.execute(taskJob(flow, flowRuntime, task, message, attempt));
             }
           },
+          release: (slots) => runtime.executor.release(slots),
         },
       });
       const flowRuntime = { ...runtime, reporter };
@@ -204,7 +207,7 @@ function taskJob(
         stepContext(runtime.context, task, message, attempt, signal),
       );
     },
-    async report(outcome: Outcome) {
+    async report(outcome: Outcome): Promise<ReportEnd> {
       cancellation.done(); // the outcome is decided: nothing left to abort
       if (!outcome.ok && outcome.cause === "cancelled") {
         // The run's tasks are cancelled already; a report could only reach a task that a
@@ -224,7 +227,7 @@ function taskJob(
         return fail(error, "output", outcome.durationMs, false);
       }
       try {
-        const result = await runtime.reporter.complete({ ...key, outputJson });
+        const { result, slotHandedOver } = await runtime.reporter.complete({ ...key, outputJson });
         if (result.status === "completed") {
           stats.completed++;
           log.info("task completed", { durationMs: outcome.durationMs });
@@ -239,6 +242,7 @@ function taskJob(
             durationMs: outcome.durationMs,
           });
         }
+        if (slotHandedOver) return "slot-handed-over";
       } catch (error) {
         log.error(
           "could not report the completed task; the SQL core retries it after its timeout",
