@@ -319,9 +319,14 @@ alter table pgflow.step_tasks
 -- each filter the page offers is an index range scan that stops after one page,
 -- however many runs there are: all runs, by status, by flow (runs_flow_started_idx
 -- gains run_id for the tie-break), by flow and status.
+-- The status filters index every run but completed ones (most runs end completed,
+-- and each index a run's completion writes to costs every run): the page finds
+-- completed runs by scanning the newest runs, almost all of them completed.
 create index if not exists runs_started_idx on pgflow.runs (started_at, run_id);
-create index if not exists runs_status_started_idx on pgflow.runs (status, started_at, run_id);
-create index if not exists runs_flow_status_started_idx on pgflow.runs (flow_slug, status, started_at, run_id);
+create index if not exists runs_status_started_idx on pgflow.runs (status, started_at, run_id)
+  where status <> 'completed';
+create index if not exists runs_flow_status_started_idx on pgflow.runs (flow_slug, status, started_at, run_id)
+  where status <> 'completed';
 drop index if exists pgflow.runs_flow_started_idx;
 create index runs_flow_started_idx on pgflow.runs (flow_slug, started_at, run_id);
 
@@ -346,6 +351,19 @@ create type pgflow.claimed_task as (
   headers jsonb,
   attempt int
 );
+
+-- Room in each page for updates that change no indexed column (a run's count of
+-- remaining steps, a map step's count of remaining tasks): such an update stays
+-- on its page and writes no index entry (a HOT update).
+alter table pgflow.runs set (fillfactor = 80);
+alter table pgflow.step_states set (fillfactor = 80);
+
+-- Closing a run's open tasks (rare: a failed or cancelled run) reads the run's
+-- tasks through the primary key. step_tasks_open_idx, on run_id alone, cost
+-- every task start an index entry and misled the planner: with fresh
+-- statistics it chose it for a batch of reports and read every open task of a
+-- wide map once per report.
+drop index if exists pgflow.step_tasks_open_idx;
 
 -- ==== sql/engine/clock.sql ====
 -- The engine's clock. Every engine function reads time through pgflow.now()
@@ -1025,6 +1043,13 @@ declare
   v_step record;
   v_state pgflow.step_states;
 begin
+  -- Most calls find nothing ready (a step whose dependents wait for others):
+  -- one probe of step_states_ready_idx answers those.
+  perform 1 from pgflow.step_states ss
+  where ss.run_id = start_ready_steps.run_id and ss.status = 'created' and ss.remaining_deps = 0;
+  if not found then
+    return;
+  end if;
   -- Conditions first (sql/engine/step_conditions.sql): a step may be skipped,
   -- or fail the run, instead of starting.
   if not pgflow._settle_ready_steps(start_ready_steps.run_id) then
@@ -1466,8 +1491,8 @@ $$;
 -- task is still 'started' past the step timeout came back because its worker
 -- vanished: that attempt counts as failed (retry with backoff, or fail).
 -- Each row carries the task's input ({"run": flow input, <dep>: output, ...},
--- or a map's element) and flow_input, the run's input, which pgflow 0.12+
--- workers hand to root steps.
+-- or a map's element) and flow_input: for a root single step the run's input,
+-- which pgflow 0.12+ workers hand to it, else NULL (as in pgflow).
 create or replace function pgflow.start_tasks(flow_slug text, msg_ids bigint[], worker_id uuid)
 returns setof pgflow.step_task_record
 language plpgsql
@@ -1483,6 +1508,7 @@ declare
   v_msgs bigint[];
   v_group record;
   v_input jsonb;
+  v_run_input jsonb;
   v_flow_input jsonb;
   v_dep record;
 begin
@@ -1541,7 +1567,12 @@ begin
     join pgflow.steps s on s.flow_slug = start_tasks.flow_slug and s.step_slug = p.step_slug
     group by p.run_id, p.step_slug, s.step_type, s.deps_count
   loop
-    select r.input into v_flow_input from pgflow.runs r where r.run_id = v_group.run_id;
+    select r.input into v_run_input from pgflow.runs r where r.run_id = v_group.run_id;
+    -- As in pgflow: flow_input only for root single steps. Others would carry the
+    -- whole run input once per task (a root map's input is that array itself);
+    -- workers load it when a handler asks.
+    v_flow_input := case when v_group.step_type = 'single' and v_group.deps_count = 0
+                         then v_run_input end;
     if v_group.step_type = 'single' then
       select jsonb_build_object('run', r.input) || coalesce((
                select jsonb_object_agg(d.dep_slug, pgflow._step_output(r.run_id, d.dep_slug, ds.step_type))
@@ -1578,7 +1609,7 @@ begin
 
     -- Root map (the flow input) or map over a single step's array output.
     if v_dep.dep_slug is null then
-      v_input := v_flow_input;
+      v_input := v_run_input;
     else
       select t.output into v_input from pgflow.step_tasks t
       where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
@@ -2339,6 +2370,7 @@ declare
   v_types text[];
   v_msgs bigint[];
   v_outputs jsonb[];
+  v_errors text[];
   v_group record;
   v_report record;
 begin
@@ -2360,7 +2392,6 @@ begin
 
   -- Set-based path: started tasks in started runs, in one UPDATE, except those of
   -- single steps feeding a map (their output must be an array: checked one by one).
-  -- The join stays an index lookup of just the reported tasks, however wide a map.
   with reports as (
     -- A task reported twice in one batch: the first report counts, as in two calls.
     select distinct on (u.run_id, u.step_slug, u.task_index) u.*
@@ -2380,11 +2411,12 @@ begin
              select 1 from pgflow.deps d
              join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
              where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map'))
-    returning b.ord::int as ord, t.flow_slug, t.run_id, t.step_slug, s.step_type, t.message_id, t.output
+    returning b.ord::int as ord, t.flow_slug, t.run_id, t.step_slug, s.step_type, t.message_id, t.output,
+              t.error_message
   )
   select array_agg(d.ord), array_agg(d.flow_slug), array_agg(d.run_id), array_agg(d.step_slug),
-         array_agg(d.step_type), array_agg(d.message_id), array_agg(d.output)
-    into v_done_ords, v_flows, v_runs, v_steps, v_types, v_msgs, v_outputs
+         array_agg(d.step_type), array_agg(d.message_id), array_agg(d.output), array_agg(d.error_message)
+    into v_done_ords, v_flows, v_runs, v_steps, v_types, v_msgs, v_outputs, v_errors
   from done d;
 
   if v_done_ords is not null then
@@ -2422,13 +2454,20 @@ begin
     perform pgflow.complete_task(v_report.run_id, v_report.step_slug, v_report.task_index, v_report.output);
   end loop;
 
+  -- A task completed set-based stays completed; the others are looked up one by
+  -- one (a lateral lookup: a join could read the whole table).
   return query
+    select d.ord, 'completed'::text, d.error_message
+    from unnest(v_done_ords, v_errors) as d(ord, error_message)
+    union all
     select b.ord::int, t.status, t.error_message
     from unnest(complete_tasks.run_ids, complete_tasks.step_slugs, complete_tasks.task_indexes)
       with ordinality as b(run_id, step_slug, task_index, ord)
-    left join pgflow.step_tasks t
-      on t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
-    order by b.ord;
+    left join lateral (
+      select t.status, t.error_message from pgflow.step_tasks t
+      where t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index) t on true
+    where not (b.ord = any(coalesce(v_done_ords, '{}')))
+    order by 1;
 end;
 $$;
 

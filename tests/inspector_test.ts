@@ -244,7 +244,14 @@ dbTest(`the runs page is an index scan at ${RUN_COUNT} runs, for every filter`, 
     startedAt: "2026-01-01T12:00:00.000000Z",
     runId: "00000000-0000-4000-8000-000000000000",
   };
-  const filters = [{}, { flow: "shop" }, { status: "failed" }, { flow: "mill", status: "started" }];
+  const filters = [
+    {},
+    { flow: "shop" },
+    { status: "failed" },
+    { flow: "mill", status: "started" },
+    { status: "completed" },
+    { flow: "shop", status: "completed" },
+  ];
   for (const filter of filters) {
     for (const position of [{}, { before: cursor }, { after: cursor }]) {
       const query = { ...filter, ...position, limit: 50 };

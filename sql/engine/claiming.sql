@@ -44,8 +44,8 @@ $$;
 -- task is still 'started' past the step timeout came back because its worker
 -- vanished: that attempt counts as failed (retry with backoff, or fail).
 -- Each row carries the task's input ({"run": flow input, <dep>: output, ...},
--- or a map's element) and flow_input, the run's input, which pgflow 0.12+
--- workers hand to root steps.
+-- or a map's element) and flow_input: for a root single step the run's input,
+-- which pgflow 0.12+ workers hand to it, else NULL (as in pgflow).
 create or replace function pgflow.start_tasks(flow_slug text, msg_ids bigint[], worker_id uuid)
 returns setof pgflow.step_task_record
 language plpgsql
@@ -61,6 +61,7 @@ declare
   v_msgs bigint[];
   v_group record;
   v_input jsonb;
+  v_run_input jsonb;
   v_flow_input jsonb;
   v_dep record;
 begin
@@ -119,7 +120,12 @@ begin
     join pgflow.steps s on s.flow_slug = start_tasks.flow_slug and s.step_slug = p.step_slug
     group by p.run_id, p.step_slug, s.step_type, s.deps_count
   loop
-    select r.input into v_flow_input from pgflow.runs r where r.run_id = v_group.run_id;
+    select r.input into v_run_input from pgflow.runs r where r.run_id = v_group.run_id;
+    -- As in pgflow: flow_input only for root single steps. Others would carry the
+    -- whole run input once per task (a root map's input is that array itself);
+    -- workers load it when a handler asks.
+    v_flow_input := case when v_group.step_type = 'single' and v_group.deps_count = 0
+                         then v_run_input end;
     if v_group.step_type = 'single' then
       select jsonb_build_object('run', r.input) || coalesce((
                select jsonb_object_agg(d.dep_slug, pgflow._step_output(r.run_id, d.dep_slug, ds.step_type))
@@ -156,7 +162,7 @@ begin
 
     -- Root map (the flow input) or map over a single step's array output.
     if v_dep.dep_slug is null then
-      v_input := v_flow_input;
+      v_input := v_run_input;
     else
       select t.output into v_input from pgflow.step_tasks t
       where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;

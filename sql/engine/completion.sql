@@ -174,6 +174,7 @@ declare
   v_types text[];
   v_msgs bigint[];
   v_outputs jsonb[];
+  v_errors text[];
   v_group record;
   v_report record;
 begin
@@ -195,7 +196,6 @@ begin
 
   -- Set-based path: started tasks in started runs, in one UPDATE, except those of
   -- single steps feeding a map (their output must be an array: checked one by one).
-  -- The join stays an index lookup of just the reported tasks, however wide a map.
   with reports as (
     -- A task reported twice in one batch: the first report counts, as in two calls.
     select distinct on (u.run_id, u.step_slug, u.task_index) u.*
@@ -215,11 +215,12 @@ begin
              select 1 from pgflow.deps d
              join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
              where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map'))
-    returning b.ord::int as ord, t.flow_slug, t.run_id, t.step_slug, s.step_type, t.message_id, t.output
+    returning b.ord::int as ord, t.flow_slug, t.run_id, t.step_slug, s.step_type, t.message_id, t.output,
+              t.error_message
   )
   select array_agg(d.ord), array_agg(d.flow_slug), array_agg(d.run_id), array_agg(d.step_slug),
-         array_agg(d.step_type), array_agg(d.message_id), array_agg(d.output)
-    into v_done_ords, v_flows, v_runs, v_steps, v_types, v_msgs, v_outputs
+         array_agg(d.step_type), array_agg(d.message_id), array_agg(d.output), array_agg(d.error_message)
+    into v_done_ords, v_flows, v_runs, v_steps, v_types, v_msgs, v_outputs, v_errors
   from done d;
 
   if v_done_ords is not null then
@@ -257,13 +258,20 @@ begin
     perform pgflow.complete_task(v_report.run_id, v_report.step_slug, v_report.task_index, v_report.output);
   end loop;
 
+  -- A task completed set-based stays completed; the others are looked up one by
+  -- one (a lateral lookup: a join could read the whole table).
   return query
+    select d.ord, 'completed'::text, d.error_message
+    from unnest(v_done_ords, v_errors) as d(ord, error_message)
+    union all
     select b.ord::int, t.status, t.error_message
     from unnest(complete_tasks.run_ids, complete_tasks.step_slugs, complete_tasks.task_indexes)
       with ordinality as b(run_id, step_slug, task_index, ord)
-    left join pgflow.step_tasks t
-      on t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
-    order by b.ord;
+    left join lateral (
+      select t.status, t.error_message from pgflow.step_tasks t
+      where t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index) t on true
+    where not (b.ord = any(coalesce(v_done_ords, '{}')))
+    order by 1;
 end;
 $$;
 

@@ -140,6 +140,13 @@ declare
   v_step record;
   v_state pgflow.step_states;
 begin
+  -- Most calls find nothing ready (a step whose dependents wait for others):
+  -- one probe of step_states_ready_idx answers those.
+  perform 1 from pgflow.step_states ss
+  where ss.run_id = start_ready_steps.run_id and ss.status = 'created' and ss.remaining_deps = 0;
+  if not found then
+    return;
+  end if;
   -- Conditions first (sql/engine/step_conditions.sql): a step may be skipped,
   -- or fail the run, instead of starting.
   if not pgflow._settle_ready_steps(start_ready_steps.run_id) then

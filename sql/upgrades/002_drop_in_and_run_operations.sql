@@ -315,9 +315,14 @@ alter table pgflow.step_tasks
 -- each filter the page offers is an index range scan that stops after one page,
 -- however many runs there are: all runs, by status, by flow (runs_flow_started_idx
 -- gains run_id for the tie-break), by flow and status.
+-- The status filters index every run but completed ones (most runs end completed,
+-- and each index a run's completion writes to costs every run): the page finds
+-- completed runs by scanning the newest runs, almost all of them completed.
 create index if not exists runs_started_idx on pgflow.runs (started_at, run_id);
-create index if not exists runs_status_started_idx on pgflow.runs (status, started_at, run_id);
-create index if not exists runs_flow_status_started_idx on pgflow.runs (flow_slug, status, started_at, run_id);
+create index if not exists runs_status_started_idx on pgflow.runs (status, started_at, run_id)
+  where status <> 'completed';
+create index if not exists runs_flow_status_started_idx on pgflow.runs (flow_slug, status, started_at, run_id)
+  where status <> 'completed';
 drop index if exists pgflow.runs_flow_started_idx;
 create index runs_flow_started_idx on pgflow.runs (flow_slug, started_at, run_id);
 
@@ -342,3 +347,16 @@ create type pgflow.claimed_task as (
   headers jsonb,
   attempt int
 );
+
+-- Room in each page for updates that change no indexed column (a run's count of
+-- remaining steps, a map step's count of remaining tasks): such an update stays
+-- on its page and writes no index entry (a HOT update).
+alter table pgflow.runs set (fillfactor = 80);
+alter table pgflow.step_states set (fillfactor = 80);
+
+-- Closing a run's open tasks (rare: a failed or cancelled run) reads the run's
+-- tasks through the primary key. step_tasks_open_idx, on run_id alone, cost
+-- every task start an index entry and misled the planner: with fresh
+-- statistics it chose it for a batch of reports and read every open task of a
+-- wide map once per report.
+drop index if exists pgflow.step_tasks_open_idx;

@@ -98,7 +98,15 @@ export function runPageQuery(sql: Sql, query: RunPageQuery, limit: number) {
     from pgflow.runs r
     where true
       ${query.flow === undefined ? sql`` : sql`and r.flow_slug = ${query.flow}`}
-      ${query.status === undefined ? sql`` : sql`and r.status = ${query.status}`}
+      ${
+    query.status === undefined
+      ? sql``
+      : query.status === "completed"
+      ? sql`and r.status = 'completed'`
+      // Written out so that even a generic plan can use the status indexes, which leave
+      // completed runs out.
+      : sql`and r.status = ${query.status} and r.status <> 'completed'`
+  }
       ${
     at === undefined
       ? sql``

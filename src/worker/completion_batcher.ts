@@ -1,9 +1,9 @@
 /**
  * Group commit for completions, and claiming with them. A completion is sent at once while
- * fewer than `maxInFlight` completion statements are running (an idle worker adds no latency);
- * otherwise it waits for the next free statement and goes with everything else that queued
- * meanwhile, in one statement and one transaction. Under load this turns many small commits
- * into a few larger ones.
+ * fewer than `maxInFlight` completion statements are running and none of them reports on its
+ * run (an idle worker adds no latency); otherwise it waits for the next free statement and goes
+ * with everything else that queued meanwhile, in one statement and one transaction. Under load
+ * this turns many small commits into a few larger ones.
  *
  * A batch may also claim the worker's next tasks in the same transaction
  * (`complete_tasks_and_claim`): the tasks it made ready, and any other visible ones. The
@@ -58,6 +58,8 @@ export class CompletionBatcher {
   readonly #maxBatch: number;
   #inFlight = 0;
   #queue: Pending[] = [];
+  /** Runs the statements in flight report on. */
+  readonly #runsInFlight = new Set<string>();
 
   readonly #claimer: Claimer | undefined;
   readonly #log: Logger | undefined;
@@ -111,13 +113,36 @@ export class CompletionBatcher {
 
   #flush(): void {
     while (this.#inFlight < this.#maxInFlight && this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.#maxBatch);
+      const batch = this.#takeBatch();
+      if (batch.length === 0) return;
+      const runs = new Set(batch.map((pending) => pending.completion.runId));
+      for (const run of runs) this.#runsInFlight.add(run);
       this.#inFlight++;
       this.#send(batch).finally(() => {
+        for (const run of runs) this.#runsInFlight.delete(run);
         this.#inFlight--;
         this.#flush();
       });
     }
+  }
+
+  /**
+   * Up to `maxBatch` queued completions, in order, of runs no statement in flight reports on.
+   * A second statement on the same run would only wait for the first one's lock on the run,
+   * with a smaller batch; it waits in the queue instead and goes in the next batch.
+   */
+  #takeBatch(): Pending[] {
+    const batch: Pending[] = [];
+    const rest: Pending[] = [];
+    for (const pending of this.#queue) {
+      if (batch.length < this.#maxBatch && !this.#runsInFlight.has(pending.completion.runId)) {
+        batch.push(pending);
+      } else {
+        rest.push(pending);
+      }
+    }
+    this.#queue = rest;
+    return batch;
   }
 
   async #send(batch: Pending[]): Promise<void> {

@@ -34,8 +34,8 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
         : expectCompiledFlow(flow.slug, sql, log),
     attach(runtime) {
       const { config } = runtime;
-      // At most two completion statements at a time: one in flight while the next batch
-      // gathers. More would split the batches (more commits, more locks on shared rows);
+      // At most two completion statements at a time (on different runs): one in flight while
+      // the next batch gathers. More would split the batches (more commits, more statements);
       // fewer would leave finished tasks waiting while a statement runs.
       const feedsOthers = new Set(
         flow.stepSlugs.flatMap((slug) => flow.getStep(slug)?.dependencies ?? []),
