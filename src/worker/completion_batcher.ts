@@ -22,6 +22,16 @@ import {
 import type { Logger } from "./logger.ts";
 import { withReportRetries } from "./report_retry.ts";
 
+/**
+ * Runs `fn` once the current turn of the event loop is done: setImmediate (Deno 2, Node, the
+ * Edge Runtime), else setTimeout, which may wait a millisecond or more.
+ */
+const setImmediateOfRuntime = (globalThis as { setImmediate?: (fn: () => void) => unknown })
+  .setImmediate;
+const nextTurn: (fn: () => void) => void = setImmediateOfRuntime
+  ? (fn) => void setImmediateOfRuntime(fn)
+  : (fn) => void setTimeout(fn, 0);
+
 /** How a batch of completions claims further tasks for the worker. */
 export interface Claimer {
   flowSlug: string;
@@ -33,8 +43,8 @@ export interface Claimer {
    * beyond the reported tasks' own. Returns how many it reserved, or `null`: do not claim.
    */
   take(completions: readonly TaskCompletion[]): number | null;
-  /** Runs claimed tasks, each in a reported task's slot or a reserved one. */
-  run(claimed: StartedTask[]): void;
+  /** Runs claimed tasks, each in a reported task's slot or a reserved one; `asked` was the qty. */
+  run(claimed: StartedTask[], asked: number): void;
   /** Gives back reserved slots that no claimed task took. */
   release(slots: number): void;
 }
@@ -58,6 +68,7 @@ export class CompletionBatcher {
   readonly #maxBatch: number;
   #inFlight = 0;
   #queue: Pending[] = [];
+  #flushScheduled = false;
   /** Runs the statements in flight report on. */
   readonly #runsInFlight = new Set<string>();
 
@@ -107,6 +118,20 @@ export class CompletionBatcher {
   complete(completion: TaskCompletion): Promise<Reported> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ completion, resolve, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  /**
+   * Flushes once the current turn of the event loop is done (setImmediate: microseconds, where
+   * setTimeout(0) waits a millisecond or more), so that completions of tasks that finished
+   * together, e.g. the branches of a DAG level claimed in one statement, go in one batch.
+   */
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    nextTurn(() => {
+      this.#flushScheduled = false;
       this.#flush();
     });
   }
@@ -181,6 +206,7 @@ export class CompletionBatcher {
     const completions = batch.map((pending) => pending.completion);
     const reserved = claimer.take(completions);
     if (reserved === null) return false;
+    const qty = batch.length + reserved;
     let outcome: { results: CompletionResult[]; claimed: StartedTask[] };
     try {
       // Not retried on a lost connection: a retry could not return what the first call claimed
@@ -189,7 +215,7 @@ export class CompletionBatcher {
         flowSlug: claimer.flowSlug,
         workerId: claimer.workerId,
         vt: claimer.vt,
-        qty: batch.length + reserved,
+        qty,
       });
     } catch {
       claimer.release(reserved);
@@ -198,7 +224,7 @@ export class CompletionBatcher {
     // Claimed tasks fill the reported tasks' slots first, then the reserved ones.
     const handedOver = Math.min(outcome.claimed.length, batch.length);
     claimer.release(reserved - (outcome.claimed.length - handedOver));
-    claimer.run(outcome.claimed);
+    claimer.run(outcome.claimed, qty);
     batch.forEach((pending, index) =>
       pending.resolve({ result: outcome.results[index], slotHandedOver: index < handedOver })
     );

@@ -37,6 +37,8 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
       // At most two completion statements at a time (on different runs): one in flight while
       // the next batch gathers. More would split the batches (more commits, more statements);
       // fewer would leave finished tasks waiting while a statement runs.
+      /** The last read or claim got all it asked for: more tasks are probably visible. */
+      let backlogLikely = false;
       const feedsOthers = new Set(
         flow.stepSlugs.flatMap((slug) => flow.getStep(slug)?.dependencies ?? []),
       );
@@ -52,14 +54,17 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
           take(completions) {
             if (runtime.context.shutdownSignal.aborted) return null;
             // Completions of leaf steps ready nothing; claiming then only pays for a read,
-            // unless other tasks in flight suggest a backlog worth reading into.
+            // unless a backlog is likely: the last claim got all it asked for, or other
+            // tasks are in flight.
             const readies = completions.some((c) => feedsOthers.has(c.stepSlug));
-            if (!readies && runtime.executor.running <= completions.length) return null;
+            const busy = runtime.executor.running > completions.length;
+            if (!readies && !backlogLikely && !busy) return null;
             const slots = Math.min(runtime.executor.free, config.batchSize);
             if (slots > 0) runtime.executor.reserve(slots);
             return slots;
           },
-          run(claimed) {
+          run(claimed, asked) {
+            backlogLikely = claimed.length === asked;
             for (const { task, message, attempt } of claimed) {
               runtime.executor.execute(taskJob(flow, flowRuntime, task, message, attempt));
             }
@@ -78,6 +83,7 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
             qty,
           });
           runtime.executor.release(qty - started.length);
+          backlogLikely = started.length === qty;
           for (const { task, message, attempt } of started) {
             runtime.executor.execute(taskJob(flow, flowRuntime, task, message, attempt));
           }
