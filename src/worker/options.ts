@@ -145,7 +145,9 @@ const COMMON_DEFAULTS = {
   maxConcurrent: 10,
   batchSize: 10,
   maxPollSeconds: 2,
-  pollIntervalMs: 100,
+  // pgflow's is 100. Without LISTEN a new run waits half of it on average; each look is one
+  // index probe inside the long poll, so 20 a second cost an idle worker little.
+  pollIntervalMs: 50,
   heartbeatIntervalMs: 5_000,
   maxPgConnections: 4,
   shutdownGraceMs: 10_000,
