@@ -138,7 +138,9 @@ export class CompletionBatcher {
 
   #flush(): void {
     while (this.#inFlight < this.#maxInFlight && this.#queue.length > 0) {
-      const batch = this.#takeBatch();
+      // Shared among the free statements, so that they overlap rather than one carrying all.
+      const share = Math.ceil(this.#queue.length / (this.#maxInFlight - this.#inFlight));
+      const batch = this.#takeBatch(share);
       if (batch.length === 0) return;
       const runs = new Set(batch.map((pending) => pending.completion.runId));
       for (const run of runs) this.#runsInFlight.add(run);
@@ -152,16 +154,21 @@ export class CompletionBatcher {
   }
 
   /**
-   * Up to `maxBatch` queued completions, in order, of runs no statement in flight reports on.
-   * A second statement on the same run would only wait for the first one's lock on the run,
-   * with a smaller batch; it waits in the queue instead and goes in the next batch.
+   * Queued completions, in order, of runs no statement in flight reports on: about `share` of
+   * them, but all of a run's (up to `maxBatch`). A second statement on a run would only wait
+   * for the first one's lock on it.
    */
-  #takeBatch(): Pending[] {
+  #takeBatch(share: number): Pending[] {
     const batch: Pending[] = [];
+    const runs = new Set<string>();
     const rest: Pending[] = [];
     for (const pending of this.#queue) {
-      if (batch.length < this.#maxBatch && !this.#runsInFlight.has(pending.completion.runId)) {
+      const run = pending.completion.runId;
+      const fits = batch.length < this.#maxBatch && !this.#runsInFlight.has(run) &&
+        (runs.has(run) || batch.length < share);
+      if (fits) {
         batch.push(pending);
+        runs.add(run);
       } else {
         rest.push(pending);
       }

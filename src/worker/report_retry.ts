@@ -69,6 +69,7 @@ const CONNECTION_CODES = new Set([
 export function isTransient(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== "string") return false;
-  if (/^[0-9A-Z]{5}$/.test(code)) return /^(08|40|53|57P0[123])/.test(code);
-  return CONNECTION_CODES.has(code);
+  // Before the SQLSTATE test: "EPIPE" has five characters too.
+  if (CONNECTION_CODES.has(code)) return true;
+  return /^[0-9A-Z]{5}$/.test(code) && /^(08|40|53|57P0[123])/.test(code);
 }
