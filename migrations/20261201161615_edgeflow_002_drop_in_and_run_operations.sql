@@ -1509,6 +1509,7 @@ declare
   v_group record;
   v_input jsonb;
   v_run_input jsonb;
+  v_elements jsonb;
   v_flow_input jsonb;
   v_dep record;
 begin
@@ -1614,11 +1615,16 @@ begin
       select t.output into v_input from pgflow.step_tasks t
       where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
     end if;
+    -- The claimed elements in one call: a large array is stored compressed out of
+    -- line, and each "v_input -> i" would fetch and decompress all of it again
+    -- (a claim's cost would grow with the map's width). The path lists the
+    -- indexes in task order; strict, so a missing element is an error, not a shift.
+    v_elements := jsonb_path_query_array(v_input,
+      format('strict $[%s]', array_to_string(v_group.task_indexes, ','))::jsonpath);
     return query
-      select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, e.value, u.msg_id, u.idx,
-             v_flow_input
-      from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
-      cross join lateral (select v_input -> u.idx as value) e
+      select start_tasks.flow_slug, v_group.run_id, v_group.step_slug,
+             v_elements -> (u.ord - 1)::int, u.msg_id, u.idx, v_flow_input
+      from unnest(v_group.task_indexes, v_group.message_ids) with ordinality as u(idx, msg_id, ord)
       order by u.idx;
   end loop;
 end;
