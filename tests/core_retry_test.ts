@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import { define, failOne, getRun, takeTasks, WORKER_ID } from "./_support/drive.ts";
 import { startFlow } from "../src/db/runs.ts";
-import { completeTask } from "../src/db/tasks.ts";
+import { completeTask, failTask } from "../src/db/tasks.ts";
 import { requeueStalledTasks } from "../src/db/maintenance.ts";
 import type { Sql } from "../src/db/connect.ts";
 import { advanceSeconds } from "./_support/clock.ts";
@@ -253,5 +253,47 @@ dbTest(
     await advanceSeconds(sql, 7);
     assert.deepEqual(await takeTasks(sql, "reappear", 10, other), []);
     assert.equal((await getRun(sql, run.run_id)).status, "failed");
+  },
+);
+
+dbTest(
+  "a failure reported twice fails its own attempt only: fail_task_attempt leaves the next one running",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('twice', max_attempts => 3, base_delay => 0);
+       select pgflow.add_step('twice', 'a');`,
+    );
+    const run = await startFlow(sql, { flowSlug: "twice", input: {} });
+    const key = { runId: run.run_id, stepSlug: "a", taskIndex: 0 };
+    await takeTasks(sql, "twice");
+    // The first delivery of attempt 1's failure queues the task again; attempt 2 starts.
+    let row = await failTask(sql, { ...key, attempt: 1, errorMessage: "attempt 1 failed" });
+    assert.equal(row.status, "queued");
+    await takeTasks(sql, "twice");
+    // The same report again (its answer was lost, so the worker retried it): nothing changes.
+    row = await failTask(sql, { ...key, attempt: 1, errorMessage: "attempt 1 failed" });
+    assert.deepEqual([row.status, row.attempts_count], ["started", 2]);
+    // Attempt 2's own failure counts.
+    row = await failTask(sql, { ...key, attempt: 2, errorMessage: "attempt 2 failed" });
+    assert.deepEqual([row.status, row.attempts_count, row.error_message], [
+      "queued",
+      2,
+      "attempt 2 failed",
+    ]);
+    await assert.rejects(
+      failTask(sql, { ...key, attempt: 0, errorMessage: "x" }),
+      /fail_task_attempt: attempt must be >= 1, got 0/,
+    );
+    await assert.rejects(
+      failTask(sql, {
+        runId: run.run_id,
+        stepSlug: "nope",
+        taskIndex: 0,
+        attempt: 1,
+        errorMessage: "x",
+      }),
+      /fail_task_attempt\(.*flow 'twice' has no step 'nope'/,
+    );
   },
 );

@@ -48,7 +48,7 @@ async function setUp(listen: boolean): Promise<Setup> {
   await installPgmq(sql);
   await applyMigrations(sql, await readMigrations());
   const held = gate();
-  // A short timeout (yet longer than a handler held through the outage): a claim whose acknowledgement the outage swallowed (complete_task_and_claim
+  // A short timeout (yet longer than a handler held through the outage): a claim whose acknowledgement the outage swallowed (complete_tasks_and_claim
   // committed, the answer never arrived) comes back after timeout + 2 s, as any lost claim does.
   const flow = new Flow<{ n: number; hold: boolean }>({ slug: "outage", timeout: 10 })
     .step({ slug: "first" }, async ({ run }) => {

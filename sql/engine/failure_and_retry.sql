@@ -166,3 +166,33 @@ begin
     fail_task.task_index, fail_task.error_message)).*;
 end;
 $$;
+
+-- fail_task for one attempt (1 = the first): a report retried after a lost
+-- connection may arrive twice, and the first may already have queued the task
+-- again and a worker started the next attempt, which the second must not fail.
+-- It changes nothing unless that attempt is the one running. (An edgeflow
+-- extension, what its worker calls.)
+create or replace function pgflow.fail_task_attempt(run_id uuid, step_slug text, task_index int,
+                                                    attempt int, error_message text)
+returns setof pgflow.step_tasks
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_task pgflow.step_tasks;
+begin
+  if fail_task_attempt.attempt is null or fail_task_attempt.attempt < 1 then
+    perform pgflow._raise_invalid(format('fail_task_attempt: attempt must be >= 1, got %s',
+      coalesce(fail_task_attempt.attempt::text, 'NULL')));
+  end if;
+  v_task := pgflow._lock_task('fail_task_attempt', fail_task_attempt.run_id, fail_task_attempt.step_slug,
+    fail_task_attempt.task_index);
+  if v_task.status <> 'started' or v_task.attempts_count <> fail_task_attempt.attempt then
+    return query select v_task.*;
+    return;
+  end if;
+  return query select * from pgflow.fail_task(fail_task_attempt.run_id, fail_task_attempt.step_slug,
+    fail_task_attempt.task_index, fail_task_attempt.error_message);
+end;
+$$;

@@ -10,7 +10,7 @@
 -- + timeout + margin after started_at (its pgflow.now()), so a message read
 -- when its vt had passed always has started_at + timeout + margin <= the read's
 -- clock <= this clock, even when the reading transaction began before the
--- deadline (complete_task_and_claim, a long read_with_poll). Both sides carry
+-- deadline (complete_tasks_and_claim, a long read_with_poll). Both sides carry
 -- the clock's offset (sql/engine/clock.sql), so moving the clock keeps this true.
 create or replace function pgflow._fail_stalled_tasks(p_flow_slug text, p_msg_ids bigint[])
 returns bigint[]

@@ -212,16 +212,28 @@ interface ClaimOutcome extends CompletionResult {
   claimed: ClaimedRow[];
 }
 
+/**
+ * Reports a failed attempt. With `attempt` (what a worker passes), `fail_task_attempt`: a
+ * report delivered twice cannot fail the task's next attempt.
+ */
 export async function failTask(
   sql: Sql,
-  args: TaskKey & { errorMessage: string },
+  args: TaskKey & { errorMessage: string; attempt?: number },
 ): Promise<StepTaskRow> {
-  const [row] = await sql<StepTaskRow[]>`
-    select * from pgflow.fail_task(
-      run_id => ${args.runId}::uuid,
-      step_slug => ${args.stepSlug},
-      task_index => ${args.taskIndex}::int,
-      error_message => ${args.errorMessage})`;
+  const [row] = args.attempt === undefined
+    ? await sql<StepTaskRow[]>`
+      select * from pgflow.fail_task(
+        run_id => ${args.runId}::uuid,
+        step_slug => ${args.stepSlug},
+        task_index => ${args.taskIndex}::int,
+        error_message => ${args.errorMessage})`
+    : await sql<StepTaskRow[]>`
+      select * from pgflow.fail_task_attempt(
+        run_id => ${args.runId}::uuid,
+        step_slug => ${args.stepSlug},
+        task_index => ${args.taskIndex}::int,
+        attempt => ${args.attempt}::int,
+        error_message => ${args.errorMessage})`;
   return row;
 }
 

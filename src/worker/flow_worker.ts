@@ -181,7 +181,7 @@ function taskJob(
     const errorMessage = failureMessage(error);
     try {
       const row = await withReportRetries(
-        () => failTask(sql, { ...key, errorMessage }),
+        () => failTask(sql, { ...key, attempt, errorMessage }),
         { log, what: "the failed task", signal: runtime.closing },
       );
       stats.failed++;

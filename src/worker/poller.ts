@@ -18,7 +18,7 @@
  *   on a connection of its own (postgres.js would queue other queries behind it). Stop cancels it.
  *   Only an idle worker long-polls: while tasks run, a long poll would hold the free slots and
  *   see what a completion made ready only at its next check, so each DAG level would wait.
- *   Instead a completion claims the tasks it readied (`complete_task_and_claim`) or wakes the
+ *   Instead a completion claims the tasks it readied (`complete_tasks_and_claim`) or wakes the
  *   poller for a short read, and other runs' messages are read every `pollIntervalMs`.
  *
  * Why not long-poll with LISTEN too: `read_with_poll` is one statement, so one transaction,
@@ -232,7 +232,7 @@ export class Poller {
   /**
    * Long-poll mode with tasks running or being started: no long poll, which would hold the free slots and see
    * the tasks a completion makes ready only at its next check. A completion claims those
-   * itself (`complete_task_and_claim`) or wakes the poller; other runs' messages are read
+   * itself (`complete_tasks_and_claim`) or wakes the poller; other runs' messages are read
    * after `pollIntervalMs`.
    */
   async #pauseWhileBusy(): Promise<void> {

@@ -1878,6 +1878,36 @@ begin
 end;
 $$;
 
+-- fail_task for one attempt (1 = the first): a report retried after a lost
+-- connection may arrive twice, and the first may already have queued the task
+-- again and a worker started the next attempt, which the second must not fail.
+-- It changes nothing unless that attempt is the one running. (An edgeflow
+-- extension, what its worker calls.)
+create or replace function pgflow.fail_task_attempt(run_id uuid, step_slug text, task_index int,
+                                                    attempt int, error_message text)
+returns setof pgflow.step_tasks
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_task pgflow.step_tasks;
+begin
+  if fail_task_attempt.attempt is null or fail_task_attempt.attempt < 1 then
+    perform pgflow._raise_invalid(format('fail_task_attempt: attempt must be >= 1, got %s',
+      coalesce(fail_task_attempt.attempt::text, 'NULL')));
+  end if;
+  v_task := pgflow._lock_task('fail_task_attempt', fail_task_attempt.run_id, fail_task_attempt.step_slug,
+    fail_task_attempt.task_index);
+  if v_task.status <> 'started' or v_task.attempts_count <> fail_task_attempt.attempt then
+    return query select v_task.*;
+    return;
+  end if;
+  return query select * from pgflow.fail_task(fail_task_attempt.run_id, fail_task_attempt.step_slug,
+    fail_task_attempt.task_index, fail_task_attempt.error_message);
+end;
+$$;
+
 -- ==== sql/engine/step_conditions.sql ====
 -- Step conditions and skips (pgflow 0.14's semantics). A step with
 -- required_input_pattern runs only when its input contains it (jsonb @>), one
@@ -2155,7 +2185,7 @@ $$;
 -- + timeout + margin after started_at (its pgflow.now()), so a message read
 -- when its vt had passed always has started_at + timeout + margin <= the read's
 -- clock <= this clock, even when the reading transaction began before the
--- deadline (complete_task_and_claim, a long read_with_poll). Both sides carry
+-- deadline (complete_tasks_and_claim, a long read_with_poll). Both sides carry
 -- the clock's offset (sql/engine/clock.sql), so moving the clock keeps this true.
 create or replace function pgflow._fail_stalled_tasks(p_flow_slug text, p_msg_ids bigint[])
 returns bigint[]
