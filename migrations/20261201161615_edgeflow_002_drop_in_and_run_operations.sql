@@ -1042,6 +1042,7 @@ as $$
 declare
   v_step record;
   v_state pgflow.step_states;
+  v_now timestamptz;
 begin
   -- Most calls find nothing ready (a step whose dependents wait for others):
   -- one probe of step_states_ready_idx answers those.
@@ -1050,6 +1051,8 @@ begin
   if not found then
     return;
   end if;
+  -- Once: in a many-row statement (a map's tasks) a function call runs for every row.
+  v_now := pgflow.now();
   -- Conditions first (sql/engine/step_conditions.sql): a step may be skipped,
   -- or fail the run, instead of starting.
   if not pgflow._settle_ready_steps(start_ready_steps.run_id) then
@@ -1066,14 +1069,14 @@ begin
     for update of ss
   loop
     update pgflow.step_states
-       set status = 'started', started_at = pgflow.now(), remaining_tasks = v_step.initial_tasks
+       set status = 'started', started_at = v_now, remaining_tasks = v_step.initial_tasks
      where run_id = start_ready_steps.run_id and step_slug = v_step.step_slug
     returning * into v_state;
 
     -- pgmq assigns ascending ids in array order, so the n-th smallest id is task n.
     insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
     select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug,
-           (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id, pgflow.now()
+           (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id, v_now
     from pgmq.send_batch(
       v_step.flow_slug,
       array(
@@ -1501,6 +1504,8 @@ as $$
 #variable_conflict use_column
 declare
   v_what text := format('start_tasks(%L)', start_tasks.flow_slug);
+  -- Once: in a many-row statement a function call runs for every row.
+  v_now timestamptz := pgflow.now();
   v_stale_ids bigint[];
   v_runs uuid[];
   v_steps text[];
@@ -1530,7 +1535,7 @@ begin
   with picked as (
     update pgflow.step_tasks t
        set status = 'started',
-           started_at = pgflow.now(),
+           started_at = v_now,
            attempts_count = t.attempts_count + 1,
            last_worker_id = start_tasks.worker_id
       from pgflow.runs r
@@ -2407,6 +2412,8 @@ declare
   v_msgs bigint[];
   v_outputs jsonb[];
   v_errors text[];
+  -- Once: in a many-row statement a function call runs for every row.
+  v_now timestamptz := pgflow.now();
   v_group record;
   v_report record;
 begin
@@ -2437,7 +2444,7 @@ begin
     order by u.run_id, u.step_slug, u.task_index, u.ord
   ), done as (
     update pgflow.step_tasks t
-       set status = 'completed', completed_at = pgflow.now(), output = b.output
+       set status = 'completed', completed_at = v_now, output = b.output
       from reports b
       join pgflow.runs r on r.run_id = b.run_id and r.status = 'started'
       join pgflow.steps s on s.flow_slug = r.flow_slug and s.step_slug = b.step_slug

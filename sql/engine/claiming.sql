@@ -54,6 +54,8 @@ as $$
 #variable_conflict use_column
 declare
   v_what text := format('start_tasks(%L)', start_tasks.flow_slug);
+  -- Once: in a many-row statement a function call runs for every row.
+  v_now timestamptz := pgflow.now();
   v_stale_ids bigint[];
   v_runs uuid[];
   v_steps text[];
@@ -83,7 +85,7 @@ begin
   with picked as (
     update pgflow.step_tasks t
        set status = 'started',
-           started_at = pgflow.now(),
+           started_at = v_now,
            attempts_count = t.attempts_count + 1,
            last_worker_id = start_tasks.worker_id
       from pgflow.runs r

@@ -175,6 +175,8 @@ declare
   v_msgs bigint[];
   v_outputs jsonb[];
   v_errors text[];
+  -- Once: in a many-row statement a function call runs for every row.
+  v_now timestamptz := pgflow.now();
   v_group record;
   v_report record;
 begin
@@ -205,7 +207,7 @@ begin
     order by u.run_id, u.step_slug, u.task_index, u.ord
   ), done as (
     update pgflow.step_tasks t
-       set status = 'completed', completed_at = pgflow.now(), output = b.output
+       set status = 'completed', completed_at = v_now, output = b.output
       from reports b
       join pgflow.runs r on r.run_id = b.run_id and r.status = 'started'
       join pgflow.steps s on s.flow_slug = r.flow_slug and s.step_slug = b.step_slug

@@ -139,6 +139,7 @@ as $$
 declare
   v_step record;
   v_state pgflow.step_states;
+  v_now timestamptz;
 begin
   -- Most calls find nothing ready (a step whose dependents wait for others):
   -- one probe of step_states_ready_idx answers those.
@@ -147,6 +148,8 @@ begin
   if not found then
     return;
   end if;
+  -- Once: in a many-row statement (a map's tasks) a function call runs for every row.
+  v_now := pgflow.now();
   -- Conditions first (sql/engine/step_conditions.sql): a step may be skipped,
   -- or fail the run, instead of starting.
   if not pgflow._settle_ready_steps(start_ready_steps.run_id) then
@@ -163,14 +166,14 @@ begin
     for update of ss
   loop
     update pgflow.step_states
-       set status = 'started', started_at = pgflow.now(), remaining_tasks = v_step.initial_tasks
+       set status = 'started', started_at = v_now, remaining_tasks = v_step.initial_tasks
      where run_id = start_ready_steps.run_id and step_slug = v_step.step_slug
     returning * into v_state;
 
     -- pgmq assigns ascending ids in array order, so the n-th smallest id is task n.
     insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
     select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug,
-           (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id, pgflow.now()
+           (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id, v_now
     from pgmq.send_batch(
       v_step.flow_slug,
       array(
