@@ -11,8 +11,8 @@
  */
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
+import { someoneWaitsForALock } from "./_support/locks.ts";
 import { define, WORKER_ID } from "./_support/drive.ts";
-import { eventually } from "./_support/eventually.ts";
 import type { Sql } from "../src/db/connect.ts";
 import {
   completeTask,
@@ -20,15 +20,6 @@ import {
   readAndStartTasks,
   type StartedTask,
 } from "../src/db/tasks.ts";
-
-async function someoneWaitsForALock(sql: Sql): Promise<void> {
-  await eventually("a session waiting for a lock", async () => {
-    const [row] = await sql`
-      select count(*)::int as n from pg_stat_activity
-      where datname = current_database() and wait_event_type = 'Lock'`;
-    return row.n > 0;
-  });
-}
 
 /**
  * Runs `claim` while another transaction, holding `pgmq.q_<flow>` locked, starts a run; commits

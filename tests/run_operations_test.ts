@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
+import { someoneWaitsForALock } from "./_support/locks.ts";
 import { eventually } from "./_support/eventually.ts";
 import {
   define,
@@ -68,16 +69,6 @@ async function visibleMessages(sql: Sql, flow: string): Promise<number> {
     `select count(*)::int as n from pgmq.q_${flow} where vt <= clock_timestamp()`,
   );
   return n;
-}
-
-/** Waits until some backend of this database waits for a lock (the second of a race). */
-async function someoneWaitsForALock(sql: Sql): Promise<void> {
-  await eventually("a session waiting for a lock", async () => {
-    const [row] = await sql`
-      select count(*)::int as n from pg_stat_activity
-      where datname = current_database() and wait_event_type = 'Lock'`;
-    return row.n > 0;
-  });
 }
 
 /**

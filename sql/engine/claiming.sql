@@ -68,11 +68,7 @@ declare
   v_flow_input jsonb;
   v_dep record;
 begin
-  perform 1 from pgflow.flows where flow_slug = start_tasks.flow_slug;
-  if not found then
-    perform pgflow._no_such(format('%s: flow %s does not exist', v_what,
-      coalesce(quote_literal(start_tasks.flow_slug), 'NULL')));
-  end if;
+  perform pgflow._require_flow(v_what, start_tasks.flow_slug);
   if start_tasks.worker_id is null then
     perform pgflow._raise_invalid(format('%s: worker_id must not be NULL', v_what));
   end if;
@@ -185,6 +181,21 @@ begin
 end;
 $$;
 
+-- A claim's vt (seconds a message stays hidden) and qty (most tasks to claim),
+-- checked the same way by every call that claims.
+create or replace function pgflow._check_claim_size(what text, vt int, qty int)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if qty is null or qty < 0 or vt is null or vt < 1 then
+    perform pgflow._raise_invalid(format('%s: qty must be >= 0 and vt >= 1, got qty %s, vt %s',
+      what, coalesce(qty::text, 'NULL'), coalesce(vt::text, 'NULL')));
+  end if;
+end;
+$$;
+
 -- Both phases of a poll in one transaction: pgmq.read claims up to qty visible
 -- messages of the flow's queue, start_tasks starts their tasks. A worker that
 -- dies between the phases cannot leave a message claimed but its task queued.
@@ -204,22 +215,13 @@ as $$
 declare
   v_messages pgmq.message_record[];
 begin
-  if read_and_start_tasks.qty is null or read_and_start_tasks.qty < 0
-     or read_and_start_tasks.vt is null or read_and_start_tasks.vt < 1 then
-    perform pgflow._raise_invalid(format(
-      'read_and_start_tasks(%L): qty must be >= 0 and vt >= 1, got qty %s, vt %s',
-      read_and_start_tasks.flow_slug, coalesce(read_and_start_tasks.qty::text, 'NULL'),
-      coalesce(read_and_start_tasks.vt::text, 'NULL')));
-  end if;
+  perform pgflow._check_claim_size(format('read_and_start_tasks(%L)', read_and_start_tasks.flow_slug),
+    read_and_start_tasks.vt, read_and_start_tasks.qty);
   if read_and_start_tasks.worker_id is null then
     perform pgflow._raise_invalid(format('read_and_start_tasks(%L): worker_id must not be NULL',
       read_and_start_tasks.flow_slug));
   end if;
-  perform 1 from pgflow.flows f where f.flow_slug = read_and_start_tasks.flow_slug;
-  if not found then
-    perform pgflow._no_such(format('read_and_start_tasks: flow %s does not exist',
-      coalesce(quote_literal(read_and_start_tasks.flow_slug), 'NULL')));
-  end if;
+  perform pgflow._require_flow('read_and_start_tasks', read_and_start_tasks.flow_slug);
   if read_and_start_tasks.qty = 0 then
     return;
   end if;

@@ -122,12 +122,8 @@ declare
   v_task pgflow.step_tasks;
   v_claimed jsonb := '[]'::jsonb;
 begin
-  if complete_task_and_claim.qty is null or complete_task_and_claim.qty < 0
-     or complete_task_and_claim.vt is null or complete_task_and_claim.vt < 1 then
-    perform pgflow._raise_invalid(format(
-      'complete_task_and_claim: qty must be >= 0 and vt >= 1, got qty %s, vt %s',
-      coalesce(complete_task_and_claim.qty::text, 'NULL'), coalesce(complete_task_and_claim.vt::text, 'NULL')));
-  end if;
+  perform pgflow._check_claim_size('complete_task_and_claim', complete_task_and_claim.vt,
+    complete_task_and_claim.qty);
   select * into v_task
   from pgflow.complete_task(complete_task_and_claim.run_id, complete_task_and_claim.step_slug,
                             complete_task_and_claim.task_index, complete_task_and_claim.output);
@@ -303,18 +299,11 @@ declare
   v_results jsonb;
   v_claimed jsonb := '[]'::jsonb;
 begin
-  if complete_tasks_and_claim.qty is null or complete_tasks_and_claim.qty < 0
-     or complete_tasks_and_claim.vt is null or complete_tasks_and_claim.vt < 1 then
-    perform pgflow._raise_invalid(format(
-      'complete_tasks_and_claim: qty must be >= 0 and vt >= 1, got qty %s, vt %s',
-      coalesce(complete_tasks_and_claim.qty::text, 'NULL'), coalesce(complete_tasks_and_claim.vt::text, 'NULL')));
-  end if;
-  -- Checked before anything changes, so a bad claim leaves the reports undone too.
-  perform 1 from pgflow.flows f where f.flow_slug = complete_tasks_and_claim.flow_slug;
-  if not found then
-    perform pgflow._no_such(format('complete_tasks_and_claim: flow %s does not exist',
-      coalesce(quote_literal(complete_tasks_and_claim.flow_slug), 'NULL')));
-  end if;
+  -- Checked before anything changes, under this call's name (with qty 0 nothing
+  -- else would look at them).
+  perform pgflow._check_claim_size('complete_tasks_and_claim', complete_tasks_and_claim.vt,
+    complete_tasks_and_claim.qty);
+  perform pgflow._require_flow('complete_tasks_and_claim', complete_tasks_and_claim.flow_slug);
 
   select coalesce(jsonb_agg(jsonb_build_object('status', c.status, 'error_message', c.error_message)
                             order by c.ord), '[]'::jsonb)

@@ -16,11 +16,7 @@ declare
   v_root_map text;
   v_input_length int;
 begin
-  perform 1 from pgflow.flows where flow_slug = start_flow.flow_slug;
-  if not found then
-    perform pgflow._no_such(format('%s: flow %s does not exist', v_what,
-      coalesce(quote_literal(start_flow.flow_slug), 'NULL')));
-  end if;
+  perform pgflow._require_flow(v_what, start_flow.flow_slug);
   if start_flow.input is null then
     perform pgflow._raise_invalid(format(
       '%s: input must not be SQL NULL; pass ''null''::jsonb for a JSON null', v_what));
@@ -119,11 +115,7 @@ declare
   v_msg_ids bigint[];
   v_fast_inputs jsonb[];
 begin
-  perform 1 from pgflow.flows where flow_slug = start_flows.flow_slug;
-  if not found then
-    perform pgflow._no_such(format('%s: flow %s does not exist', v_what,
-      coalesce(quote_literal(start_flows.flow_slug), 'NULL')));
-  end if;
+  perform pgflow._require_flow(v_what, start_flows.flow_slug);
   if start_flows.inputs is null then
     perform pgflow._raise_invalid(format('%s: inputs must not be NULL; pass an array of jsonb', v_what));
   end if;

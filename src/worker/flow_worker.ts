@@ -6,7 +6,12 @@
 import { flowShape } from "../dsl/flow_shape.ts";
 import type { Sql } from "../db/connect.ts";
 import { ensureFlowCompiled } from "../db/definitions.ts";
-import { failTask, readAndStartTasks, startTasksWithAttempts } from "../db/tasks.ts";
+import {
+  failTask,
+  readAndStartTasks,
+  type StartedTask,
+  startTasksWithAttempts,
+} from "../db/tasks.ts";
 import type { Json, QueueMessage, StepTaskRecord, TaskMessage } from "../db/types.ts";
 import type { AnyFlow } from "../dsl/flow.ts";
 import { CompletionBatcher } from "./completion_batcher.ts";
@@ -34,15 +39,22 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
         : expectCompiledFlow(flow.slug, sql, log),
     attach(runtime) {
       const { config } = runtime;
-      // At most two completion statements at a time (on different runs): one in flight while
-      // the next batch gathers. More would split the batches (more commits, more statements);
-      // fewer would leave finished tasks waiting while a statement runs.
       /** The last read or claim got all it asked for: more tasks are probably visible. */
       let backlogLikely = false;
+      /** Runs tasks a read or a claim started (`asked`: how many it asked for). */
+      const runStarted = (started: StartedTask[], asked: number) => {
+        backlogLikely = started.length === asked;
+        for (const { task, message, attempt } of started) {
+          runtime.executor.execute(taskJob(flow, flowRuntime, task, message, attempt));
+        }
+      };
       const feedsOthers = new Set(
         flow.stepSlugs.flatMap((slug) => flow.getStep(slug)?.dependencies ?? []),
       );
       const reporter: CompletionBatcher = new CompletionBatcher(runtime.sql, {
+        // At most two completion statements at a time (on different runs): one in flight while
+        // the next batch gathers. More would split the batches (more commits, more statements);
+        // fewer would leave finished tasks waiting while a statement runs.
         maxInFlight: Math.min(2, config.maxPgConnections - 1),
         maxBatch: Math.max(config.batchSize, 50),
         log: runtime.log,
@@ -63,12 +75,7 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
             if (slots > 0) runtime.executor.reserve(slots);
             return slots;
           },
-          run(claimed, asked) {
-            backlogLikely = claimed.length === asked;
-            for (const { task, message, attempt } of claimed) {
-              runtime.executor.execute(taskJob(flow, flowRuntime, task, message, attempt));
-            }
-          },
+          run: runStarted,
           release: (slots) => runtime.executor.release(slots),
         },
       });
@@ -83,10 +90,7 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
             qty,
           });
           runtime.executor.release(qty - started.length);
-          backlogLikely = started.length === qty;
-          for (const { task, message, attempt } of started) {
-            runtime.executor.execute(taskJob(flow, flowRuntime, task, message, attempt));
-          }
+          runStarted(started, qty);
           return started.length;
         },
       };

@@ -474,6 +474,21 @@ begin
 end;
 $$;
 
+-- The flow exists, else no_data_found naming the call (`what`) and the slug.
+create or replace function pgflow._require_flow(what text, flow_slug text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform 1 from pgflow.flows f where f.flow_slug = _require_flow.flow_slug;
+  if not found then
+    perform pgflow._no_such(format('%s: flow %s does not exist', what,
+      coalesce(quote_literal(_require_flow.flow_slug), 'NULL')));
+  end if;
+end;
+$$;
+
 -- A call that is valid but not in the run's current state (55000), e.g.
 -- resuming a run that is still running.
 create or replace function pgflow._raise_state(message text)
@@ -1211,11 +1226,7 @@ declare
   v_root_map text;
   v_input_length int;
 begin
-  perform 1 from pgflow.flows where flow_slug = start_flow.flow_slug;
-  if not found then
-    perform pgflow._no_such(format('%s: flow %s does not exist', v_what,
-      coalesce(quote_literal(start_flow.flow_slug), 'NULL')));
-  end if;
+  perform pgflow._require_flow(v_what, start_flow.flow_slug);
   if start_flow.input is null then
     perform pgflow._raise_invalid(format(
       '%s: input must not be SQL NULL; pass ''null''::jsonb for a JSON null', v_what));
@@ -1314,11 +1325,7 @@ declare
   v_msg_ids bigint[];
   v_fast_inputs jsonb[];
 begin
-  perform 1 from pgflow.flows where flow_slug = start_flows.flow_slug;
-  if not found then
-    perform pgflow._no_such(format('%s: flow %s does not exist', v_what,
-      coalesce(quote_literal(start_flows.flow_slug), 'NULL')));
-  end if;
+  perform pgflow._require_flow(v_what, start_flows.flow_slug);
   if start_flows.inputs is null then
     perform pgflow._raise_invalid(format('%s: inputs must not be NULL; pass an array of jsonb', v_what));
   end if;
@@ -1518,11 +1525,7 @@ declare
   v_flow_input jsonb;
   v_dep record;
 begin
-  perform 1 from pgflow.flows where flow_slug = start_tasks.flow_slug;
-  if not found then
-    perform pgflow._no_such(format('%s: flow %s does not exist', v_what,
-      coalesce(quote_literal(start_tasks.flow_slug), 'NULL')));
-  end if;
+  perform pgflow._require_flow(v_what, start_tasks.flow_slug);
   if start_tasks.worker_id is null then
     perform pgflow._raise_invalid(format('%s: worker_id must not be NULL', v_what));
   end if;
@@ -1635,6 +1638,21 @@ begin
 end;
 $$;
 
+-- A claim's vt (seconds a message stays hidden) and qty (most tasks to claim),
+-- checked the same way by every call that claims.
+create or replace function pgflow._check_claim_size(what text, vt int, qty int)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if qty is null or qty < 0 or vt is null or vt < 1 then
+    perform pgflow._raise_invalid(format('%s: qty must be >= 0 and vt >= 1, got qty %s, vt %s',
+      what, coalesce(qty::text, 'NULL'), coalesce(vt::text, 'NULL')));
+  end if;
+end;
+$$;
+
 -- Both phases of a poll in one transaction: pgmq.read claims up to qty visible
 -- messages of the flow's queue, start_tasks starts their tasks. A worker that
 -- dies between the phases cannot leave a message claimed but its task queued.
@@ -1654,22 +1672,13 @@ as $$
 declare
   v_messages pgmq.message_record[];
 begin
-  if read_and_start_tasks.qty is null or read_and_start_tasks.qty < 0
-     or read_and_start_tasks.vt is null or read_and_start_tasks.vt < 1 then
-    perform pgflow._raise_invalid(format(
-      'read_and_start_tasks(%L): qty must be >= 0 and vt >= 1, got qty %s, vt %s',
-      read_and_start_tasks.flow_slug, coalesce(read_and_start_tasks.qty::text, 'NULL'),
-      coalesce(read_and_start_tasks.vt::text, 'NULL')));
-  end if;
+  perform pgflow._check_claim_size(format('read_and_start_tasks(%L)', read_and_start_tasks.flow_slug),
+    read_and_start_tasks.vt, read_and_start_tasks.qty);
   if read_and_start_tasks.worker_id is null then
     perform pgflow._raise_invalid(format('read_and_start_tasks(%L): worker_id must not be NULL',
       read_and_start_tasks.flow_slug));
   end if;
-  perform 1 from pgflow.flows f where f.flow_slug = read_and_start_tasks.flow_slug;
-  if not found then
-    perform pgflow._no_such(format('read_and_start_tasks: flow %s does not exist',
-      coalesce(quote_literal(read_and_start_tasks.flow_slug), 'NULL')));
-  end if;
+  perform pgflow._require_flow('read_and_start_tasks', read_and_start_tasks.flow_slug);
   if read_and_start_tasks.qty = 0 then
     return;
   end if;
@@ -2359,12 +2368,8 @@ declare
   v_task pgflow.step_tasks;
   v_claimed jsonb := '[]'::jsonb;
 begin
-  if complete_task_and_claim.qty is null or complete_task_and_claim.qty < 0
-     or complete_task_and_claim.vt is null or complete_task_and_claim.vt < 1 then
-    perform pgflow._raise_invalid(format(
-      'complete_task_and_claim: qty must be >= 0 and vt >= 1, got qty %s, vt %s',
-      coalesce(complete_task_and_claim.qty::text, 'NULL'), coalesce(complete_task_and_claim.vt::text, 'NULL')));
-  end if;
+  perform pgflow._check_claim_size('complete_task_and_claim', complete_task_and_claim.vt,
+    complete_task_and_claim.qty);
   select * into v_task
   from pgflow.complete_task(complete_task_and_claim.run_id, complete_task_and_claim.step_slug,
                             complete_task_and_claim.task_index, complete_task_and_claim.output);
@@ -2540,18 +2545,11 @@ declare
   v_results jsonb;
   v_claimed jsonb := '[]'::jsonb;
 begin
-  if complete_tasks_and_claim.qty is null or complete_tasks_and_claim.qty < 0
-     or complete_tasks_and_claim.vt is null or complete_tasks_and_claim.vt < 1 then
-    perform pgflow._raise_invalid(format(
-      'complete_tasks_and_claim: qty must be >= 0 and vt >= 1, got qty %s, vt %s',
-      coalesce(complete_tasks_and_claim.qty::text, 'NULL'), coalesce(complete_tasks_and_claim.vt::text, 'NULL')));
-  end if;
-  -- Checked before anything changes, so a bad claim leaves the reports undone too.
-  perform 1 from pgflow.flows f where f.flow_slug = complete_tasks_and_claim.flow_slug;
-  if not found then
-    perform pgflow._no_such(format('complete_tasks_and_claim: flow %s does not exist',
-      coalesce(quote_literal(complete_tasks_and_claim.flow_slug), 'NULL')));
-  end if;
+  -- Checked before anything changes, under this call's name (with qty 0 nothing
+  -- else would look at them).
+  perform pgflow._check_claim_size('complete_tasks_and_claim', complete_tasks_and_claim.vt,
+    complete_tasks_and_claim.qty);
+  perform pgflow._require_flow('complete_tasks_and_claim', complete_tasks_and_claim.flow_slug);
 
   select coalesce(jsonb_agg(jsonb_build_object('status', c.status, 'error_message', c.error_message)
                             order by c.ord), '[]'::jsonb)
