@@ -65,7 +65,7 @@ export async function readAndStartTasks(
   return rows.map(startedTask);
 }
 
-/** One row of `read_and_start_tasks` (as jsonb in `complete_task_and_claim`: timestamps are text). */
+/** One row of `read_and_start_tasks` (as jsonb in the `..._and_claim` calls: timestamps are text). */
 interface ClaimedRow extends Omit<StepTaskRecord, "msg_id"> {
   msg_id: number | string;
   read_ct: number;
