@@ -191,10 +191,11 @@ begin
                              s.deps_count = 0 and not (u.run_id = any(coalesce(v_slow, '{}'))) as starts) t
   where s.flow_slug = start_flows.flow_slug;
 
-  perform pgflow._emit_run(u.run_id, 'started',
-    jsonb_build_object('flow_slug', start_flows.flow_slug, 'input', u.input,
-                       'remaining_steps', v_steps, 'started_at', v_now))
-  from unnest(v_run_ids, start_flows.inputs) u(run_id, input);
+  perform pgflow._emit_runs(v_run_ids, 'started', array(
+    select jsonb_build_object('flow_slug', start_flows.flow_slug, 'input', u.input,
+                              'remaining_steps', v_steps, 'started_at', v_now)
+    from unnest(start_flows.inputs) with ordinality u(input, ord)
+    order by u.ord));
 
   for v_step in
     select s.step_slug, s.step_type, coalesce(s.opt_start_delay, 0) as start_delay
@@ -225,11 +226,13 @@ begin
       perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || start_flows.flow_slug, '');
     end if;
 
-    perform pgflow._emit_step(f.run_id, v_step.step_slug, 'started',
-      jsonb_build_object(
-        'remaining_tasks', case when v_step.step_type = 'single' then 1 else jsonb_array_length(f.input) end,
-        'remaining_deps', 0, 'started_at', v_now))
-    from unnest(v_fast, v_fast_inputs) f(run_id, input);
+    perform pgflow._emit_steps(v_fast, array_fill(v_step.step_slug::text, array[cardinality(v_fast)]),
+      'started', array(
+        select jsonb_build_object(
+          'remaining_tasks', case when v_step.step_type = 'single' then 1 else jsonb_array_length(f.input) end,
+          'remaining_deps', 0, 'started_at', v_now)
+        from unnest(v_fast_inputs) with ordinality f(input, ord)
+        order by f.ord));
   end loop;
 
   foreach v_id in array coalesce(v_slow, '{}') loop

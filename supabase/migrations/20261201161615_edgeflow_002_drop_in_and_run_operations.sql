@@ -578,47 +578,105 @@ $$;
 -- notifications carry ids, slugs, statuses and timestamps only, never inputs,
 -- outputs or error messages (read them with get_run_with_states).
 -- Events of one transaction arrive in order.
-create or replace function pgflow._emit(run_id uuid, event text, payload jsonb)
+create or replace function pgflow._emit_each(run_ids uuid[], events text[], payloads jsonb[])
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_topic text := 'pgflow:run:' || run_id::text;
-  v_body jsonb := payload || jsonb_build_object('event', event);
+  -- One trust check for the whole batch: a set-based caller (start_flows)
+  -- emits thousands of events in one call.
+  v_realtime boolean :=
+    pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null;
+  v_body jsonb;
+  v_topic text;
 begin
-  if pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null then
-    -- A static call (planned once per session, replanned if the function
-    -- changes) rather than EXECUTE, which parses and plans on every event.
-    -- The argument types match the checked signature exactly, so this
-    -- resolves to the function just checked.
-    perform realtime.send(v_body, event, v_topic, false);
-    return;
-  end if;
-  perform pg_notify(v_topic, (
-    select jsonb_object_agg(e.key, e.value)
-    from jsonb_each(v_body) e
-    where e.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
-                    'failed_step', 'started_at', 'completed_at', 'failed_at', 'cancelled_at',
-                    'skip_reason', 'skipped_at',
-                    'restart_of_run_id', 'restarted_as'))::text);
+  -- A loop of simple statements rather than one query over unnest(): a query
+  -- with array parameters is planned again on every call.
+  for i in 1 .. coalesce(cardinality(_emit_each.run_ids), 0) loop
+    v_body := _emit_each.payloads[i] || jsonb_build_object('event', _emit_each.events[i]);
+    v_topic := 'pgflow:run:' || _emit_each.run_ids[i]::text;
+    if v_realtime then
+      -- A static call (planned once per session, replanned if the function
+      -- changes) rather than EXECUTE, which parses and plans on every event.
+      -- The argument types match the checked signature exactly, so this
+      -- resolves to the function just checked.
+      perform realtime.send(v_body, _emit_each.events[i], v_topic, false);
+    else
+      perform pg_notify(v_topic, (
+        select jsonb_object_agg(f.key, f.value)
+        from jsonb_each(v_body) f
+        where f.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
+                        'failed_step', 'started_at', 'completed_at', 'failed_at', 'cancelled_at',
+                        'skip_reason', 'skipped_at',
+                        'restart_of_run_id', 'restarted_as'))::text);
+    end if;
+  end loop;
+end;
+$$;
+
+create or replace function pgflow._emit(run_id uuid, event text, payload jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pgflow._emit_each(array[_emit.run_id], array[_emit.event], array[_emit.payload]);
 end;
 $$;
 
 -- Helpers on the hot path are PL/pgSQL rather than SQL functions: a SQL
 -- function with a SET clause is re-planned on every call, a PL/pgSQL one
 -- keeps its plans for the session.
+
+-- step:<status> events of many (run, step) pairs, in array order.
+create or replace function pgflow._emit_steps(run_ids uuid[], step_slugs text[], status text, payloads jsonb[])
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_events text[] := '{}';
+  v_payloads jsonb[] := '{}';
+begin
+  for i in 1 .. coalesce(cardinality(_emit_steps.run_ids), 0) loop
+    v_events[i] := 'step:' || _emit_steps.step_slugs[i] || ':' || _emit_steps.status;
+    v_payloads[i] := jsonb_build_object('event_type', 'step:' || _emit_steps.status,
+                       'run_id', _emit_steps.run_ids[i], 'step_slug', _emit_steps.step_slugs[i],
+                       'status', _emit_steps.status) || _emit_steps.payloads[i];
+  end loop;
+  perform pgflow._emit_each(_emit_steps.run_ids, v_events, v_payloads);
+end;
+$$;
+
 create or replace function pgflow._emit_step(run_id uuid, step_slug text, status text, payload jsonb)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit(
-    run_id,
-    'step:' || step_slug || ':' || status,
-    jsonb_build_object('event_type', 'step:' || status, 'run_id', run_id,
-      'step_slug', step_slug, 'status', status) || payload);
+  perform pgflow._emit_steps(array[_emit_step.run_id], array[_emit_step.step_slug], _emit_step.status,
+                             array[_emit_step.payload]);
+end;
+$$;
+
+-- run:<status> events of many runs, in array order.
+create or replace function pgflow._emit_runs(run_ids uuid[], status text, payloads jsonb[])
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_events text[] := '{}';
+  v_payloads jsonb[] := '{}';
+begin
+  for i in 1 .. coalesce(cardinality(_emit_runs.run_ids), 0) loop
+    v_events[i] := 'run:' || _emit_runs.status;
+    v_payloads[i] := jsonb_build_object('event_type', 'run:' || _emit_runs.status,
+                       'run_id', _emit_runs.run_ids[i], 'status', _emit_runs.status)
+                     || _emit_runs.payloads[i];
+  end loop;
+  perform pgflow._emit_each(_emit_runs.run_ids, v_events, v_payloads);
 end;
 $$;
 
@@ -628,11 +686,7 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit(
-    run_id,
-    'run:' || status,
-    jsonb_build_object('event_type', 'run:' || status, 'run_id', run_id, 'status', status)
-      || payload);
+  perform pgflow._emit_runs(array[_emit_run.run_id], _emit_run.status, array[_emit_run.payload]);
 end;
 $$;
 
@@ -1401,10 +1455,11 @@ begin
                              s.deps_count = 0 and not (u.run_id = any(coalesce(v_slow, '{}'))) as starts) t
   where s.flow_slug = start_flows.flow_slug;
 
-  perform pgflow._emit_run(u.run_id, 'started',
-    jsonb_build_object('flow_slug', start_flows.flow_slug, 'input', u.input,
-                       'remaining_steps', v_steps, 'started_at', v_now))
-  from unnest(v_run_ids, start_flows.inputs) u(run_id, input);
+  perform pgflow._emit_runs(v_run_ids, 'started', array(
+    select jsonb_build_object('flow_slug', start_flows.flow_slug, 'input', u.input,
+                              'remaining_steps', v_steps, 'started_at', v_now)
+    from unnest(start_flows.inputs) with ordinality u(input, ord)
+    order by u.ord));
 
   for v_step in
     select s.step_slug, s.step_type, coalesce(s.opt_start_delay, 0) as start_delay
@@ -1435,11 +1490,13 @@ begin
       perform pg_notify('pgflow:queue:' || start_flows.flow_slug, '');
     end if;
 
-    perform pgflow._emit_step(f.run_id, v_step.step_slug, 'started',
-      jsonb_build_object(
-        'remaining_tasks', case when v_step.step_type = 'single' then 1 else jsonb_array_length(f.input) end,
-        'remaining_deps', 0, 'started_at', v_now))
-    from unnest(v_fast, v_fast_inputs) f(run_id, input);
+    perform pgflow._emit_steps(v_fast, array_fill(v_step.step_slug::text, array[cardinality(v_fast)]),
+      'started', array(
+        select jsonb_build_object(
+          'remaining_tasks', case when v_step.step_type = 'single' then 1 else jsonb_array_length(f.input) end,
+          'remaining_deps', 0, 'started_at', v_now)
+        from unnest(v_fast_inputs) with ordinality f(input, ord)
+        order by f.ord));
   end loop;
 
   foreach v_id in array coalesce(v_slow, '{}') loop
