@@ -84,13 +84,15 @@ begin
            started_at = v_now,
            attempts_count = t.attempts_count + 1,
            last_worker_id = start_tasks.worker_id
-      from pgflow.runs r
      where t.flow_slug = start_tasks.flow_slug
        and t.message_id = any(start_tasks.msg_ids)
        and t.status = 'queued'
        and not (t.message_id = any(v_stale_ids))
-       and r.run_id = t.run_id
-       and r.status = 'started'
+       -- A subquery, not a join: a joined runs table could drive the plan (one
+       -- started run, on statistics from before a wide map's tasks were
+       -- inserted) and read every task of the run by run_id on each claim,
+       -- which made a map's cost grow with the square of its width.
+       and (select r.status from pgflow.runs r where r.run_id = t.run_id) = 'started'
     returning t.run_id, t.step_slug, t.task_index, t.message_id
   )
   select array_agg(run_id), array_agg(step_slug), array_agg(task_index), array_agg(message_id)

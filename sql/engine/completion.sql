@@ -175,6 +175,9 @@ declare
   v_now timestamptz := pgflow.now();
   v_group record;
   v_report record;
+  v_msg bigint;
+  v_output jsonb;
+  v_error text;
 begin
   if v_count <> coalesce(cardinality(step_slugs), 0) or v_count <> coalesce(cardinality(task_indexes), 0)
      or v_count <> coalesce(cardinality(outputs), 0) then
@@ -192,34 +195,50 @@ begin
   order by r.run_id
   for update;
 
-  -- Set-based path: started tasks in started runs, in one UPDATE, except those of
-  -- single steps feeding a map (their output must be an array: checked one by one).
-  with reports as (
-    -- A task reported twice in one batch: the first report counts, as in two calls.
-    select distinct on (u.run_id, u.step_slug, u.task_index) u.*
+  -- Set-based path: started tasks in started runs, except those of single steps
+  -- feeding a map (their output must be an array: checked one by one below).
+  -- Each run and step is looked up by key in a fenced subquery (OFFSET 0) and
+  -- its status tested outside it, and each task is updated by its primary key:
+  -- a plan cached while the tables were small takes a status index for nearly
+  -- empty and, given "status = 'started'", would read every started run or task
+  -- on each batch. (The runs are locked above, so their status cannot change.)
+  for v_report in
+    select distinct on (u.run_id, u.step_slug, u.task_index)
+           u.run_id, u.step_slug, u.task_index, u.output, u.ord, k.flow_slug, k.step_type
     from unnest(complete_tasks.run_ids, complete_tasks.step_slugs,
                 complete_tasks.task_indexes, complete_tasks.outputs)
            with ordinality as u(run_id, step_slug, task_index, output, ord)
+    cross join lateral (
+      select r.flow_slug, r.status as run_status, s.step_type,
+             exists (
+               select 1 from pgflow.deps d
+               join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
+               where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map')
+               as feeds_map
+      from pgflow.runs r
+      join pgflow.steps s on s.flow_slug = r.flow_slug and s.step_slug = u.step_slug
+      where r.run_id = u.run_id
+      offset 0) k
+    where k.run_status = 'started' and (k.step_type = 'map' or not k.feeds_map)
+    -- A task reported twice in one batch: the first report counts, as in two calls.
     order by u.run_id, u.step_slug, u.task_index, u.ord
-  ), done as (
+  loop
     update pgflow.step_tasks t
-       set status = 'completed', completed_at = v_now, output = b.output
-      from reports b
-      join pgflow.runs r on r.run_id = b.run_id and r.status = 'started'
-      join pgflow.steps s on s.flow_slug = r.flow_slug and s.step_slug = b.step_slug
-     where t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
-       and t.status = 'started'
-       and (s.step_type = 'map' or not exists (
-             select 1 from pgflow.deps d
-             join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
-             where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map'))
-    returning b.ord::int as ord, t.flow_slug, t.run_id, t.step_slug, s.step_type, t.message_id, t.output,
-              t.error_message
-  )
-  select array_agg(d.ord), array_agg(d.flow_slug), array_agg(d.run_id), array_agg(d.step_slug),
-         array_agg(d.step_type), array_agg(d.message_id), array_agg(d.output), array_agg(d.error_message)
-    into v_done_ords, v_flows, v_runs, v_steps, v_types, v_msgs, v_outputs, v_errors
-  from done d;
+       set status = 'completed', completed_at = v_now, output = v_report.output
+     where t.run_id = v_report.run_id and t.step_slug = v_report.step_slug
+       and t.task_index = v_report.task_index and t.status = 'started'
+    returning t.message_id, t.output, t.error_message into v_msg, v_output, v_error;
+    if found then
+      v_done_ords := array_append(v_done_ords, v_report.ord::int);
+      v_flows := array_append(v_flows, v_report.flow_slug);
+      v_runs := array_append(v_runs, v_report.run_id);
+      v_steps := array_append(v_steps, v_report.step_slug);
+      v_types := array_append(v_types, v_report.step_type);
+      v_msgs := array_append(v_msgs, v_msg);
+      v_outputs := array_append(v_outputs, v_output);
+      v_errors := array_append(v_errors, v_error);
+    end if;
+  end loop;
 
   if v_done_ords is not null then
     -- One archive per queue.
@@ -257,7 +276,8 @@ begin
   end loop;
 
   -- A task completed set-based stays completed; the others are looked up one by
-  -- one (a lateral lookup: a join could read the whole table).
+  -- one (a lateral lookup, fenced by OFFSET 0: flattened into a join, its plan
+  -- could read the whole table).
   return query
     select d.ord, 'completed'::text, d.error_message
     from unnest(v_done_ords, v_errors) as d(ord, error_message)
@@ -267,7 +287,8 @@ begin
       with ordinality as b(run_id, step_slug, task_index, ord)
     left join lateral (
       select t.status, t.error_message from pgflow.step_tasks t
-      where t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index) t on true
+      where t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
+      offset 0) t on true
     where not (b.ord = any(coalesce(v_done_ords, '{}')))
     order by 1;
 end;

@@ -1,7 +1,7 @@
 -- Fails every task still 'started' past its own step's timeout plus the
 -- {{TIMEOUT_MARGIN_SECONDS}} s margin start_tasks gives its message (its worker vanished): each such attempt
 -- is retried with backoff, or fails the run when attempts are used up. Limited
--- to a flow and to some messages when given; returns the messages of the tasks
+-- to a flow and to some of its messages when given; returns the messages of the tasks
 -- it failed. Used by start_tasks (messages that came back) and requeue_stalled_tasks.
 --
 -- The deadline is compared with pgflow.clock_now(), the engine's reading of
@@ -24,13 +24,23 @@ begin
   for v_task in
     select t.run_id, t.step_slug, t.task_index, t.message_id, t.last_worker_id,
            coalesce(s.opt_timeout, f.opt_timeout) as timeout
-    from pgflow.step_tasks t
+    -- Two branches, each with its own index, rather than one filter with
+    -- "p_msg_ids is null or ...": that form scans every started task (and,
+    -- until a vacuum, the index entries of every task started before) on each
+    -- claim, which made a wide map's cost grow with the square of its width.
+    from (
+      select t.* from pgflow.step_tasks t
+      -- Both conditions of step_tasks_started_idx, so the sweep can use it.
+      where p_msg_ids is null and t.status = 'started' and t.started_at is not null
+        and (p_flow_slug is null or t.flow_slug = p_flow_slug)
+      union all
+      -- Message ids are per queue, so this branch needs the flow.
+      select t.* from pgflow.step_tasks t
+      where t.flow_slug = p_flow_slug and t.message_id = any(p_msg_ids) and t.status = 'started'
+    ) t
     join pgflow.steps s on s.flow_slug = t.flow_slug and s.step_slug = t.step_slug
     join pgflow.flows f on f.flow_slug = t.flow_slug
-    where t.status = 'started'
-      and (p_flow_slug is null or t.flow_slug = p_flow_slug)
-      and (p_msg_ids is null or t.message_id = any(p_msg_ids))
-      and t.started_at + make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout) + {{TIMEOUT_MARGIN_SECONDS}}) <= pgflow.clock_now()
+    where t.started_at + make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout) + {{TIMEOUT_MARGIN_SECONDS}}) <= pgflow.clock_now()
     order by t.started_at
   loop
     perform pgflow.fail_task(v_task.run_id, v_task.step_slug, v_task.task_index,

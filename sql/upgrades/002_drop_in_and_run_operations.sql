@@ -360,3 +360,13 @@ alter table pgflow.step_states set (fillfactor = 80);
 -- statistics it chose it for a batch of reports and read every open task of a
 -- wide map once per report.
 drop index if exists pgflow.step_tasks_open_idx;
+
+-- The started-tasks index serves only the stall sweep, which states both
+-- conditions. With "status = 'started'" alone it was a candidate for every
+-- statement that finds tasks by key and also tests that status (a batch of
+-- reports, a claim's stall check); on statistics from before a wide map's
+-- tasks were inserted the planner took it as nearly empty and read every
+-- started task of the map once per batch.
+drop index if exists pgflow.step_tasks_started_idx;
+create index step_tasks_started_idx on pgflow.step_tasks (started_at)
+  where status = 'started' and started_at is not null;

@@ -365,6 +365,16 @@ alter table pgflow.step_states set (fillfactor = 80);
 -- wide map once per report.
 drop index if exists pgflow.step_tasks_open_idx;
 
+-- The started-tasks index serves only the stall sweep, which states both
+-- conditions. With "status = 'started'" alone it was a candidate for every
+-- statement that finds tasks by key and also tests that status (a batch of
+-- reports, a claim's stall check); on statistics from before a wide map's
+-- tasks were inserted the planner took it as nearly empty and read every
+-- started task of the map once per batch.
+drop index if exists pgflow.step_tasks_started_idx;
+create index step_tasks_started_idx on pgflow.step_tasks (started_at)
+  where status = 'started' and started_at is not null;
+
 -- ==== sql/engine/clock.sql ====
 -- The engine's clock. Every engine function reads time through pgflow.now()
 -- (the transaction's time) or pgflow.clock_now() (the statement's moment, for
@@ -1598,13 +1608,15 @@ begin
            started_at = v_now,
            attempts_count = t.attempts_count + 1,
            last_worker_id = start_tasks.worker_id
-      from pgflow.runs r
      where t.flow_slug = start_tasks.flow_slug
        and t.message_id = any(start_tasks.msg_ids)
        and t.status = 'queued'
        and not (t.message_id = any(v_stale_ids))
-       and r.run_id = t.run_id
-       and r.status = 'started'
+       -- A subquery, not a join: a joined runs table could drive the plan (one
+       -- started run, on statistics from before a wide map's tasks were
+       -- inserted) and read every task of the run by run_id on each claim,
+       -- which made a map's cost grow with the square of its width.
+       and (select r.status from pgflow.runs r where r.run_id = t.run_id) = 'started'
     returning t.run_id, t.step_slug, t.task_index, t.message_id
   )
   select array_agg(run_id), array_agg(step_slug), array_agg(task_index), array_agg(message_id)
@@ -2247,7 +2259,7 @@ $$;
 -- Fails every task still 'started' past its own step's timeout plus the
 -- 2 s margin start_tasks gives its message (its worker vanished): each such attempt
 -- is retried with backoff, or fails the run when attempts are used up. Limited
--- to a flow and to some messages when given; returns the messages of the tasks
+-- to a flow and to some of its messages when given; returns the messages of the tasks
 -- it failed. Used by start_tasks (messages that came back) and requeue_stalled_tasks.
 --
 -- The deadline is compared with pgflow.clock_now(), the engine's reading of
@@ -2270,13 +2282,23 @@ begin
   for v_task in
     select t.run_id, t.step_slug, t.task_index, t.message_id, t.last_worker_id,
            coalesce(s.opt_timeout, f.opt_timeout) as timeout
-    from pgflow.step_tasks t
+    -- Two branches, each with its own index, rather than one filter with
+    -- "p_msg_ids is null or ...": that form scans every started task (and,
+    -- until a vacuum, the index entries of every task started before) on each
+    -- claim, which made a wide map's cost grow with the square of its width.
+    from (
+      select t.* from pgflow.step_tasks t
+      -- Both conditions of step_tasks_started_idx, so the sweep can use it.
+      where p_msg_ids is null and t.status = 'started' and t.started_at is not null
+        and (p_flow_slug is null or t.flow_slug = p_flow_slug)
+      union all
+      -- Message ids are per queue, so this branch needs the flow.
+      select t.* from pgflow.step_tasks t
+      where t.flow_slug = p_flow_slug and t.message_id = any(p_msg_ids) and t.status = 'started'
+    ) t
     join pgflow.steps s on s.flow_slug = t.flow_slug and s.step_slug = t.step_slug
     join pgflow.flows f on f.flow_slug = t.flow_slug
-    where t.status = 'started'
-      and (p_flow_slug is null or t.flow_slug = p_flow_slug)
-      and (p_msg_ids is null or t.message_id = any(p_msg_ids))
-      and t.started_at + make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout) + 2) <= pgflow.clock_now()
+    where t.started_at + make_interval(secs => coalesce(s.opt_timeout, f.opt_timeout) + 2) <= pgflow.clock_now()
     order by t.started_at
   loop
     perform pgflow.fail_task(v_task.run_id, v_task.step_slug, v_task.task_index,
@@ -2478,6 +2500,9 @@ declare
   v_now timestamptz := pgflow.now();
   v_group record;
   v_report record;
+  v_msg bigint;
+  v_output jsonb;
+  v_error text;
 begin
   if v_count <> coalesce(cardinality(step_slugs), 0) or v_count <> coalesce(cardinality(task_indexes), 0)
      or v_count <> coalesce(cardinality(outputs), 0) then
@@ -2495,34 +2520,50 @@ begin
   order by r.run_id
   for update;
 
-  -- Set-based path: started tasks in started runs, in one UPDATE, except those of
-  -- single steps feeding a map (their output must be an array: checked one by one).
-  with reports as (
-    -- A task reported twice in one batch: the first report counts, as in two calls.
-    select distinct on (u.run_id, u.step_slug, u.task_index) u.*
+  -- Set-based path: started tasks in started runs, except those of single steps
+  -- feeding a map (their output must be an array: checked one by one below).
+  -- Each run and step is looked up by key in a fenced subquery (OFFSET 0) and
+  -- its status tested outside it, and each task is updated by its primary key:
+  -- a plan cached while the tables were small takes a status index for nearly
+  -- empty and, given "status = 'started'", would read every started run or task
+  -- on each batch. (The runs are locked above, so their status cannot change.)
+  for v_report in
+    select distinct on (u.run_id, u.step_slug, u.task_index)
+           u.run_id, u.step_slug, u.task_index, u.output, u.ord, k.flow_slug, k.step_type
     from unnest(complete_tasks.run_ids, complete_tasks.step_slugs,
                 complete_tasks.task_indexes, complete_tasks.outputs)
            with ordinality as u(run_id, step_slug, task_index, output, ord)
+    cross join lateral (
+      select r.flow_slug, r.status as run_status, s.step_type,
+             exists (
+               select 1 from pgflow.deps d
+               join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
+               where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map')
+               as feeds_map
+      from pgflow.runs r
+      join pgflow.steps s on s.flow_slug = r.flow_slug and s.step_slug = u.step_slug
+      where r.run_id = u.run_id
+      offset 0) k
+    where k.run_status = 'started' and (k.step_type = 'map' or not k.feeds_map)
+    -- A task reported twice in one batch: the first report counts, as in two calls.
     order by u.run_id, u.step_slug, u.task_index, u.ord
-  ), done as (
+  loop
     update pgflow.step_tasks t
-       set status = 'completed', completed_at = v_now, output = b.output
-      from reports b
-      join pgflow.runs r on r.run_id = b.run_id and r.status = 'started'
-      join pgflow.steps s on s.flow_slug = r.flow_slug and s.step_slug = b.step_slug
-     where t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
-       and t.status = 'started'
-       and (s.step_type = 'map' or not exists (
-             select 1 from pgflow.deps d
-             join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
-             where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map'))
-    returning b.ord::int as ord, t.flow_slug, t.run_id, t.step_slug, s.step_type, t.message_id, t.output,
-              t.error_message
-  )
-  select array_agg(d.ord), array_agg(d.flow_slug), array_agg(d.run_id), array_agg(d.step_slug),
-         array_agg(d.step_type), array_agg(d.message_id), array_agg(d.output), array_agg(d.error_message)
-    into v_done_ords, v_flows, v_runs, v_steps, v_types, v_msgs, v_outputs, v_errors
-  from done d;
+       set status = 'completed', completed_at = v_now, output = v_report.output
+     where t.run_id = v_report.run_id and t.step_slug = v_report.step_slug
+       and t.task_index = v_report.task_index and t.status = 'started'
+    returning t.message_id, t.output, t.error_message into v_msg, v_output, v_error;
+    if found then
+      v_done_ords := array_append(v_done_ords, v_report.ord::int);
+      v_flows := array_append(v_flows, v_report.flow_slug);
+      v_runs := array_append(v_runs, v_report.run_id);
+      v_steps := array_append(v_steps, v_report.step_slug);
+      v_types := array_append(v_types, v_report.step_type);
+      v_msgs := array_append(v_msgs, v_msg);
+      v_outputs := array_append(v_outputs, v_output);
+      v_errors := array_append(v_errors, v_error);
+    end if;
+  end loop;
 
   if v_done_ords is not null then
     -- One archive per queue.
@@ -2560,7 +2601,8 @@ begin
   end loop;
 
   -- A task completed set-based stays completed; the others are looked up one by
-  -- one (a lateral lookup: a join could read the whole table).
+  -- one (a lateral lookup, fenced by OFFSET 0: flattened into a join, its plan
+  -- could read the whole table).
   return query
     select d.ord, 'completed'::text, d.error_message
     from unnest(v_done_ords, v_errors) as d(ord, error_message)
@@ -2570,7 +2612,8 @@ begin
       with ordinality as b(run_id, step_slug, task_index, ord)
     left join lateral (
       select t.status, t.error_message from pgflow.step_tasks t
-      where t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index) t on true
+      where t.run_id = b.run_id and t.step_slug = b.step_slug and t.task_index = b.task_index
+      offset 0) t on true
     where not (b.ord = any(coalesce(v_done_ords, '{}')))
     order by 1;
 end;
