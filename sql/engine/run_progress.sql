@@ -206,14 +206,27 @@ as $$
 #variable_conflict use_column
 declare
   v_run pgflow.runs;
+  v_status text;
+  v_remaining int;
 begin
-  -- Cheap test first: most calls come while steps remain. The output is one
-  -- SQL query (no per-leaf function call): a leaf's output as _step_output gives it.
-  perform 1 from pgflow.runs r
-  where r.run_id = maybe_complete_run.run_id and r.status = 'started' and r.remaining_steps = 0;
-  if not found then
+  -- Cheap test first: most calls come while steps remain. The run is read by
+  -- its key alone and tested here: given "status = 'started'", a plan cached
+  -- while the tables were small may take a status index for nearly empty and
+  -- read every started run on each call. Then again under the row lock, so the
+  -- update below needs only the key.
+  select r.status, r.remaining_steps into v_status, v_remaining
+  from pgflow.runs r where r.run_id = maybe_complete_run.run_id;
+  if v_status is distinct from 'started' or v_remaining <> 0 then
     return;
   end if;
+  select r.status, r.remaining_steps into v_status, v_remaining
+  from pgflow.runs r where r.run_id = maybe_complete_run.run_id
+  for update;
+  if v_status is distinct from 'started' or v_remaining <> 0 then
+    return;
+  end if;
+  -- The output is one SQL query (no per-leaf function call): a leaf's output as
+  -- _step_output gives it.
   update pgflow.runs r
      set status = 'completed',
          completed_at = pgflow.now(),
@@ -235,7 +248,7 @@ begin
              and not exists (
                select 1 from pgflow.step_states ss
                where ss.run_id = r.run_id and ss.step_slug = s.step_slug and ss.status = 'skipped'))
-   where r.run_id = maybe_complete_run.run_id and r.status = 'started' and r.remaining_steps = 0
+   where r.run_id = maybe_complete_run.run_id
   returning * into v_run;
 
   if v_run.run_id is not null then

@@ -1,0 +1,130 @@
+/**
+ * A claim or a batch of reports costs the same whatever the backlog: the map's width, the
+ * number of started runs. A worker's connection keeps the plans of the engine's statements
+ * from its first calls, often made while the tables were small. Such plans once read every
+ * started task of a wide map on each claim and each batch of reports (a map's cost grew with
+ * the square of its width), and every started run on each report. Here the plans are generic
+ * and made on small tables, then the rows one batch reads are counted.
+ */
+import assert from "node:assert/strict";
+import { dbTest } from "./_support/db.ts";
+import { define, WORKER_ID } from "./_support/drive.ts";
+import type { Sql } from "../src/db/connect.ts";
+
+const BATCH = 10;
+/**
+ * At most this many rows of a table read per task of a batch: each is a handful of key
+ * lookups (a report reads its run about seven times: lock, checks, count-down, completion).
+ */
+const ROWS_PER_TASK = 10;
+
+type Reserved = Awaited<ReturnType<Sql["reserve"]>>;
+type Task = { run_id: string; step_slug: string; task_index: number };
+
+function claim(conn: Reserved, flow: string): Promise<Task[]> {
+  return conn<Task[]>`
+    select run_id, step_slug, task_index
+    from pgflow.read_and_start_tasks(${flow}, 30, ${BATCH}::int, ${WORKER_ID}::uuid)`;
+}
+
+async function report(conn: Reserved, tasks: Task[]): Promise<void> {
+  await conn`
+    select count(*) from pgflow.complete_tasks(
+      ${tasks.map((t) => t.run_id)}::uuid[],
+      ${tasks.map((t) => t.step_slug)}::text[],
+      ${tasks.map((t) => t.task_index)}::int[],
+      ${tasks.map((t) => JSON.stringify(t.task_index))}::text[]::jsonb[])`;
+}
+
+async function drain(conn: Reserved, flow: string): Promise<void> {
+  for (let tasks = await claim(conn, flow); tasks.length > 0; tasks = await claim(conn, flow)) {
+    await report(conn, tasks);
+  }
+}
+
+/** Rows of a table this backend has read and not yet reported to the statistics. */
+async function rowsRead(conn: Reserved, table: string): Promise<number> {
+  const [row] = await conn<{ n: number }[]>`
+    select (coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0))::int as n
+    from pg_stat_xact_user_tables where relid = ${table}::regclass`;
+  return row?.n ?? 0;
+}
+
+/**
+ * Rows of `table` read by one claim and by the batch of reports of what it claimed. Inside one
+ * transaction: the counters also hold earlier transactions' unflushed counts, but nothing is
+ * flushed before it ends.
+ */
+async function readsOfOneBatch(conn: Reserved, flow: string, table: string) {
+  await conn`begin`;
+  try {
+    const before = await rowsRead(conn, table);
+    const tasks = await claim(conn, flow);
+    assert.equal(tasks.length, BATCH);
+    const claimed = await rowsRead(conn, table);
+    await report(conn, tasks);
+    const reported = await rowsRead(conn, table);
+    return { claim: claimed - before, report: reported - claimed };
+  } finally {
+    await conn`commit`;
+  }
+}
+
+/** A connection whose plans are generic (as after five calls) from its first call. */
+async function genericPlans(sql: Sql): Promise<Reserved> {
+  const conn = await sql.reserve();
+  await conn`set plan_cache_mode = force_generic_plan`;
+  return conn;
+}
+
+dbTest(
+  "a claim and a batch of reports of a wide map read only their own tasks",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('wide');
+     select pgflow.add_step('wide', 'each', step_type => 'map');`,
+    );
+    const conn = await genericPlans(sql);
+    try {
+      // Plans made now, on a map of 1,000.
+      await conn`select pgflow.start_flow('wide', (select jsonb_agg(i) from generate_series(1, 1000) i))`;
+      await drain(conn, "wide");
+      await conn`select pgflow.start_flow('wide', (select jsonb_agg(i) from generate_series(1, 3000) i))`;
+      // A few batches first, so finished tasks lie before the next ones.
+      for (let i = 0; i < 5; i++) await report(conn, await claim(conn, "wide"));
+
+      const reads = await readsOfOneBatch(conn, "wide", "pgflow.step_tasks");
+      const most = ROWS_PER_TASK * BATCH;
+      assert.ok(reads.claim <= most, `the claim read ${reads.claim} tasks for ${BATCH}`);
+      assert.ok(reads.report <= most, `the reports read ${reads.report} tasks for ${BATCH}`);
+    } finally {
+      conn.release();
+    }
+  },
+);
+
+dbTest(
+  "a batch of reports reads only its own runs, however many runs are started",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('one');
+     select pgflow.add_step('one', 's');`,
+    );
+    const conn = await genericPlans(sql);
+    try {
+      // Plans made now, on a few runs.
+      await conn`select pgflow.start_flow('one', to_jsonb(i)) from generate_series(1, 30) i`;
+      await drain(conn, "one");
+      await conn`select pgflow.start_flow('one', to_jsonb(i)) from generate_series(1, 3000) i`;
+
+      const reads = await readsOfOneBatch(conn, "one", "pgflow.runs");
+      const most = ROWS_PER_TASK * BATCH;
+      assert.ok(reads.claim <= most, `the claim read ${reads.claim} runs for ${BATCH} tasks`);
+      assert.ok(reads.report <= most, `the reports read ${reads.report} runs for ${BATCH} tasks`);
+    } finally {
+      conn.release();
+    }
+  },
+);
