@@ -1692,8 +1692,12 @@ begin
         select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx,
                v_flow_input
         from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
-        join pgflow.step_tasks src
-          on src.run_id = v_group.run_id and src.step_slug = v_dep.dep_slug and src.task_index = u.idx
+        -- One key lookup per element (OFFSET 0: as a join, the plan may read
+        -- every task of the source map).
+        cross join lateral (
+          select t.output from pgflow.step_tasks t
+          where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = u.idx
+          offset 0) src
         order by u.idx;
       continue;
     end if;
@@ -1779,8 +1783,12 @@ begin
     from pgflow.start_tasks(read_and_start_tasks.flow_slug,
            array(select (e).msg_id from unnest(v_messages) e), read_and_start_tasks.worker_id) s
     join unnest(v_messages) m on m.msg_id = s.msg_id
-    join pgflow.step_tasks t
-      on t.run_id = s.run_id and t.step_slug = s.step_slug and t.task_index = s.task_index;
+    -- A key lookup per claimed task, fenced by OFFSET 0: as a join, the planner
+    -- (which expects 1,000 rows from start_tasks) may scan the whole table.
+    cross join lateral (
+      select t.attempts_count from pgflow.step_tasks t
+      where t.run_id = s.run_id and t.step_slug = s.step_slug and t.task_index = s.task_index
+      offset 0) t;
 end;
 $$;
 
