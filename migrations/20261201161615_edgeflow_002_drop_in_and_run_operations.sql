@@ -1294,6 +1294,8 @@ returns setof pgflow.runs
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -1383,6 +1385,8 @@ returns setof pgflow.runs
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -1587,6 +1591,8 @@ create or replace function pgflow.start_tasks(flow_slug text, msg_ids bigint[], 
 returns setof pgflow.step_task_record
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -1753,6 +1759,8 @@ create or replace function pgflow.read_and_start_tasks(flow_slug text, vt int, q
 returns setof pgflow.claimed_task
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -1936,6 +1944,8 @@ create or replace function pgflow.fail_task(run_id uuid, step_slug text, task_in
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -1992,6 +2002,8 @@ create or replace function pgflow.fail_task_attempt(run_id uuid, step_slug text,
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -2391,6 +2403,8 @@ create or replace function pgflow.complete_task(run_id uuid, step_slug text, tas
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -2505,6 +2519,8 @@ create or replace function pgflow.complete_tasks(
 returns table (ord int, status text, error_message text)
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare

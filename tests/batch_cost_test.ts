@@ -77,54 +77,68 @@ async function genericPlans(sql: Sql): Promise<Reserved> {
   return conn;
 }
 
-dbTest(
-  "a claim and a batch of reports of a wide map read only their own tasks",
-  async ({ sql }) => {
-    await define(
-      sql,
-      `select pgflow.create_flow('wide');
-     select pgflow.add_step('wide', 'each', step_type => 'map');`,
-    );
-    const conn = await genericPlans(sql);
-    try {
-      // Plans made now, on a map of 1,000.
-      await conn`select pgflow.start_flow('wide', (select jsonb_agg(i) from generate_series(1, 1000) i))`;
-      await drain(conn, "wide");
-      await conn`select pgflow.start_flow('wide', (select jsonb_agg(i) from generate_series(1, 3000) i))`;
-      // A few batches first, so finished tasks lie before the next ones.
-      for (let i = 0; i < 5; i++) await report(conn, await claim(conn, "wide"));
+/**
+ * How the plans are made: on small tables never analysed (a new database), or on small tables
+ * whose statistics say so (autovacuum analysed them early), so that a key lookup was planned as a
+ * scan of a one-page table.
+ */
+const WARM_UPS = [
+  { name: "", analyze: false },
+  { name: ", after an ANALYZE of the small tables", analyze: true },
+];
 
-      const reads = await readsOfOneBatch(conn, "wide", "pgflow.step_tasks");
-      const most = ROWS_PER_TASK * BATCH;
-      assert.ok(reads.claim <= most, `the claim read ${reads.claim} tasks for ${BATCH}`);
-      assert.ok(reads.report <= most, `the reports read ${reads.report} tasks for ${BATCH}`);
-    } finally {
-      conn.release();
-    }
-  },
-);
+for (const warmUp of WARM_UPS) {
+  dbTest(
+    `a claim and a batch of reports of a wide map read only their own tasks${warmUp.name}`,
+    async ({ sql }) => {
+      await define(
+        sql,
+        `select pgflow.create_flow('wide');
+       select pgflow.add_step('wide', 'each', step_type => 'map');`,
+      );
+      const conn = await genericPlans(sql);
+      try {
+        // Plans made now, on a map of 1,000.
+        await conn`select pgflow.start_flow('wide', (select jsonb_agg(i) from generate_series(1, 1000) i))`;
+        await drain(conn, "wide");
+        if (warmUp.analyze) await sql`analyze`;
+        await conn`select pgflow.start_flow('wide', (select jsonb_agg(i) from generate_series(1, 3000) i))`;
+        // A few batches first, so finished tasks lie before the next ones.
+        for (let i = 0; i < 5; i++) await report(conn, await claim(conn, "wide"));
 
-dbTest(
-  "a batch of reports reads only its own runs, however many runs are started",
-  async ({ sql }) => {
-    await define(
-      sql,
-      `select pgflow.create_flow('one');
-     select pgflow.add_step('one', 's');`,
-    );
-    const conn = await genericPlans(sql);
-    try {
-      // Plans made now, on a few runs.
-      await conn`select pgflow.start_flow('one', to_jsonb(i)) from generate_series(1, 30) i`;
-      await drain(conn, "one");
-      await conn`select pgflow.start_flow('one', to_jsonb(i)) from generate_series(1, 3000) i`;
+        const reads = await readsOfOneBatch(conn, "wide", "pgflow.step_tasks");
+        const most = ROWS_PER_TASK * BATCH;
+        assert.ok(reads.claim <= most, `the claim read ${reads.claim} tasks for ${BATCH}`);
+        assert.ok(reads.report <= most, `the reports read ${reads.report} tasks for ${BATCH}`);
+      } finally {
+        conn.release();
+      }
+    },
+  );
 
-      const reads = await readsOfOneBatch(conn, "one", "pgflow.runs");
-      const most = ROWS_PER_TASK * BATCH;
-      assert.ok(reads.claim <= most, `the claim read ${reads.claim} runs for ${BATCH} tasks`);
-      assert.ok(reads.report <= most, `the reports read ${reads.report} runs for ${BATCH} tasks`);
-    } finally {
-      conn.release();
-    }
-  },
-);
+  dbTest(
+    `a batch of reports reads only its own runs, however many runs are started${warmUp.name}`,
+    async ({ sql }) => {
+      await define(
+        sql,
+        `select pgflow.create_flow('one');
+       select pgflow.add_step('one', 's');`,
+      );
+      const conn = await genericPlans(sql);
+      try {
+        // Plans made now, on a few runs.
+        await conn`select pgflow.start_flow('one', to_jsonb(i)) from generate_series(1, 30) i`;
+        await drain(conn, "one");
+        if (warmUp.analyze) await sql`analyze`;
+        await conn`select pgflow.start_flow('one', to_jsonb(i)) from generate_series(1, 3000) i`;
+
+        const reads = await readsOfOneBatch(conn, "one", "pgflow.runs");
+        const most = ROWS_PER_TASK * BATCH;
+        assert.ok(reads.claim <= most, `the claim read ${reads.claim} runs for ${BATCH} tasks`);
+        assert.ok(reads.report <= most, `the reports read ${reads.report} runs for ${BATCH} tasks`);
+      } finally {
+        conn.release();
+      }
+    },
+  );
+}

@@ -50,6 +50,8 @@ create or replace function pgflow.start_tasks(flow_slug text, msg_ids bigint[], 
 returns setof pgflow.step_task_record
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -216,6 +218,8 @@ create or replace function pgflow.read_and_start_tasks(flow_slug text, vt int, q
 returns setof pgflow.claimed_task
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare

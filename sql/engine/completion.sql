@@ -45,6 +45,8 @@ create or replace function pgflow.complete_task(run_id uuid, step_slug text, tas
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -159,6 +161,8 @@ create or replace function pgflow.complete_tasks(
 returns table (ord int, status text, error_message text)
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare

@@ -121,6 +121,8 @@ create or replace function pgflow.fail_task(run_id uuid, step_slug text, task_in
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -177,6 +179,8 @@ create or replace function pgflow.fail_task_attempt(run_id uuid, step_slug text,
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare

@@ -7,6 +7,8 @@ returns setof pgflow.runs
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -96,6 +98,8 @@ returns setof pgflow.runs
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
+-- A plan made while a table fit in one page must not scan it once it has grown.
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 declare
