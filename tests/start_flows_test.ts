@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import { eventually } from "./_support/eventually.ts";
+import { loadSupabaseStandIns } from "./_support/supabase_standin.ts";
 import type { Sql } from "../src/db/connect.ts";
 import type { Json } from "../src/db/types.ts";
 
@@ -81,6 +82,42 @@ dbTest("start_flows leaves what start_flow leaves for each input, events include
     "step:later:started",
   ]);
 });
+
+dbTest(
+  "on Supabase, start_flows sends each run the realtime events start_flow sends",
+  async (db) => {
+    const { sql } = db;
+    await loadSupabaseStandIns(db.url, sql);
+    await defineFlows(sql);
+    const oneByOne: string[] = [];
+    for (const input of INPUTS) {
+      const [run] = await sql`select run_id from pgflow.start_flow('bulk', (${
+        JSON.stringify(input)
+      }::text)::jsonb)`;
+      oneByOne.push(run.run_id as string);
+    }
+    const bulk = (await sql`
+    select run_id from pgflow.start_flows('bulk',
+      array(select (e)::jsonb from unnest(${INPUTS.map((i) => JSON.stringify(i))}::text[]) e))`)
+      .map((r) => r.run_id as string);
+
+    // One transaction's messages share inserted_at and have random ids: their physical order
+    // is the order they were sent in (nothing else writes the table here).
+    const sent = async (runId: string) =>
+      (await sql<{ event: string; payload: Record<string, Json> }[]>`
+      select event, payload from realtime.messages
+      where topic = ${"pgflow:run:" + runId} order by ctid`)
+        .map(({ event, payload }) => {
+          const { id: _id, run_id: _run, started_at: _s, completed_at: _c, ...rest } = payload;
+          return { event, payload: rest };
+        });
+    for (let i = 0; i < INPUTS.length; i++) {
+      const expected = await sent(oneByOne[i]);
+      assert.ok(expected.length >= 2, `input ${i}: start_flow sent its events`);
+      assert.deepEqual(await sent(bulk[i]), expected, `input ${i}`);
+    }
+  },
+);
 
 dbTest("start_flows refuses bad input and writes nothing", async ({ sql }) => {
   await defineFlows(sql);

@@ -588,56 +588,76 @@ $$;
 -- notifications carry ids, slugs, statuses and timestamps only, never inputs,
 -- outputs or error messages (read them with get_run_with_states).
 -- Events of one transaction arrive in order.
+create or replace function pgflow._emit(run_id uuid, event text, payload jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_topic text := 'pgflow:run:' || run_id::text;
+  v_body jsonb := payload || jsonb_build_object('event', event);
+begin
+  if pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null then
+    -- A static call (planned once per session, replanned if the function
+    -- changes) rather than EXECUTE, which parses and plans on every event.
+    -- The argument types match the checked signature exactly, so this
+    -- resolves to the function just checked.
+    perform realtime.send(v_body, event, v_topic, false);
+    return;
+  end if;
+  perform pg_notify(v_topic, (
+    select jsonb_object_agg(e.key, e.value)
+    from jsonb_each(v_body) e
+    where e.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
+                    'failed_step', 'started_at', 'completed_at', 'failed_at', 'cancelled_at',
+                    'skip_reason', 'skipped_at',
+                    'restart_of_run_id', 'restarted_as'))::text);
+end;
+$$;
+
+-- _emit for many events, in array order, with one trust check of
+-- realtime.send for the batch: a set-based caller (start_flows) emits
+-- thousands in one call, and the check costs about as much as the send.
 create or replace function pgflow._emit_each(run_ids uuid[], events text[], payloads jsonb[])
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  -- One trust check for the whole batch: a set-based caller (start_flows)
-  -- emits thousands of events in one call.
   v_realtime boolean :=
     pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null;
-  v_body jsonb;
-  v_topic text;
 begin
   -- A loop of simple statements rather than one query over unnest(): a query
   -- with array parameters is planned again on every call.
   for i in 1 .. coalesce(cardinality(_emit_each.run_ids), 0) loop
-    v_body := _emit_each.payloads[i] || jsonb_build_object('event', _emit_each.events[i]);
-    v_topic := 'pgflow:run:' || _emit_each.run_ids[i]::text;
     if v_realtime then
-      -- A static call (planned once per session, replanned if the function
-      -- changes) rather than EXECUTE, which parses and plans on every event.
-      -- The argument types match the checked signature exactly, so this
-      -- resolves to the function just checked.
-      perform realtime.send(v_body, _emit_each.events[i], v_topic, false);
+      -- As in _emit: the types match the checked signature exactly.
+      perform realtime.send(_emit_each.payloads[i] || jsonb_build_object('event', _emit_each.events[i]),
+                            _emit_each.events[i], 'pgflow:run:' || _emit_each.run_ids[i]::text, false);
     else
-      perform pg_notify(v_topic, (
-        select jsonb_object_agg(f.key, f.value)
-        from jsonb_each(v_body) f
-        where f.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
-                        'failed_step', 'started_at', 'completed_at', 'failed_at', 'cancelled_at',
-                        'skip_reason', 'skipped_at',
-                        'restart_of_run_id', 'restarted_as'))::text);
+      perform pgflow._emit(_emit_each.run_ids[i], _emit_each.events[i], _emit_each.payloads[i]);
     end if;
   end loop;
 end;
 $$;
 
-create or replace function pgflow._emit(run_id uuid, event text, payload jsonb)
+-- Helpers on the hot path are PL/pgSQL rather than SQL functions: a SQL
+-- function with a SET clause is re-planned on every call, a PL/pgSQL one
+-- keeps its plans for the session. A single event goes straight to _emit
+-- (each level of calls costs), many through _emit_each.
+create or replace function pgflow._emit_step(run_id uuid, step_slug text, status text, payload jsonb)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit_each(array[_emit.run_id], array[_emit.event], array[_emit.payload]);
+  perform pgflow._emit(
+    run_id,
+    'step:' || step_slug || ':' || status,
+    jsonb_build_object('event_type', 'step:' || status, 'run_id', run_id,
+      'step_slug', step_slug, 'status', status) || payload);
 end;
 $$;
-
--- Helpers on the hot path are PL/pgSQL rather than SQL functions: a SQL
--- function with a SET clause is re-planned on every call, a PL/pgSQL one
--- keeps its plans for the session.
 
 -- step:<status> events of many (run, step) pairs, in array order.
 create or replace function pgflow._emit_steps(run_ids uuid[], step_slugs text[], status text, payloads jsonb[])
@@ -659,14 +679,17 @@ begin
 end;
 $$;
 
-create or replace function pgflow._emit_step(run_id uuid, step_slug text, status text, payload jsonb)
+create or replace function pgflow._emit_run(run_id uuid, status text, payload jsonb)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit_steps(array[_emit_step.run_id], array[_emit_step.step_slug], _emit_step.status,
-                             array[_emit_step.payload]);
+  perform pgflow._emit(
+    run_id,
+    'run:' || status,
+    jsonb_build_object('event_type', 'run:' || status, 'run_id', run_id, 'status', status)
+      || payload);
 end;
 $$;
 
@@ -687,16 +710,6 @@ begin
                      || _emit_runs.payloads[i];
   end loop;
   perform pgflow._emit_each(_emit_runs.run_ids, v_events, v_payloads);
-end;
-$$;
-
-create or replace function pgflow._emit_run(run_id uuid, status text, payload jsonb)
-returns void
-language plpgsql
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-  perform pgflow._emit_runs(array[_emit_run.run_id], _emit_run.status, array[_emit_run.payload]);
 end;
 $$;
 
