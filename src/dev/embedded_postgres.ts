@@ -4,6 +4,7 @@
  * `../shared/pgmq` beside the clone, the server has the real pgmq extension.
  */
 import { type PostgresOptions, type PostgresServer, startPostgres } from "./postgres_server.ts";
+import { dirname } from "node:path";
 import { embeddedNativeDir, throwawayDataDir } from "./server_files.ts";
 
 export type EmbeddedServer = PostgresServer;
@@ -15,14 +16,30 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   return await startPostgres({ ...options, bin: `${native}/bin` });
 }
 
-/** A server in a fresh temporary data folder, deleted on stop. */
+/** A server in a fresh temporary folder, deleted (the folder too) on stop. */
 export async function startThrowawayPostgres(
   purpose: string,
   options: { durable?: boolean; settings?: Record<string, string> } = {},
 ): Promise<EmbeddedServer> {
-  return await startEmbeddedPostgres({
-    ...options,
-    dataDir: await throwawayDataDir(purpose),
-    persistent: false,
-  });
+  const dataDir = await throwawayDataDir(purpose);
+  const folder = dirname(dataDir);
+  const server = await startEmbeddedPostgres({ ...options, dataDir, persistent: false });
+  const removeFolder = () => {
+    try {
+      Deno.removeSync(folder, { recursive: true });
+    } catch {
+      // Already gone.
+    }
+  };
+  return {
+    ...server,
+    async stop() {
+      await server.stop();
+      removeFolder();
+    },
+    stopNow() {
+      server.stopNow();
+      removeFolder();
+    },
+  };
 }

@@ -17,6 +17,11 @@ export interface PostgresServer {
   dataDir: string;
   /** Stops the server; the data folder is deleted unless the cluster is persistent. */
   stop(): Promise<void>;
+  /**
+   * Stops the server at once (pg_ctl's immediate mode) and deletes the data folder unless the
+   * cluster is persistent, synchronously: for an `unload` handler, which cannot wait for a promise.
+   */
+  stopNow(): void;
   /** Stops the server and keeps its data (`mode` as pg_ctl's: fast or immediate). */
   halt(mode?: "fast" | "immediate"): Promise<void>;
   /** Starts a halted server again on the same port and data. */
@@ -55,17 +60,21 @@ export function freePort(): number {
 
 const asRoot = () => Deno.uid() === 0;
 
+function serverToolCommand(command: string, args: string[]): Deno.Command {
+  return new Deno.Command(asRoot() ? "runuser" : command, {
+    args: asRoot() ? ["-u", "postgres", "--", command, ...args] : args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { LC_ALL: "C", LANG: "C" },
+  });
+}
+
 /** Runs a server tool, as OS user postgres under root; throws with its output on failure. */
 export async function runServerTool(command: string, args: string[]): Promise<string> {
   let output: Deno.CommandOutput;
   try {
-    output = await new Deno.Command(asRoot() ? "runuser" : command, {
-      args: asRoot() ? ["-u", "postgres", "--", command, ...args] : args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { LC_ALL: "C", LANG: "C" },
-    }).output();
+    output = await serverToolCommand(command, args).output();
   } catch (error) {
     throw new PostgresSetupError(
       `Could not run ${command}: ${error instanceof Error ? error.message : error}.`,
@@ -165,6 +174,23 @@ export async function startPostgres(options: PostgresOptions): Promise<PostgresS
       if (!options.persistent) {
         await Deno.remove(dataDir, { recursive: true }).catch(() => {});
         await Deno.remove(runDir, { recursive: true }).catch(() => {});
+      }
+    },
+    stopNow() {
+      try {
+        serverToolCommand(`${bin}/pg_ctl`, ["-D", dataDir, "-m", "immediate", "-w", "stop"])
+          .outputSync();
+      } catch {
+        // Not running, or pg_ctl is gone: nothing left to stop.
+      }
+      if (!options.persistent) {
+        for (const folder of [dataDir, runDir]) {
+          try {
+            Deno.removeSync(folder, { recursive: true });
+          } catch {
+            // Already gone.
+          }
+        }
       }
     },
   };

@@ -37,9 +37,9 @@ async function resolveAdminUrl(): Promise<string> {
   const given = Deno.env.get("EDGEFLOW_TEST_DATABASE_URL") ?? Deno.env.get("DATABASE_URL");
   if (given) return given;
   const server = await startThrowawayPostgres("test");
-  globalThis.addEventListener("unload", () => {
-    server.stop();
-  });
+  // Synchronously: the process ends right after this event, so a promise would never settle
+  // and the server would outlive the test process.
+  globalThis.addEventListener("unload", () => server.stopNow());
   return server.url;
 }
 
