@@ -3,8 +3,12 @@
  * the dev database and the benchmark when no DATABASE_URL is given. With
  * `../shared/pgmq` beside the clone, the server has the real pgmq extension.
  */
-import { type PostgresOptions, type PostgresServer, startPostgres } from "./postgres_server.ts";
-import { dirname } from "node:path";
+import {
+  type PostgresOptions,
+  type PostgresServer,
+  startPostgres,
+  withFolderDeletedOnStop,
+} from "./postgres_server.ts";
 import { embeddedNativeDir, throwawayDataDir } from "./server_files.ts";
 
 export type EmbeddedServer = PostgresServer;
@@ -22,24 +26,7 @@ export async function startThrowawayPostgres(
   options: { durable?: boolean; settings?: Record<string, string> } = {},
 ): Promise<EmbeddedServer> {
   const dataDir = await throwawayDataDir(purpose);
-  const folder = dirname(dataDir);
-  const server = await startEmbeddedPostgres({ ...options, dataDir, persistent: false });
-  const removeFolder = () => {
-    try {
-      Deno.removeSync(folder, { recursive: true });
-    } catch {
-      // Already gone.
-    }
-  };
-  return {
-    ...server,
-    async stop() {
-      await server.stop();
-      removeFolder();
-    },
-    stopNow() {
-      server.stopNow();
-      removeFolder();
-    },
-  };
+  return withFolderDeletedOnStop(
+    await startEmbeddedPostgres({ ...options, dataDir, persistent: false }),
+  );
 }

@@ -8,6 +8,7 @@
  * and the data folder; `server_files.ts` arranges that for clones inside
  * root-only folders.
  */
+import { dirname } from "node:path";
 import { PostgresSetupError } from "./postgres_setup_error.ts";
 
 export interface PostgresServer {
@@ -192,6 +193,32 @@ export async function startPostgres(options: PostgresOptions): Promise<PostgresS
           }
         }
       }
+    },
+  };
+}
+
+/**
+ * The server, whose stop also deletes the folder its data folder is in: for a throwaway server
+ * in a temporary folder of its own (server_files.ts, throwawayDataDir).
+ */
+export function withFolderDeletedOnStop(server: PostgresServer): PostgresServer {
+  const folder = dirname(server.dataDir);
+  const removeFolder = () => {
+    try {
+      Deno.removeSync(folder, { recursive: true });
+    } catch {
+      // Already gone.
+    }
+  };
+  return {
+    ...server,
+    async stop() {
+      await server.stop();
+      removeFolder();
+    },
+    stopNow() {
+      server.stopNow();
+      removeFolder();
     },
   };
 }

@@ -5,7 +5,11 @@
  * again, e.g. to simulate an outage). The real pgmq from ../shared is installed
  * into its extension folder when this process may write there (root on CI).
  */
-import { type PostgresServer, startPostgres } from "../../src/dev/postgres_server.ts";
+import {
+  type PostgresServer,
+  startPostgres,
+  withFolderDeletedOnStop,
+} from "../../src/dev/postgres_server.ts";
 import {
   embeddedNativeDir,
   hasSharedPgmq,
@@ -60,13 +64,15 @@ export async function startSystemPostgres(
   options: { pgCron?: boolean } = {},
 ): Promise<SystemServer> {
   await installSystemPgmq(bin);
-  const server = await startPostgres({
-    bin,
-    dataDir: await throwawayDataDir("syspg"),
-    settings: options.pgCron
-      ? { shared_preload_libraries: "pg_cron", "cron.database_name": "postgres" }
-      : {},
-  });
+  const server = withFolderDeletedOnStop(
+    await startPostgres({
+      bin,
+      dataDir: await throwawayDataDir("syspg"),
+      settings: options.pgCron
+        ? { shared_preload_libraries: "pg_cron", "cron.database_name": "postgres" }
+        : {},
+    }),
+  );
   return {
     ...server,
     async restart() {
