@@ -1135,19 +1135,25 @@ declare
   v_step record;
   v_state pgflow.step_states;
   v_now timestamptz;
+  v_to_settle boolean;
 begin
   -- Most calls find nothing ready (a step whose dependents wait for others):
-  -- one probe of step_states_ready_idx answers those.
-  perform 1 from pgflow.step_states ss
+  -- one probe of step_states_ready_idx answers those. It also tells whether a
+  -- ready step has a condition or no tasks, the only ones settling acts on.
+  select bool_or(s.required_input_pattern is not null or s.forbidden_input_pattern is not null
+                 or coalesce(ss.initial_tasks, 0) = 0)
+    into v_to_settle
+  from pgflow.step_states ss
+  join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
   where ss.run_id = start_ready_steps.run_id and ss.status = 'created' and ss.remaining_deps = 0;
-  if not found then
+  if v_to_settle is null then
     return;
   end if;
   -- Once: in a many-row statement (a map's tasks) a function call runs for every row.
   v_now := pgflow.now();
   -- Conditions first (sql/engine/step_conditions.sql): a step may be skipped,
-  -- or fail the run, instead of starting.
-  if not pgflow._settle_ready_steps(start_ready_steps.run_id) then
+  -- or fail the run, instead of starting; a step with no tasks completes.
+  if v_to_settle and not pgflow._settle_ready_steps(start_ready_steps.run_id) then
     return;
   end if;
 
