@@ -659,7 +659,8 @@ begin
 end;
 $$;
 
--- step:<status> events of many (run, step) pairs, in array order.
+-- step:<status> events of many (run, step) pairs, in array order. The body is
+-- _emit_step's, written out in both: a shared helper costs every event a call.
 create or replace function pgflow._emit_steps(run_ids uuid[], step_slugs text[], status text, payloads jsonb[])
 returns void
 language plpgsql
@@ -693,7 +694,7 @@ begin
 end;
 $$;
 
--- run:<status> events of many runs, in array order.
+-- run:<status> events of many runs, in array order (the body is _emit_run's).
 create or replace function pgflow._emit_runs(run_ids uuid[], status text, payloads jsonb[])
 returns void
 language plpgsql
@@ -1627,7 +1628,6 @@ declare
   v_input jsonb;
   v_run_input jsonb;
   v_elements jsonb;
-  v_flow_input jsonb;
   v_dep record;
 begin
   perform pgflow._require_flow(v_what, start_tasks.flow_slug);
@@ -1683,26 +1683,24 @@ begin
     join pgflow.steps s on s.flow_slug = start_tasks.flow_slug and s.step_slug = p.step_slug
     group by p.run_id, p.step_slug, s.step_type, s.deps_count
   loop
-    select r.input into v_run_input from pgflow.runs r where r.run_id = v_group.run_id;
-    -- As in pgflow: flow_input only for root single steps. Others would carry the
-    -- whole run input once per task (a root map's input is that array itself);
-    -- workers load it when a handler asks.
-    v_flow_input := case when v_group.step_type = 'single' and v_group.deps_count = 0
-                         then v_run_input end;
     if v_group.step_type = 'single' then
-      select jsonb_build_object('run', r.input) || coalesce((
-               select jsonb_object_agg(d.dep_slug, pgflow._step_output(r.run_id, d.dep_slug, ds.step_type))
+      select r.input into v_run_input from pgflow.runs r where r.run_id = v_group.run_id;
+      select jsonb_build_object('run', v_run_input) || coalesce((
+               select jsonb_object_agg(d.dep_slug, pgflow._step_output(v_group.run_id, d.dep_slug, ds.step_type))
                from pgflow.deps d
                join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
                -- A skipped dependency is an absent key.
                join pgflow.step_states dss
-                 on dss.run_id = r.run_id and dss.step_slug = d.dep_slug and dss.status = 'completed'
+                 on dss.run_id = v_group.run_id and dss.step_slug = d.dep_slug and dss.status = 'completed'
                where d.flow_slug = start_tasks.flow_slug and d.step_slug = v_group.step_slug), '{}'::jsonb)
-        into v_input
-      from pgflow.runs r where r.run_id = v_group.run_id;
+        into v_input;
+      -- As in pgflow: flow_input only for root single steps. Others would carry the
+      -- whole run input once per task (a root map's input is that array itself);
+      -- workers load it when a handler asks.
       return query
         select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, v_input,
-               v_group.message_ids[1], v_group.task_indexes[1], v_flow_input;
+               v_group.message_ids[1], v_group.task_indexes[1],
+               case when v_group.deps_count = 0 then v_run_input end;
       continue;
     end if;
 
@@ -1715,7 +1713,7 @@ begin
       -- Map over a map: element i is task i's output of the source map.
       return query
         select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx,
-               v_flow_input
+               null::jsonb
         from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
         -- One key lookup per element (OFFSET 0: as a join, the plan may read
         -- every task of the source map).
@@ -1729,7 +1727,7 @@ begin
 
     -- Root map (the flow input) or map over a single step's array output.
     if v_dep.dep_slug is null then
-      v_input := v_run_input;
+      select r.input into v_input from pgflow.runs r where r.run_id = v_group.run_id;
     else
       select t.output into v_input from pgflow.step_tasks t
       where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
@@ -1742,7 +1740,7 @@ begin
       format('strict $[%s]', array_to_string(v_group.task_indexes, ','))::jsonpath);
     return query
       select start_tasks.flow_slug, v_group.run_id, v_group.step_slug,
-             v_elements -> (u.ord - 1)::int, u.msg_id, u.idx, v_flow_input
+             v_elements -> (u.ord - 1)::int, u.msg_id, u.idx, null::jsonb
       from unnest(v_group.task_indexes, v_group.message_ids) with ordinality as u(idx, msg_id, ord)
       order by u.idx;
   end loop;
@@ -2521,8 +2519,8 @@ end;
 $$;
 
 -- Many reports in one call. Started tasks in started runs (most of a busy
--- worker's reports) are completed set-based: one UPDATE for the tasks, one
--- archive per queue, one count-down per (run, step). Other reports (late or
+-- worker's reports) are completed in one pass: each task updated by its key,
+-- one archive per queue, one count-down per (run, step). Other reports (late or
 -- duplicate ones, single steps feeding a map) go through complete_task one by
 -- one. All runs of the batch are locked first, in run id order, so concurrent
 -- batches cannot deadlock. (An edgeflow extension.)

@@ -10,7 +10,7 @@
 import { connect, type Sql } from "../../src/db/connect.ts";
 import { applyMigrations, readMigrations } from "../../src/db/migrate.ts";
 import { startEmbeddedPostgres } from "../../src/dev/embedded_postgres.ts";
-import type { PostgresServer } from "../../src/dev/postgres_server.ts";
+import { type PostgresServer, withFolderDeletedOnStop } from "../../src/dev/postgres_server.ts";
 import { installPgmq } from "../../src/dev/pgmq.ts";
 import { throwawayDataDir } from "../../src/dev/server_files.ts";
 import { createExecutionsTable } from "./flow.ts";
@@ -29,14 +29,16 @@ export async function startScenarioDatabase(): Promise<ScenarioDatabase> {
   const template = await templatePromise;
   const dataDir = await throwawayDataDir("faults");
   await copyCluster(template, dataDir);
-  const server = await startEmbeddedPostgres({
-    dataDir,
-    durable: true,
-    persistent: false,
-    // Crash recovery (after an immediate stop) first fsyncs the data folder: one syncfs() call
-    // instead of one fsync per file keeps that from dominating the outage.
-    settings: { recovery_init_sync_method: "syncfs" },
-  });
+  const server = withFolderDeletedOnStop(
+    await startEmbeddedPostgres({
+      dataDir,
+      durable: true,
+      persistent: false,
+      // Crash recovery (after an immediate stop) first fsyncs the data folder: one syncfs() call
+      // instead of one fsync per file keeps that from dominating the outage.
+      settings: { recovery_init_sync_method: "syncfs" },
+    }),
+  );
   const sql = connect(server.url, { max: 2, applicationName: "edgeflow fault suite" });
   return {
     server,
@@ -46,7 +48,6 @@ export async function startScenarioDatabase(): Promise<ScenarioDatabase> {
       // Its data is thrown away: no shutdown checkpoint needed.
       await server.halt("immediate").catch(() => {});
       await server.stop();
-      await Deno.remove(dataDir.replace(/\/data$/, ""), { recursive: true }).catch(() => {});
     },
   };
 }

@@ -144,8 +144,8 @@ end;
 $$;
 
 -- Many reports in one call. Started tasks in started runs (most of a busy
--- worker's reports) are completed set-based: one UPDATE for the tasks, one
--- archive per queue, one count-down per (run, step). Other reports (late or
+-- worker's reports) are completed in one pass: each task updated by its key,
+-- one archive per queue, one count-down per (run, step). Other reports (late or
 -- duplicate ones, single steps feeding a map) go through complete_task one by
 -- one. All runs of the batch are locked first, in run id order, so concurrent
 -- batches cannot deadlock. (An edgeflow extension.)

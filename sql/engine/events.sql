@@ -145,7 +145,8 @@ begin
 end;
 $$;
 
--- step:<status> events of many (run, step) pairs, in array order.
+-- step:<status> events of many (run, step) pairs, in array order. The body is
+-- _emit_step's, written out in both: a shared helper costs every event a call.
 create or replace function pgflow._emit_steps(run_ids uuid[], step_slugs text[], status text, payloads jsonb[])
 returns void
 language plpgsql
@@ -179,7 +180,7 @@ begin
 end;
 $$;
 
--- run:<status> events of many runs, in array order.
+-- run:<status> events of many runs, in array order (the body is _emit_run's).
 create or replace function pgflow._emit_runs(run_ids uuid[], status text, payloads jsonb[])
 returns void
 language plpgsql
