@@ -167,19 +167,15 @@ async function readCases(
   } catch {
     return [];
   }
-  // A case's file is its <testsuite>'s name: its classname names where Deno.test was called,
-  // which is tests/_support/db.ts for every dbTest.
-  const suites = xml.match(/<testsuite\b[\s\S]*?<\/testsuite>/g) ?? [];
-  return suites.flatMap((suite) => {
-    const file = /<testsuite\b[^>]*?\bname="([^"]*)"/.exec(suite)?.[1] ?? "";
-    const cases = suite.match(/<testcase\b[^>]*?(\/>|>[\s\S]*?<\/testcase>)/g) ?? [];
-    return cases.map((c) => ({
-      file,
-      name: unescapeXml(/\bname="([^"]*)"/.exec(c)?.[1] ?? ""),
-      failed: /<failure\b/.test(c),
-      skipped: /<skipped\b/.test(c),
-    }));
-  });
+  // The report's file (classname) is where Deno.test was called, tests/_support/db.ts for every
+  // dbTest: the caller maps names to files from deno's output and uses this only as a fallback.
+  const cases = xml.match(/<testcase\b[^>]*?(\/>|>[\s\S]*?<\/testcase>)/g) ?? [];
+  return cases.map((c) => ({
+    file: /\bclassname="([^"]*)"/.exec(c)?.[1] ?? "",
+    name: unescapeXml(/\bname="([^"]*)"/.exec(c)?.[1] ?? ""),
+    failed: /<failure\b/.test(c),
+    skipped: /<skipped\b/.test(c),
+  }));
 }
 
 function unescapeXml(text: string): string {
