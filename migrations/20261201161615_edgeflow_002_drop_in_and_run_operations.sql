@@ -1316,6 +1316,9 @@ security definer
 set search_path = pg_catalog, pg_temp
 -- A plan made while a table fit in one page must not scan it once it has grown.
 set enable_seqscan = off
+-- Each statement is planned once per connection: they find rows by key, so a
+-- custom plan (made again on every call) would buy nothing but its planning.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -1407,6 +1410,9 @@ security definer
 set search_path = pg_catalog, pg_temp
 -- A plan made while a table fit in one page must not scan it once it has grown.
 set enable_seqscan = off
+-- Each statement is planned once per connection: they find rows by key, so a
+-- custom plan (made again on every call) would buy nothing but its planning.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -1611,12 +1617,30 @@ create or replace function pgflow.start_tasks(flow_slug text, msg_ids bigint[], 
 returns setof pgflow.step_task_record
 language plpgsql
 set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return query select * from pgflow._start_tasks(start_tasks.flow_slug, start_tasks.msg_ids,
+    start_tasks.worker_id, vt_is_set => false);
+end;
+$$;
+
+-- start_tasks' body. vt_is_set: the messages were read by _read_claimed_messages,
+-- which already hid each one for its step's timeout, so setting it again would
+-- only cost another dynamic statement.
+create or replace function pgflow._start_tasks(flow_slug text, msg_ids bigint[], worker_id uuid,
+  vt_is_set boolean)
+returns setof pgflow.step_task_record
+language plpgsql
+set search_path = pg_catalog, pg_temp
 -- A plan made while a table fit in one page must not scan it once it has grown.
 set enable_seqscan = off
+-- Each statement is planned once per connection: they find rows by key, so a
+-- custom plan (made again on every call) would buy nothing but its planning.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
-  v_what text := format('start_tasks(%L)', start_tasks.flow_slug);
+  v_what text := format('start_tasks(%L)', _start_tasks.flow_slug);
   -- Once: in a many-row statement a function call runs for every row.
   v_now timestamptz := pgflow.now();
   v_stale_ids bigint[];
@@ -1630,24 +1654,24 @@ declare
   v_elements jsonb;
   v_dep record;
 begin
-  perform pgflow._require_flow(v_what, start_tasks.flow_slug);
-  if start_tasks.worker_id is null then
+  perform pgflow._require_flow(v_what, _start_tasks.flow_slug);
+  if _start_tasks.worker_id is null then
     perform pgflow._raise_invalid(format('%s: worker_id must not be NULL', v_what));
   end if;
-  if start_tasks.msg_ids is null or cardinality(start_tasks.msg_ids) = 0 then
+  if _start_tasks.msg_ids is null or cardinality(_start_tasks.msg_ids) = 0 then
     return;
   end if;
 
-  v_stale_ids := pgflow._fail_stalled_tasks(start_tasks.flow_slug, start_tasks.msg_ids);
+  v_stale_ids := pgflow._fail_stalled_tasks(_start_tasks.flow_slug, _start_tasks.msg_ids);
 
   with picked as (
     update pgflow.step_tasks t
        set status = 'started',
            started_at = v_now,
            attempts_count = t.attempts_count + 1,
-           last_worker_id = start_tasks.worker_id
-     where t.flow_slug = start_tasks.flow_slug
-       and t.message_id = any(start_tasks.msg_ids)
+           last_worker_id = _start_tasks.worker_id
+     where t.flow_slug = _start_tasks.flow_slug
+       and t.message_id = any(_start_tasks.msg_ids)
        and t.status = 'queued'
        and not (t.message_id = any(v_stale_ids))
        -- A subquery, not a join: a joined runs table could drive the plan (one
@@ -1667,12 +1691,14 @@ begin
 
   -- The message stays hidden for the step's timeout plus a margin; if no
   -- report arrives by then it becomes visible and the attempt counts as stale.
-  perform pgflow.set_vt_batch(start_tasks.flow_slug, v_msgs, array(
-    select coalesce(s.opt_timeout, f.opt_timeout) + 2
-    from unnest(v_steps) with ordinality as p(step_slug, ord)
-    join pgflow.steps s on s.flow_slug = start_tasks.flow_slug and s.step_slug = p.step_slug
-    join pgflow.flows f on f.flow_slug = s.flow_slug
-    order by p.ord));
+  if not _start_tasks.vt_is_set then
+    perform pgflow.set_vt_batch(_start_tasks.flow_slug, v_msgs, array(
+      select coalesce(s.opt_timeout, f.opt_timeout) + 2
+      from unnest(v_steps) with ordinality as p(step_slug, ord)
+      join pgflow.steps s on s.flow_slug = _start_tasks.flow_slug and s.step_slug = p.step_slug
+      join pgflow.flows f on f.flow_slug = s.flow_slug
+      order by p.ord));
+  end if;
 
   -- Inputs are built per (run, step) so a map's source array is read once per call.
   for v_group in
@@ -1680,7 +1706,7 @@ begin
            array_agg(p.task_index order by p.task_index) as task_indexes,
            array_agg(p.message_id order by p.task_index) as message_ids
     from unnest(v_runs, v_steps, v_indexes, v_msgs) as p(run_id, step_slug, task_index, message_id)
-    join pgflow.steps s on s.flow_slug = start_tasks.flow_slug and s.step_slug = p.step_slug
+    join pgflow.steps s on s.flow_slug = _start_tasks.flow_slug and s.step_slug = p.step_slug
     group by p.run_id, p.step_slug, s.step_type, s.deps_count
   loop
     if v_group.step_type = 'single' then
@@ -1692,13 +1718,13 @@ begin
                -- A skipped dependency is an absent key.
                join pgflow.step_states dss
                  on dss.run_id = v_group.run_id and dss.step_slug = d.dep_slug and dss.status = 'completed'
-               where d.flow_slug = start_tasks.flow_slug and d.step_slug = v_group.step_slug), '{}'::jsonb)
+               where d.flow_slug = _start_tasks.flow_slug and d.step_slug = v_group.step_slug), '{}'::jsonb)
         into v_input;
       -- As in pgflow: flow_input only for root single steps. Others would carry the
       -- whole run input once per task (a root map's input is that array itself);
       -- workers load it when a handler asks.
       return query
-        select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, v_input,
+        select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug, v_input,
                v_group.message_ids[1], v_group.task_indexes[1],
                case when v_group.deps_count = 0 then v_run_input end;
       continue;
@@ -1707,12 +1733,12 @@ begin
     select d.dep_slug, ds.step_type into v_dep
     from pgflow.deps d
     join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
-    where d.flow_slug = start_tasks.flow_slug and d.step_slug = v_group.step_slug;
+    where d.flow_slug = _start_tasks.flow_slug and d.step_slug = v_group.step_slug;
 
     if v_dep.step_type = 'map' then
       -- Map over a map: element i is task i's output of the source map.
       return query
-        select start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx,
+        select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx,
                null::jsonb
         from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
         -- One key lookup per element (OFFSET 0: as a join, the plan may read
@@ -1739,11 +1765,53 @@ begin
     v_elements := jsonb_path_query_array(v_input,
       format('strict $[%s]', array_to_string(v_group.task_indexes, ','))::jsonpath);
     return query
-      select start_tasks.flow_slug, v_group.run_id, v_group.step_slug,
+      select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug,
              v_elements -> (u.ord - 1)::int, u.msg_id, u.idx, null::jsonb
       from unnest(v_group.task_indexes, v_group.message_ids) with ordinality as u(idx, msg_id, ord)
       order by u.idx;
   end loop;
+end;
+$$;
+
+-- Phase 1 of a claim by read_and_start_tasks: reserves up to qty visible
+-- messages of the flow's queue as pgmq.read does (oldest first, read_ct + 1,
+-- skipping locked ones), and in the same statement hides each one for its
+-- step's timeout plus the margin, the vt start_tasks would give it next.
+-- pgmq.read and then set_vt_batch cost two dynamic statements (each parsed and
+-- planned on every call) where this is one. A message naming no step of the
+-- flow keeps the claim's vt.
+create or replace function pgflow._read_claimed_messages(flow_slug text, vt int, qty int)
+returns setof pgmq.message_record
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_steps text[];
+  v_hidden_for int[];
+begin
+  -- Looked up here, not in the dynamic statement: that one is planned on every
+  -- call, and a subquery there costs more to plan than this costs to run.
+  select array_agg(s.step_slug), array_agg(coalesce(s.opt_timeout, f.opt_timeout) + 2)
+    into v_steps, v_hidden_for
+  from pgflow.steps s
+  join pgflow.flows f on f.flow_slug = s.flow_slug
+  where s.flow_slug = _read_claimed_messages.flow_slug;
+  return query execute format(
+    'with picked as (
+       select msg_id from pgmq.%I
+        where vt <= clock_timestamp()
+        order by msg_id
+        limit $1
+        for update skip locked)
+     update pgmq.%1$I q
+        set vt = clock_timestamp() + make_interval(secs =>
+              coalesce($3[array_position($2, q.message ->> %2$L)], $4)),
+            read_ct = q.read_ct + 1
+       from picked
+      where q.msg_id = picked.msg_id
+     returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers',
+    'q_' || lower(_read_claimed_messages.flow_slug), 'step_slug')
+  using _read_claimed_messages.qty, v_steps, v_hidden_for, _read_claimed_messages.vt;
 end;
 $$;
 
@@ -1762,14 +1830,15 @@ begin
 end;
 $$;
 
--- Both phases of a poll in one transaction: pgmq.read claims up to qty visible
--- messages of the flow's queue, start_tasks starts their tasks. A worker that
+-- Both phases of a poll in one transaction: _read_claimed_messages claims up to
+-- qty visible messages of the flow's queue (as pgmq.read), start_tasks starts
+-- their tasks. A worker that
 -- dies between the phases cannot leave a message claimed but its task queued.
 -- Each row is a started task with its message and "attempt" (1 = the first).
 -- (An edgeflow extension; complete_task_and_claim claims through it too.)
 --
 -- Two statements on purpose: a statement sees the rows committed when it
--- began, but pgmq.read, a function, reads with a newer snapshot. Joined in
+-- began, but the read, a function, reads with a newer snapshot. Joined in
 -- one statement, a message committed in between would be claimed and started
 -- while the statement could not see its task: the worker would never get it.
 create or replace function pgflow.read_and_start_tasks(flow_slug text, vt int, qty int, worker_id uuid)
@@ -1778,6 +1847,9 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 -- A plan made while a table fit in one page must not scan it once it has grown.
 set enable_seqscan = off
+-- Each statement is planned once per connection: they find rows by key, so a
+-- custom plan (made again on every call) would buy nothing but its planning.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -1795,8 +1867,8 @@ begin
   end if;
 
   v_messages := array(
-    select m from pgmq.read(read_and_start_tasks.flow_slug, read_and_start_tasks.vt,
-                            read_and_start_tasks.qty) m);
+    select m from pgflow._read_claimed_messages(read_and_start_tasks.flow_slug,
+                    read_and_start_tasks.vt, read_and_start_tasks.qty) m);
   if cardinality(v_messages) = 0 then
     return;
   end if;
@@ -1805,8 +1877,9 @@ begin
   return query
     select s.flow_slug, s.run_id, s.step_slug, s.input, s.msg_id, s.task_index, s.flow_input,
            m.read_ct, m.enqueued_at, m.vt, m.message, m.headers, t.attempts_count + 1
-    from pgflow.start_tasks(read_and_start_tasks.flow_slug,
-           array(select (e).msg_id from unnest(v_messages) e), read_and_start_tasks.worker_id) s
+    from pgflow._start_tasks(read_and_start_tasks.flow_slug,
+           array(select (e).msg_id from unnest(v_messages) e), read_and_start_tasks.worker_id,
+           vt_is_set => true) s
     join unnest(v_messages) m on m.msg_id = s.msg_id
     -- A key lookup per claimed task, fenced by OFFSET 0: as a join, the planner
     -- (which expects 1,000 rows from start_tasks) may scan the whole table.
@@ -1963,6 +2036,9 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 -- A plan made while a table fit in one page must not scan it once it has grown.
 set enable_seqscan = off
+-- Each statement is planned once per connection: they find rows by key, so a
+-- custom plan (made again on every call) would buy nothing but its planning.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -2021,6 +2097,9 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 -- A plan made while a table fit in one page must not scan it once it has grown.
 set enable_seqscan = off
+-- Each statement is planned once per connection: they find rows by key, so a
+-- custom plan (made again on every call) would buy nothing but its planning.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -2422,6 +2501,9 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 -- A plan made while a table fit in one page must not scan it once it has grown.
 set enable_seqscan = off
+-- Each statement is planned once per connection: they find rows by key, so a
+-- custom plan (made again on every call) would buy nothing but its planning.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -2538,6 +2620,9 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 -- A plan made while a table fit in one page must not scan it once it has grown.
 set enable_seqscan = off
+-- Each statement is planned once per connection: they find rows by key, so a
+-- custom plan (made again on every call) would buy nothing but its planning.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare

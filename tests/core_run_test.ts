@@ -14,6 +14,7 @@ import {
   completeTaskAndClaim,
   completeTasks,
   completeTasksAndClaim,
+  readAndStartTasks,
 } from "../src/db/tasks.ts";
 
 const ANALYZE_WEBSITE = `
@@ -250,6 +251,46 @@ dbTest(
     assert.equal(hidden, 9, "start_tasks set the visibility to timeout + 2 s");
     await completeTask(sql, { runId: run.run_id, stepSlug: "First", taskIndex: 0, output: 2 });
     assert.deepEqual((await getRun(sql, run.run_id)).output, { First: 2 });
+  },
+);
+
+dbTest(
+  "read_and_start_tasks hides each claimed message for its own step's timeout and counts the read",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('hidden', timeout => 7);
+       select pgflow.add_step('hidden', 'flow_timeout');
+       select pgflow.add_step('hidden', 'own_timeout', timeout => 20);`,
+    );
+    await startFlow(sql, { flowSlug: "hidden", input: 1 });
+    // A message of no step of the flow (put there by hand): no task starts, it keeps the claim's vt.
+    await sql`select pgmq.send('hidden', '{"step_slug": "nope"}'::jsonb)`;
+    const claimed = await readAndStartTasks(sql, {
+      flowSlug: "hidden",
+      workerId: WORKER_ID,
+      vt: 30,
+      qty: 10,
+    });
+    assert.deepEqual(claimed.map((c) => c.task.step_slug).sort(), ["flow_timeout", "own_timeout"]);
+    const queue = await sql<{ step: string; hidden: number; read_ct: number }[]>`
+      select message ->> 'step_slug' as step, read_ct,
+             round(extract(epoch from vt - clock_timestamp()))::int as hidden
+      from pgmq.q_hidden order by msg_id`;
+    assert.deepEqual([...queue], [
+      { step: "flow_timeout", hidden: 9, read_ct: 1 },
+      { step: "own_timeout", hidden: 22, read_ct: 1 },
+      { step: "nope", hidden: 30, read_ct: 1 },
+    ]);
+    for (const { message } of claimed) {
+      assert.equal(message.read_ct, 1);
+      const [row] = await sql`select vt from pgmq.q_hidden where msg_id = ${message.msg_id}`;
+      assert.equal(
+        new Date(message.vt).getTime(),
+        row.vt.getTime(),
+        "the returned vt is the set one",
+      );
+    }
   },
 );
 

@@ -47,6 +47,9 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 -- A plan made while a table fit in one page must not scan it once it has grown.
 set enable_seqscan = off
+-- Each statement is planned once per connection: they find rows by key, so a
+-- custom plan (made again on every call) would buy nothing but its planning.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -163,6 +166,9 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 -- A plan made while a table fit in one page must not scan it once it has grown.
 set enable_seqscan = off
+-- Each statement is planned once per connection: they find rows by key, so a
+-- custom plan (made again on every call) would buy nothing but its planning.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
