@@ -6,12 +6,16 @@
 import assert from "node:assert/strict";
 import { Flow } from "../src/dsl/mod.ts";
 import {
+  type ClientTransport,
   createClient,
   type FlowRun,
+  postgresTransport,
   RunEndedError,
   type RunEvent,
   RunWaitTimeoutError,
 } from "../src/client/mod.ts";
+import { completeTask } from "../src/db/tasks.ts";
+import { takeTasks } from "./_support/drive.ts";
 import { workerTest } from "./_support/worker.ts";
 import { dbTest } from "./_support/db.ts";
 import { eventually } from "./_support/eventually.ts";
@@ -161,3 +165,81 @@ dbTest("postgres.js client: timeouts, bad input and unknown runs are clear error
     await pool.end();
   }
 });
+
+/**
+ * The real postgres.js transport, except that it holds the runs' ending events back until
+ * `deliverHeld()` (a transport may deliver them after the events before them) and, like a real
+ * channel, delivers nothing after an unsubscribe. `open` counts live subscriptions.
+ */
+function holdingEndingEvents(inner: ClientTransport) {
+  const held: (() => void)[] = [];
+  let open = 0;
+  const transport: ClientTransport = {
+    startFlowWithStates: (...args) => inner.startFlowWithStates(...args),
+    getRunWithStates: (runId) => inner.getRunWithStates(runId),
+    async subscribe(runId, onEvent) {
+      let subscribed = true;
+      const unsubscribe = await inner.subscribe(runId, (event) => {
+        if (!/^run:(completed|failed)$/.test(event.event)) return onEvent(event);
+        held.push(() => subscribed && onEvent(event));
+      });
+      open++;
+      return async () => {
+        if (subscribed) open--;
+        subscribed = false;
+        await unsubscribe();
+      };
+    },
+  };
+  return {
+    transport,
+    held: () => held.length,
+    deliverHeld: () => held.splice(0).forEach((deliver) => deliver()),
+    open: () => open,
+  };
+}
+
+dbTest(
+  "postgres.js client: a run's ending event reaches its listeners when a re-read saw the end first",
+  async (t) => {
+    await t.sql`select pgflow.create_flow('greeting')`;
+    await t.sql`select pgflow.add_step('greeting', 'shout')`;
+    const pool = t.connect(2);
+    const holding = holdingEndingEvents(postgresTransport(pool));
+    const client = createClient({ transport: holding.transport }, {
+      onError: (error) => assert.fail(String(error)),
+    });
+    try {
+      const run = await client.startFlow<typeof Greeting>("greeting", { name: "ada" });
+      const events: string[] = [];
+      run.on("*", (event) => events.push(event.event));
+      const [task] = await takeTasks(t.sql, "greeting");
+      await completeTask(t.sql, { runId: run.runId, stepSlug: "shout", taskIndex: 0, output: 1 });
+      // step:shout:completed made the handle re-read the run: completed. run:completed, sent in
+      // the same transaction, has not arrived yet.
+      await run.waitFor("completed", { timeoutMs: 10_000 });
+      assert.equal(task.step_slug, "shout");
+      await eventually("the held run:completed", () => holding.held() === 1);
+      assert.equal(holding.open(), 1, "the handle still listens for the ending event");
+      assert.ok(!events.includes("run:completed"));
+
+      holding.deliverHeld();
+      await eventually("run:completed at the listener", () => events.includes("run:completed"));
+      assert.equal(events.at(-1), "run:completed");
+      await eventually("the unsubscribe once it was heard", () => holding.open() === 0);
+
+      // A handle on a run that had already ended expects no ending event: it lets go at once.
+      const ended = createClient({ transport: holding.transport });
+      try {
+        const again = await ended.getRun(run.runId);
+        assert.equal(again.status, "completed");
+        await eventually("the unsubscribe of an ended run", () => holding.open() === 0);
+      } finally {
+        await ended.close();
+      }
+    } finally {
+      await client.close();
+      await pool.end();
+    }
+  },
+);

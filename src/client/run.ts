@@ -2,7 +2,8 @@
  * A run handle: the run's last known state, kept fresh by its events. Events are triggers: after
  * each batch of them the handle re-reads the run (`get_run_with_states`), so its state never
  * depends on what an event carries (LISTEN payloads hold no inputs or outputs), then tells the
- * listeners, in the order the events arrived. Once the run has ended the handle unsubscribes.
+ * listeners, in the order the events arrived. Once the run has ended, and its listeners have
+ * heard the event that ended it, the handle unsubscribes.
  */
 import type { JsonRow, StepStateRow } from "../db/types.ts";
 import { RunDisposedError, RunEndedError, RunWaitTimeoutError } from "./errors.ts";
@@ -27,6 +28,16 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * How long a handle that saw its run end in a re-read (triggered by an earlier event of the same
+ * transaction) stays subscribed for the run's own ending event, which the transport may deliver
+ * a little later. Unsubscribing at once dropped it: `run:completed` listeners never ran.
+ */
+export const ENDING_EVENT_GRACE_MS = 10_000;
+
+/** The events that end a run. */
+const ENDING_EVENT = /^run:(completed|failed|cancelled)$/;
+
 /** How `_fail_run` marks the steps it closes because another step failed. */
 const CANCELLED = "cancelled: run failed at step ";
 
@@ -47,6 +58,10 @@ export class FlowRun<F = unknown> {
   #pending: RunEvent[] = [];
   #draining: Promise<void> | undefined;
   #releasing: Promise<void> | undefined;
+  /** The run was still going when this handle first read it: its ending event will come. */
+  readonly #endingEventDue: boolean;
+  #endingEventHeard = false;
+  #graceTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** @internal Built by `EdgeflowClient`; subscribe first, then read, so nothing is missed. */
   constructor(
@@ -59,6 +74,7 @@ export class FlowRun<F = unknown> {
     this.#transport = transport;
     this.#state = state;
     this.#onError = onError;
+    this.#endingEventDue = state.run.status === "started";
   }
 
   /** @internal The transport's event callback. */
@@ -230,10 +246,16 @@ export class FlowRun<F = unknown> {
     return this.status !== "started";
   }
 
-  /** Settles waiters on the current state; unsubscribes when the run has ended. */
+  /**
+   * Settles waiters on the current state; unsubscribes when the run has ended and its ending
+   * event was heard (or was never due: the run had ended before this handle read it), else after
+   * ENDING_EVENT_GRACE_MS.
+   */
   settle(): void {
     for (const waiter of [...this.#waiters]) waiter.check();
-    if (this.ended && this.#pending.length === 0) void this.#release();
+    if (!this.ended || this.#pending.length > 0) return;
+    if (this.#endingEventHeard || !this.#endingEventDue) void this.#release();
+    else this.#graceTimer ??= setTimeout(() => void this.#release(), ENDING_EVENT_GRACE_MS);
   }
 
   async #drain(): Promise<void> {
@@ -253,6 +275,7 @@ export class FlowRun<F = unknown> {
 
   #emit(event: RunEvent): void {
     const name = event.event;
+    if (ENDING_EVENT.test(name)) this.#endingEventHeard = true;
     const patterns = ["*", name];
     const step = /^step:(.+):(started|completed|failed)$/.exec(name);
     if (step) patterns.push("step:*", `step:${step[1]}:*`);
@@ -273,6 +296,7 @@ export class FlowRun<F = unknown> {
   }
 
   #release(): Promise<void> {
+    clearTimeout(this.#graceTimer);
     const unsubscribe = this.#unsubscribe;
     this.#unsubscribe = undefined;
     if (unsubscribe) {
