@@ -188,3 +188,83 @@ dbTest("every claim and completion route leaves the same state", async ({ sql })
     assert.deepEqual(actual, expected, `${route} differs from ${reference.route}`);
   }
 });
+
+dbTest(
+  "a batch of reports across many runs leaves the same state as one report at a time",
+  async ({ sql }) => {
+    // Maps over maps, a fan-in, a root leaf, and a root map over [] that completes at start.
+    await sql.unsafe(`
+      select pgflow.create_flow('batchy');
+      select pgflow.add_step('batchy', 'items', step_type => 'map');
+      select pgflow.add_step('batchy', 'doubled', deps_slugs => array['items'], step_type => 'map');
+      select pgflow.add_step('batchy', 'total', deps_slugs => array['doubled']);
+      select pgflow.add_step('batchy', 'side');`);
+    const inputs = [[1, 2, 3], [], [5], [1, 2], [4, 4, 4, 4]];
+    const outputOfTask = (t: StepTaskRecord): Json => {
+      if (t.step_slug === "total") {
+        return (t.input as { doubled: number[] }).doubled.reduce((a, b) => a + b, 0);
+      }
+      if (t.step_slug === "side") return "side";
+      return (t.input as number) * 2;
+    };
+    /** Starts the runs and completes every task, `batched` per claim or one by one. */
+    const driveAll = async (batched: boolean) => {
+      const runIds = [];
+      for (const input of inputs) {
+        runIds.push((await startFlow(sql, { flowSlug: "batchy", input })).run_id);
+      }
+      for (let round = 0;; round++) {
+        assert.ok(round < 20, "the runs do not finish");
+        const messages = await readMessages(sql, { queueName: "batchy", vt: 30, qty: 100 });
+        if (messages.length === 0) break;
+        const tasks = await startTasks(sql, {
+          flowSlug: "batchy",
+          msgIds: messages.map((m) => Number(m.msg_id)),
+          workerId: WORKER,
+        });
+        const reports = tasks.map((t) => ({
+          runId: t.run_id,
+          stepSlug: t.step_slug,
+          taskIndex: t.task_index,
+          output: outputOfTask(t),
+        }));
+        if (batched) {
+          const results = await completeTasks(sql, reports);
+          assert.ok(results.every((r) => r.status === "completed"), JSON.stringify(results));
+        } else {
+          for (const report of reports) {
+            assert.equal((await completeTask(sql, report)).status, "completed");
+          }
+        }
+      }
+      const states = [];
+      for (const runId of runIds) {
+        const [run] = await sql`
+          select status, output, remaining_steps from pgflow.runs where run_id = ${runId}`;
+        const steps = await sql`
+          select step_slug, status, initial_tasks, remaining_tasks, remaining_deps,
+                 completed_at is not null as completed
+          from pgflow.step_states where run_id = ${runId} order by step_slug`;
+        const tasks = await sql`
+          select step_slug, task_index, status, output from pgflow.step_tasks
+          where run_id = ${runId} order by step_slug, task_index`;
+        states.push({ run, steps: [...steps], tasks: [...tasks] });
+      }
+      return states;
+    };
+
+    const batched = await driveAll(true);
+    const oneByOne = await driveAll(false);
+    assert.deepEqual(batched, oneByOne);
+    assert.deepEqual(batched.map((s) => s.run.status), inputs.map(() => "completed"));
+    assert.deepEqual(batched.map((s) => s.run.output), [
+      { side: "side", total: 24 },
+      { side: "side", total: 0 },
+      { side: "side", total: 20 },
+      { side: "side", total: 12 },
+      { side: "side", total: 64 },
+    ]);
+    const [queue] = await sql`select count(*)::int as n from pgmq.q_batchy`;
+    assert.equal(queue.n, 0);
+  },
+);

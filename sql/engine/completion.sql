@@ -148,7 +148,7 @@ $$;
 
 -- Many reports in one call. Started tasks in started runs (most of a busy
 -- worker's reports) are completed in one pass: each task updated by its key,
--- one archive per queue, one count-down per (run, step). Other reports (late or
+-- one archive per queue, one count-down for all (run, step) groups. Other reports (late or
 -- duplicate ones, single steps feeding a map) go through complete_task one by
 -- one. All runs of the batch are locked first, in run id order, so concurrent
 -- batches cannot deadlock. (An edgeflow extension.)
@@ -184,6 +184,11 @@ declare
   -- Once: in a many-row statement a function call runs for every row.
   v_now timestamptz := pgflow.now();
   v_group record;
+  v_group_runs uuid[];
+  v_group_steps text[];
+  v_group_types text[];
+  v_group_ns int[];
+  v_group_outputs jsonb[];
   v_report record;
   v_msg bigint;
   v_output jsonb;
@@ -261,16 +266,21 @@ begin
         perform pgmq.archive(v_group.flow_slug, v_group.msgs);
       end if;
     end loop;
-    -- One count-down per (run, step), in lock order.
-    for v_group in
-      select c.run_id, c.step_slug, c.step_type, count(*)::int as n, (array_agg(c.output))[1] as output
+    -- The count-down of every (run, step), in lock order, in one call.
+    select array_agg(g.run_id order by g.run_id, g.step_slug),
+           array_agg(g.step_slug order by g.run_id, g.step_slug),
+           array_agg(g.step_type order by g.run_id, g.step_slug),
+           array_agg(g.n order by g.run_id, g.step_slug),
+           array_agg(g.output order by g.run_id, g.step_slug)
+      into v_group_runs, v_group_steps, v_group_types, v_group_ns, v_group_outputs
+    from (
+      select c.run_id, c.step_slug, c.step_type, count(*)::int as n,
+             case when c.step_type = 'single' then (array_agg(c.output))[1] end as output
       from unnest(v_runs, v_steps, v_types, v_outputs) as c(run_id, step_slug, step_type, output)
       group by c.run_id, c.step_slug, c.step_type
-      order by c.run_id, c.step_slug
-    loop
-      perform pgflow._count_down_step(v_group.run_id, v_group.step_slug, v_group.step_type, v_group.n,
-        case when v_group.step_type = 'single' then v_group.output end);
-    end loop;
+    ) g;
+    perform pgflow._count_down_steps(v_group_runs, v_group_steps, v_group_types, v_group_ns,
+      v_group_outputs);
   end if;
 
   -- Everything else, one by one, in (run, step, task) order.

@@ -1207,15 +1207,14 @@ set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
-  v_run pgflow.runs;
   v_status text;
   v_remaining int;
 begin
   -- Cheap test first: most calls come while steps remain. The run is read by
   -- its key alone and tested here: given "status = 'started'", a plan cached
   -- while the tables were small may take a status index for nearly empty and
-  -- read every started run on each call. Then again under the row lock, so the
-  -- update below needs only the key.
+  -- read every started run on each call. Then again under the row lock, so
+  -- _complete_runs needs only the key.
   select r.status, r.remaining_steps into v_status, v_remaining
   from pgflow.runs r where r.run_id = maybe_complete_run.run_id;
   if v_status is distinct from 'started' or v_remaining <> 0 then
@@ -1227,36 +1226,63 @@ begin
   if v_status is distinct from 'started' or v_remaining <> 0 then
     return;
   end if;
+  perform pgflow._complete_runs(array[maybe_complete_run.run_id]);
+end;
+$$;
+
+-- Completes runs that are started, locked by the caller and have no step left:
+-- each run's output holds every leaf step's output (a skipped leaf is left
+-- out), and each run announces run:completed. The runs are found by key alone
+-- (the caller has tested their status): given "status = 'started'", a plan
+-- cached while the tables were small could read every started run.
+create or replace function pgflow._complete_runs(run_ids uuid[])
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_ids uuid[];
+  v_payloads jsonb[];
+begin
   -- The output is one SQL query (no per-leaf function call): a leaf's output as
   -- _step_output gives it.
-  update pgflow.runs r
-     set status = 'completed',
-         completed_at = pgflow.now(),
-         output = (
-           select coalesce(jsonb_object_agg(s.step_slug,
-                    case when s.step_type = 'map' then
-                      (select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb)
-                       from pgflow.step_tasks t
-                       where t.run_id = r.run_id and t.step_slug = s.step_slug)
-                    else
-                      (select t.output from pgflow.step_tasks t
-                       where t.run_id = r.run_id and t.step_slug = s.step_slug and t.task_index = 0)
-                    end), '{}'::jsonb)
-           from pgflow.steps s
-           where s.flow_slug = r.flow_slug
-             and not exists (
-               select 1 from pgflow.deps d
-               where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug)
-             and not exists (
-               select 1 from pgflow.step_states ss
-               where ss.run_id = r.run_id and ss.step_slug = s.step_slug and ss.status = 'skipped'))
-   where r.run_id = maybe_complete_run.run_id
-  returning * into v_run;
+  with completed as (
+    update pgflow.runs r
+       set status = 'completed',
+           completed_at = pgflow.now(),
+           output = (
+             select coalesce(jsonb_object_agg(s.step_slug,
+                      case when s.step_type = 'map' then
+                        (select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb)
+                         from pgflow.step_tasks t
+                         where t.run_id = r.run_id and t.step_slug = s.step_slug)
+                      else
+                        (select t.output from pgflow.step_tasks t
+                         where t.run_id = r.run_id and t.step_slug = s.step_slug and t.task_index = 0)
+                      end), '{}'::jsonb)
+             from pgflow.steps s
+             where s.flow_slug = r.flow_slug
+               and not exists (
+                 select 1 from pgflow.deps d
+                 where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug)
+               and not exists (
+                 select 1 from pgflow.step_states ss
+                 where ss.run_id = r.run_id and ss.step_slug = s.step_slug and ss.status = 'skipped'))
+     where r.run_id = any(_complete_runs.run_ids)
+    returning r.run_id, r.flow_slug, r.output, r.completed_at
+  )
+  select array_agg(c.run_id order by c.run_id),
+         array_agg(jsonb_build_object('flow_slug', c.flow_slug, 'output', c.output,
+                                      'completed_at', c.completed_at) order by c.run_id)
+    into v_ids, v_payloads
+  from completed c;
 
-  if v_run.run_id is not null then
-    perform pgflow._emit_run(v_run.run_id, 'completed',
-      jsonb_build_object('flow_slug', v_run.flow_slug, 'output', v_run.output,
-                         'completed_at', v_run.completed_at));
+  -- A single event goes straight to _emit_run (see events.sql).
+  if cardinality(v_ids) = 1 then
+    perform pgflow._emit_run(v_ids[1], 'completed', v_payloads[1]);
+  elsif cardinality(v_ids) > 1 then
+    perform pgflow._emit_runs(v_ids, 'completed', v_payloads);
   end if;
 end;
 $$;
@@ -1300,6 +1326,117 @@ begin
     perform pgflow.maybe_complete_run(_count_down_step.run_id);
   elsif v_remaining_steps = 0 then
     perform pgflow.maybe_complete_run(_count_down_step.run_id);
+  end if;
+end;
+$$;
+
+-- _count_down_step for many (run, step) groups at once: complete_tasks' set-based
+-- path, whose groups are started steps of started runs that the caller has
+-- locked, in lock order, with no single step feeding a map among them. All
+-- steps count down in one UPDATE; the completed ones announce it, hand their
+-- outputs on and count their runs down in one statement each. Runs whose
+-- completed steps have dependents then start them one run at a time (as
+-- _count_down_step does), and runs left with no step complete together. For
+-- each run, the events keep their causal order: a step's step:completed
+-- before its dependents' step:started, run:completed last.
+create or replace function pgflow._count_down_steps(
+  run_ids uuid[], step_slugs text[], step_types text[], ns int[], single_outputs jsonb[])
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_now timestamptz := pgflow.now();
+  v_runs uuid[];
+  v_steps text[];
+  v_flows text[];
+  v_sizes int[];
+  v_payloads jsonb[];
+  v_feeding uuid[];
+  v_finished uuid[];
+  v_run uuid;
+begin
+  -- One UPDATE counts every group off (by key; the caller locked the runs).
+  with counted as (
+    update pgflow.step_states ss
+       set remaining_tasks = greatest(ss.remaining_tasks - g.n, 0),
+           status = case when ss.remaining_tasks - g.n <= 0 then 'completed' else ss.status end,
+           started_at = case when ss.remaining_tasks - g.n <= 0
+                             then coalesce(ss.started_at, v_now) else ss.started_at end,
+           completed_at = case when ss.remaining_tasks - g.n <= 0 then v_now else ss.completed_at end
+      from unnest(_count_down_steps.run_ids, _count_down_steps.step_slugs, _count_down_steps.step_types,
+                  _count_down_steps.ns, _count_down_steps.single_outputs)
+             with ordinality as g(run_id, step_slug, step_type, n, output, ord)
+     where ss.run_id = g.run_id and ss.step_slug = g.step_slug
+    returning ss.run_id, ss.step_slug, ss.flow_slug, ss.status, ss.initial_tasks, ss.started_at,
+              ss.completed_at, g.step_type, g.output, g.ord
+  )
+  select array_agg(c.run_id order by c.ord), array_agg(c.step_slug order by c.ord),
+         array_agg(c.flow_slug order by c.ord), array_agg(c.initial_tasks order by c.ord),
+         array_agg(jsonb_build_object(
+           'output', case when c.step_type = 'map'
+                          then pgflow._step_output(c.run_id, c.step_slug, 'map') else c.output end,
+           'started_at', c.started_at, 'completed_at', c.completed_at) order by c.ord)
+    into v_runs, v_steps, v_flows, v_sizes, v_payloads
+  from counted c
+  where c.status = 'completed';
+  if v_runs is null then
+    return;
+  end if;
+
+  -- A single event goes straight to _emit_step (see events.sql).
+  if cardinality(v_runs) = 1 then
+    perform pgflow._emit_step(v_runs[1], v_steps[1], 'completed', v_payloads[1]);
+  else
+    perform pgflow._emit_steps(v_runs, v_steps, 'completed', v_payloads);
+  end if;
+
+  -- Dependents count their completed dependencies off. A map depends on one
+  -- step only, here a map (single steps feeding a map are not in this path):
+  -- its task count is that map's.
+  update pgflow.step_states ss
+     set remaining_deps = ss.remaining_deps - x.completed_deps,
+         initial_tasks = case when x.step_type = 'map' then x.map_size else ss.initial_tasks end
+    from (
+      select c.run_id, d.step_slug, s.step_type, count(*)::int as completed_deps,
+             max(c.initial_tasks) as map_size
+      from unnest(v_runs, v_steps, v_flows, v_sizes) as c(run_id, dep_slug, flow_slug, initial_tasks)
+      join pgflow.deps d on d.flow_slug = c.flow_slug and d.dep_slug = c.dep_slug
+      join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
+      group by c.run_id, d.step_slug, s.step_type
+    ) x
+   where ss.run_id = x.run_id and ss.step_slug = x.step_slug;
+
+  -- Runs with a completed step that has dependents.
+  select array_agg(distinct c.run_id) into v_feeding
+  from unnest(v_runs, v_steps, v_flows) as c(run_id, step_slug, flow_slug)
+  where exists (select 1 from pgflow.deps d
+                where d.flow_slug = c.flow_slug and d.dep_slug = c.step_slug);
+
+  -- Each run counts its completed steps off; those left with none complete below.
+  -- (A run in v_feeding is never one of them: its completed step's dependents
+  -- still count.)
+  with k as (
+    select c.run_id, count(*)::int as n from unnest(v_runs) as c(run_id) group by c.run_id
+  ), counted as (
+    update pgflow.runs r set remaining_steps = r.remaining_steps - k.n
+      from k
+     where r.run_id = k.run_id
+    returning r.run_id, r.remaining_steps
+  )
+  select array_agg(c.run_id order by c.run_id) into v_finished
+  from counted c
+  where c.remaining_steps = 0;
+
+  -- As _count_down_step: dependents that became ready start (and, through the
+  -- empty-map cascade, may complete the run), one run at a time in lock order.
+  for v_run in select f.run_id from unnest(v_feeding) as f(run_id) order by f.run_id loop
+    perform pgflow.start_ready_steps(v_run);
+    perform pgflow.maybe_complete_run(v_run);
+  end loop;
+  if v_finished is not null then
+    perform pgflow._complete_runs(v_finished);
   end if;
 end;
 $$;
@@ -2602,7 +2739,7 @@ $$;
 
 -- Many reports in one call. Started tasks in started runs (most of a busy
 -- worker's reports) are completed in one pass: each task updated by its key,
--- one archive per queue, one count-down per (run, step). Other reports (late or
+-- one archive per queue, one count-down for all (run, step) groups. Other reports (late or
 -- duplicate ones, single steps feeding a map) go through complete_task one by
 -- one. All runs of the batch are locked first, in run id order, so concurrent
 -- batches cannot deadlock. (An edgeflow extension.)
@@ -2638,6 +2775,11 @@ declare
   -- Once: in a many-row statement a function call runs for every row.
   v_now timestamptz := pgflow.now();
   v_group record;
+  v_group_runs uuid[];
+  v_group_steps text[];
+  v_group_types text[];
+  v_group_ns int[];
+  v_group_outputs jsonb[];
   v_report record;
   v_msg bigint;
   v_output jsonb;
@@ -2715,16 +2857,21 @@ begin
         perform pgmq.archive(v_group.flow_slug, v_group.msgs);
       end if;
     end loop;
-    -- One count-down per (run, step), in lock order.
-    for v_group in
-      select c.run_id, c.step_slug, c.step_type, count(*)::int as n, (array_agg(c.output))[1] as output
+    -- The count-down of every (run, step), in lock order, in one call.
+    select array_agg(g.run_id order by g.run_id, g.step_slug),
+           array_agg(g.step_slug order by g.run_id, g.step_slug),
+           array_agg(g.step_type order by g.run_id, g.step_slug),
+           array_agg(g.n order by g.run_id, g.step_slug),
+           array_agg(g.output order by g.run_id, g.step_slug)
+      into v_group_runs, v_group_steps, v_group_types, v_group_ns, v_group_outputs
+    from (
+      select c.run_id, c.step_slug, c.step_type, count(*)::int as n,
+             case when c.step_type = 'single' then (array_agg(c.output))[1] end as output
       from unnest(v_runs, v_steps, v_types, v_outputs) as c(run_id, step_slug, step_type, output)
       group by c.run_id, c.step_slug, c.step_type
-      order by c.run_id, c.step_slug
-    loop
-      perform pgflow._count_down_step(v_group.run_id, v_group.step_slug, v_group.step_type, v_group.n,
-        case when v_group.step_type = 'single' then v_group.output end);
-    end loop;
+    ) g;
+    perform pgflow._count_down_steps(v_group_runs, v_group_steps, v_group_types, v_group_ns,
+      v_group_outputs);
   end if;
 
   -- Everything else, one by one, in (run, step, task) order.
