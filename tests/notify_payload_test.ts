@@ -9,7 +9,7 @@ import { define, failOne, takeTasks } from "./_support/drive.ts";
 import { eventually } from "./_support/eventually.ts";
 import { connect } from "../src/db/connect.ts";
 import { startFlow } from "../src/db/runs.ts";
-import { completeTask } from "../src/db/tasks.ts";
+import { completeTask, completeTasks } from "../src/db/tasks.ts";
 
 const ALLOWED_KEYS = new Set([
   "event",
@@ -79,6 +79,69 @@ dbTest(
         "failed",
         "failed",
       ]);
+    } finally {
+      await spy.end();
+      await sql.unsafe(`drop role ${role}`);
+    }
+  },
+);
+
+dbTest(
+  "events of a batch (complete_tasks, start_flows) carry no inputs or outputs either",
+  async ({ sql, url }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('leaky_batch');
+       select pgflow.add_step('leaky_batch', 'a');`,
+    );
+    const role = `batch_eavesdropper_${Deno.pid}`;
+    await sql.unsafe(`create role ${role} login password 'eavesdrop'`);
+    const spyUrl = new URL(url);
+    spyUrl.username = role;
+    spyUrl.password = "eavesdrop";
+    const spy = connect(spyUrl.toString(), { max: 1 });
+    try {
+      const runIds = [
+        "6b0c1d2e-3f40-4a51-8b62-7c83d94ea5fb",
+        "7b0c1d2e-3f40-4a51-8b62-7c83d94ea5fb",
+      ];
+      const payloads: string[] = [];
+      for (const runId of runIds) {
+        await spy.listen(`pgflow:run:${runId}`, (payload) => payloads.push(payload));
+      }
+      await sql`select count(*) from pgflow.start_flows('leaky_batch',
+        array['{"card": "INPUT-SECRET-1"}'::jsonb, '{"card": "INPUT-SECRET-2"}'::jsonb],
+        ${runIds}::uuid[])`;
+      const tasks = await takeTasks(sql, "leaky_batch");
+      assert.equal(tasks.length, 2);
+      const results = await completeTasks(
+        sql,
+        tasks.map((t) => ({
+          runId: t.run_id,
+          stepSlug: "a",
+          taskIndex: t.task_index,
+          output: "OUTPUT-SECRET",
+        })),
+      );
+      assert.deepEqual(results.map((r) => r.status), ["completed", "completed"]);
+      await eventually(
+        "both run:completed",
+        () => payloads.filter((p) => p.includes('"run:completed"')).length === 2,
+      );
+
+      const events = payloads.map((p) => JSON.parse(p) as Record<string, unknown>);
+      for (const runId of runIds) {
+        assert.deepEqual(
+          events.filter((e) => e.run_id === runId).map((e) => e.event),
+          ["run:started", "step:a:started", "step:a:completed", "run:completed"],
+        );
+      }
+      for (const payload of payloads) {
+        assert.doesNotMatch(payload, /SECRET/, payload);
+        for (const key of Object.keys(JSON.parse(payload))) {
+          assert.ok(ALLOWED_KEYS.has(key), `notification carries ${key}: ${payload}`);
+        }
+      }
     } finally {
       await spy.end();
       await sql.unsafe(`drop role ${role}`);

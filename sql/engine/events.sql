@@ -91,9 +91,21 @@ begin
     perform realtime.send(v_body, event, v_topic, false);
     return;
   end if;
-  perform pg_notify(v_topic, (
+  perform pgflow._notify_event(v_topic, v_body);
+end;
+$$;
+
+-- The pg_notify form of an event (no realtime.send): its body without inputs,
+-- outputs or error messages, on a channel named like the topic.
+create or replace function pgflow._notify_event(topic text, body jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pg_notify(_notify_event.topic, (
     select jsonb_object_agg(e.key, e.value)
-    from jsonb_each(v_body) e
+    from jsonb_each(_notify_event.body) e
     where e.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
                     'failed_step', 'started_at', 'completed_at', 'failed_at', 'cancelled_at',
                     'skip_reason', 'skipped_at',
@@ -121,7 +133,9 @@ begin
       perform realtime.send(_emit_each.payloads[i] || jsonb_build_object('event', _emit_each.events[i]),
                             _emit_each.events[i], 'pgflow:run:' || _emit_each.run_ids[i]::text, false);
     else
-      perform pgflow._emit(_emit_each.run_ids[i], _emit_each.events[i], _emit_each.payloads[i]);
+      -- Straight to the pg_notify form: _emit would check realtime.send again.
+      perform pgflow._notify_event('pgflow:run:' || _emit_each.run_ids[i]::text,
+        _emit_each.payloads[i] || jsonb_build_object('event', _emit_each.events[i]));
     end if;
   end loop;
 end;
