@@ -1369,7 +1369,6 @@ declare
   v_payloads jsonb[];
   v_feeding uuid[];
   v_finished uuid[];
-  v_run uuid;
 begin
   -- One UPDATE counts every group off (by key; the caller locked the runs).
   with counted as (
@@ -1444,14 +1443,120 @@ begin
   where c.remaining_steps = 0;
 
   -- As _count_down_step: dependents that became ready start (and, through the
-  -- empty-map cascade, may complete the run), one run at a time in lock order.
-  for v_run in select f.run_id from unnest(v_feeding) as f(run_id) order by f.run_id loop
-    perform pgflow.start_ready_steps(v_run);
-    perform pgflow.maybe_complete_run(v_run);
-  end loop;
+  -- empty-map cascade, may complete their run).
+  if v_feeding is not null then
+    perform pgflow._start_ready_steps_of(v_feeding);
+  end if;
   if v_finished is not null then
     perform pgflow._complete_runs(v_finished);
   end if;
+end;
+$$;
+
+-- start_ready_steps, then maybe_complete_run, for many runs at once (the runs of
+-- a batch of reports, locked by the caller). One probe finds the ready steps of
+-- every run. A run with a ready step that has a condition or no tasks goes
+-- through start_ready_steps and maybe_complete_run alone, since settling may
+-- skip, fail or complete steps and so end the run. The other runs' ready steps
+-- start together: one update of their states, one send per flow and start
+-- delay for all their tasks (pgmq assigns ascending ids in array order, so the
+-- messages and tasks are zipped by position), one insert of the tasks and one
+-- batch of step:started events. None of those runs can end here: each started
+-- a step with tasks.
+create or replace function pgflow._start_ready_steps_of(run_ids uuid[])
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_now timestamptz := pgflow.now();
+  v_settling uuid[];
+  v_runs uuid[];
+  v_steps text[];
+  v_flows text[];
+  v_counts int[];
+  v_delays int[];
+  v_send record;
+  v_task_runs uuid[];
+  v_task_steps text[];
+  v_task_indexes int[];
+  v_msg_ids bigint[];
+  v_run uuid;
+begin
+  -- Each run's ready steps through step_states_ready_idx (a fenced lookup by run).
+  select array_agg(distinct x.run_id) filter (where x.run_settles),
+         array_agg(x.run_id order by x.run_id, x.step_index) filter (where not x.run_settles),
+         array_agg(x.step_slug order by x.run_id, x.step_index) filter (where not x.run_settles),
+         array_agg(x.flow_slug order by x.run_id, x.step_index) filter (where not x.run_settles),
+         array_agg(x.initial_tasks order by x.run_id, x.step_index) filter (where not x.run_settles),
+         array_agg(x.start_delay order by x.run_id, x.step_index) filter (where not x.run_settles)
+    into v_settling, v_runs, v_steps, v_flows, v_counts, v_delays
+  from (
+    select r.run_id, ss.step_slug, ss.flow_slug, ss.initial_tasks, s.step_index,
+           coalesce(s.opt_start_delay, 0) as start_delay,
+           bool_or(s.required_input_pattern is not null or s.forbidden_input_pattern is not null
+                   or coalesce(ss.initial_tasks, 0) = 0) over (partition by r.run_id) as run_settles
+    from unnest(_start_ready_steps_of.run_ids) as r(run_id)
+    cross join lateral (
+      select ss.step_slug, ss.flow_slug, ss.initial_tasks from pgflow.step_states ss
+      where ss.run_id = r.run_id and ss.status = 'created' and ss.remaining_deps = 0
+      offset 0) ss
+    join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
+  ) x;
+
+  if v_runs is not null then
+    update pgflow.step_states ss
+       set status = 'started', started_at = v_now, remaining_tasks = f.n
+      from unnest(v_runs, v_steps, v_counts) as f(run_id, step_slug, n)
+     where ss.run_id = f.run_id and ss.step_slug = f.step_slug;
+
+    for v_send in
+      select distinct f.flow_slug, f.start_delay
+      from unnest(v_flows, v_delays) as f(flow_slug, start_delay)
+      order by f.flow_slug, f.start_delay
+    loop
+      select array_agg(f.run_id order by f.ord, i), array_agg(f.step_slug order by f.ord, i),
+             array_agg(i order by f.ord, i)
+        into v_task_runs, v_task_steps, v_task_indexes
+      from unnest(v_runs, v_steps, v_flows, v_counts, v_delays)
+             with ordinality as f(run_id, step_slug, flow_slug, n, start_delay, ord)
+      cross join lateral generate_series(0, f.n - 1) as i
+      where f.flow_slug = v_send.flow_slug and f.start_delay = v_send.start_delay;
+      v_msg_ids := array(
+        select b.msg_id
+        from pgmq.send_batch(v_send.flow_slug,
+               array(select pgflow._task_message(v_send.flow_slug, u.run_id, u.step_slug, u.idx)
+                     from unnest(v_task_runs, v_task_steps, v_task_indexes)
+                            with ordinality as u(run_id, step_slug, idx, ord)
+                     order by u.ord),
+               v_send.start_delay) as b(msg_id)
+        order by b.msg_id);
+      insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
+      select v_send.flow_slug, u.run_id, u.step_slug, u.idx, u.msg_id, v_now
+      from unnest(v_task_runs, v_task_steps, v_task_indexes, v_msg_ids) as u(run_id, step_slug, idx, msg_id);
+      -- A hint for workers that LISTEN, as in start_ready_steps.
+      if v_send.start_delay = 0 then
+        perform pg_notify('pgflow:queue:' || v_send.flow_slug, '');
+      end if;
+    end loop;
+
+    -- A single event goes straight to _emit_step (see events.sql).
+    if cardinality(v_runs) = 1 then
+      perform pgflow._emit_step(v_runs[1], v_steps[1], 'started',
+        jsonb_build_object('remaining_tasks', v_counts[1], 'remaining_deps', 0, 'started_at', v_now));
+    else
+      perform pgflow._emit_steps(v_runs, v_steps, 'started', array(
+        select jsonb_build_object('remaining_tasks', f.n, 'remaining_deps', 0, 'started_at', v_now)
+        from unnest(v_counts) with ordinality as f(n, ord)
+        order by f.ord));
+    end if;
+  end if;
+
+  for v_run in select r.run_id from unnest(v_settling) as r(run_id) order by r.run_id loop
+    perform pgflow.start_ready_steps(v_run);
+    perform pgflow.maybe_complete_run(v_run);
+  end loop;
 end;
 $$;
 

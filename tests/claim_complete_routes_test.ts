@@ -190,38 +190,76 @@ dbTest("every claim and completion route leaves the same state", async ({ sql })
 });
 
 dbTest(
-  "a batch of reports across many runs leaves the same state as one report at a time",
+  "a batch of reports across many runs and flows leaves the same state as one report at a time",
   async ({ sql }) => {
-    // Maps over maps, a fan-in, a root leaf, and a root map over [] that completes at start.
+    // Maps over maps, a fan-in, a root leaf and a root map over [] that completes at start; a
+    // diamond of single steps; the same diamond with a conditional step (settled run by run).
     await sql.unsafe(`
       select pgflow.create_flow('batchy');
       select pgflow.add_step('batchy', 'items', step_type => 'map');
       select pgflow.add_step('batchy', 'doubled', deps_slugs => array['items'], step_type => 'map');
       select pgflow.add_step('batchy', 'total', deps_slugs => array['doubled']);
-      select pgflow.add_step('batchy', 'side');`);
-    const inputs = [[1, 2, 3], [], [5], [1, 2], [4, 4, 4, 4]];
+      select pgflow.add_step('batchy', 'side');
+      select pgflow.create_flow('fan');
+      select pgflow.add_step('fan', 'a');
+      select pgflow.add_step('fan', 'b', deps_slugs => array['a']);
+      select pgflow.add_step('fan', 'c', deps_slugs => array['a']);
+      select pgflow.add_step('fan', 'd', deps_slugs => array['b', 'c']);
+      select pgflow.create_flow('fan_if');
+      select pgflow.add_step('fan_if', 'a');
+      select pgflow.add_step('fan_if', 'b', deps_slugs => array['a']);
+      select pgflow.add_step('fan_if', 'c', deps_slugs => array['a']);
+      select pgflow.add_step('fan_if', 'd', deps_slugs => array['b', 'c']);
+      select pgflow.add_step('fan_if', 'e', deps_slugs => array['a'],
+        required_input_pattern => '{"a": {"go": true}}', when_unmet => 'skip');`);
+    const starts: [string, Json][] = [
+      ...[[1, 2, 3], [], [5], [1, 2], [4, 4, 4, 4]].map((
+        input,
+      ): [string, Json] => ["batchy", input]),
+      ...[1, 2, 3].map((n): [string, Json] => ["fan", n]),
+      ...[true, false, true].map((go): [string, Json] => ["fan_if", { go }]),
+    ];
     const outputOfTask = (t: StepTaskRecord): Json => {
-      if (t.step_slug === "total") {
-        return (t.input as { doubled: number[] }).doubled.reduce((a, b) => a + b, 0);
+      const input = t.input as Record<string, Json>;
+      switch (`${t.flow_slug}.${t.step_slug}`) {
+        case "batchy.total":
+          return (input.doubled as number[]).reduce((a, b) => a + b, 0);
+        case "batchy.side":
+          return "side";
+        case "batchy.items":
+        case "batchy.doubled":
+          return (t.input as number) * 2;
+        case "fan.a":
+        case "fan_if.a":
+          return { go: (input.run as { go?: boolean }).go ?? false, n: input.run };
+        case "fan.d":
+        case "fan_if.d":
+          return [input.b, input.c];
+        default:
+          return t.step_slug;
       }
-      if (t.step_slug === "side") return "side";
-      return (t.input as number) * 2;
     };
-    /** Starts the runs and completes every task, `batched` per claim or one by one. */
+    /** Starts the runs and completes every task, in one batch per round or one by one. */
     const driveAll = async (batched: boolean) => {
       const runIds = [];
-      for (const input of inputs) {
-        runIds.push((await startFlow(sql, { flowSlug: "batchy", input })).run_id);
+      for (const [flowSlug, input] of starts) {
+        runIds.push((await startFlow(sql, { flowSlug, input })).run_id);
       }
       for (let round = 0;; round++) {
         assert.ok(round < 20, "the runs do not finish");
-        const messages = await readMessages(sql, { queueName: "batchy", vt: 30, qty: 100 });
-        if (messages.length === 0) break;
-        const tasks = await startTasks(sql, {
-          flowSlug: "batchy",
-          msgIds: messages.map((m) => Number(m.msg_id)),
-          workerId: WORKER,
-        });
+        const tasks: StepTaskRecord[] = [];
+        for (const flowSlug of ["batchy", "fan", "fan_if"]) {
+          const messages = await readMessages(sql, { queueName: flowSlug, vt: 30, qty: 100 });
+          if (messages.length === 0) continue;
+          tasks.push(
+            ...await startTasks(sql, {
+              flowSlug,
+              msgIds: messages.map((m) => Number(m.msg_id)),
+              workerId: WORKER,
+            }),
+          );
+        }
+        if (tasks.length === 0) break;
         const reports = tasks.map((t) => ({
           runId: t.run_id,
           stepSlug: t.step_slug,
@@ -242,7 +280,7 @@ dbTest(
         const [run] = await sql`
           select status, output, remaining_steps from pgflow.runs where run_id = ${runId}`;
         const steps = await sql`
-          select step_slug, status, initial_tasks, remaining_tasks, remaining_deps,
+          select step_slug, status, initial_tasks, remaining_tasks, remaining_deps, skip_reason,
                  completed_at is not null as completed
           from pgflow.step_states where run_id = ${runId} order by step_slug`;
         const tasks = await sql`
@@ -256,15 +294,20 @@ dbTest(
     const batched = await driveAll(true);
     const oneByOne = await driveAll(false);
     assert.deepEqual(batched, oneByOne);
-    assert.deepEqual(batched.map((s) => s.run.status), inputs.map(() => "completed"));
-    assert.deepEqual(batched.map((s) => s.run.output), [
+    assert.deepEqual(batched.map((s) => s.run.status), starts.map(() => "completed"));
+    assert.deepEqual(batched.slice(0, 5).map((s) => s.run.output), [
       { side: "side", total: 24 },
       { side: "side", total: 0 },
       { side: "side", total: 20 },
       { side: "side", total: 12 },
       { side: "side", total: 64 },
     ]);
-    const [queue] = await sql`select count(*)::int as n from pgmq.q_batchy`;
+    assert.deepEqual(batched[5].run.output, { d: ["b", "c"] });
+    assert.deepEqual(batched[9].run.output, { d: ["b", "c"] }, "e skipped: not in the output");
+    assert.deepEqual(batched[8].run.output, { d: ["b", "c"], e: "e" });
+    const [queue] = await sql`
+      select (select count(*) from pgmq.q_batchy)::int + (select count(*) from pgmq.q_fan)::int
+             + (select count(*) from pgmq.q_fan_if)::int as n`;
     assert.equal(queue.n, 0);
   },
 );
