@@ -1906,7 +1906,6 @@ declare
   v_msgs bigint[];
   v_group record;
   v_input jsonb;
-  v_run_input jsonb;
   v_elements jsonb;
   v_dep record;
 begin
@@ -1956,36 +1955,38 @@ begin
       order by p.ord));
   end if;
 
-  -- Inputs are built per (run, step) so a map's source array is read once per call.
+  -- Single steps (one task each), all in one statement: the input is {"run":
+  -- the run's input, <dep>: its output, ...}; a skipped dependency is an
+  -- absent key. As in pgflow, flow_input only for root single steps. Others
+  -- would carry the whole run input once per task (a root map's input is that
+  -- array itself); workers load it when a handler asks.
+  return query
+    select _start_tasks.flow_slug, p.run_id, p.step_slug,
+           jsonb_build_object('run', r.input) || coalesce((
+             select jsonb_object_agg(d.dep_slug, pgflow._step_output(p.run_id, d.dep_slug, ds.step_type))
+             from pgflow.deps d
+             join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+             join pgflow.step_states dss
+               on dss.run_id = p.run_id and dss.step_slug = d.dep_slug and dss.status = 'completed'
+             where d.flow_slug = _start_tasks.flow_slug and d.step_slug = p.step_slug), '{}'::jsonb),
+           p.message_id, p.task_index,
+           case when s.deps_count = 0 then r.input end
+    from unnest(v_runs, v_steps, v_indexes, v_msgs) as p(run_id, step_slug, task_index, message_id)
+    join pgflow.steps s on s.flow_slug = _start_tasks.flow_slug and s.step_slug = p.step_slug
+    -- The run by key (fenced: see the update above).
+    cross join lateral (select r.input from pgflow.runs r where r.run_id = p.run_id offset 0) r
+    where s.step_type = 'single';
+
+  -- Map steps per (run, step), so a map's source array is read once per call.
   for v_group in
-    select p.run_id, p.step_slug, s.step_type, s.deps_count,
+    select p.run_id, p.step_slug,
            array_agg(p.task_index order by p.task_index) as task_indexes,
            array_agg(p.message_id order by p.task_index) as message_ids
     from unnest(v_runs, v_steps, v_indexes, v_msgs) as p(run_id, step_slug, task_index, message_id)
     join pgflow.steps s on s.flow_slug = _start_tasks.flow_slug and s.step_slug = p.step_slug
-    group by p.run_id, p.step_slug, s.step_type, s.deps_count
+    where s.step_type = 'map'
+    group by p.run_id, p.step_slug
   loop
-    if v_group.step_type = 'single' then
-      select r.input into v_run_input from pgflow.runs r where r.run_id = v_group.run_id;
-      select jsonb_build_object('run', v_run_input) || coalesce((
-               select jsonb_object_agg(d.dep_slug, pgflow._step_output(v_group.run_id, d.dep_slug, ds.step_type))
-               from pgflow.deps d
-               join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
-               -- A skipped dependency is an absent key.
-               join pgflow.step_states dss
-                 on dss.run_id = v_group.run_id and dss.step_slug = d.dep_slug and dss.status = 'completed'
-               where d.flow_slug = _start_tasks.flow_slug and d.step_slug = v_group.step_slug), '{}'::jsonb)
-        into v_input;
-      -- As in pgflow: flow_input only for root single steps. Others would carry the
-      -- whole run input once per task (a root map's input is that array itself);
-      -- workers load it when a handler asks.
-      return query
-        select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug, v_input,
-               v_group.message_ids[1], v_group.task_indexes[1],
-               case when v_group.deps_count = 0 then v_run_input end;
-      continue;
-    end if;
-
     select d.dep_slug, ds.step_type into v_dep
     from pgflow.deps d
     join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
