@@ -211,13 +211,19 @@ dbTest(
       select pgflow.add_step('fan_if', 'c', deps_slugs => array['a']);
       select pgflow.add_step('fan_if', 'd', deps_slugs => array['b', 'c']);
       select pgflow.add_step('fan_if', 'e', deps_slugs => array['a'],
-        required_input_pattern => '{"a": {"go": true}}', when_unmet => 'skip');`);
+        required_input_pattern => '{"a": {"go": true}}', when_unmet => 'skip');
+      select pgflow.create_flow('fan_guard');
+      select pgflow.add_step('fan_guard', 'a');
+      select pgflow.add_step('fan_guard', 'b', deps_slugs => array['a']);
+      select pgflow.add_step('fan_guard', 'e', deps_slugs => array['a'],
+        required_input_pattern => '{"a": {"go": true}}', when_unmet => 'fail');`);
     const starts: [string, Json][] = [
       ...[[1, 2, 3], [], [5], [1, 2], [4, 4, 4, 4]].map((
         input,
       ): [string, Json] => ["batchy", input]),
       ...[1, 2, 3].map((n): [string, Json] => ["fan", n]),
       ...[true, false, true].map((go): [string, Json] => ["fan_if", { go }]),
+      ...[true, false].map((go): [string, Json] => ["fan_guard", { go }]),
     ];
     const outputOfTask = (t: StepTaskRecord): Json => {
       const input = t.input as Record<string, Json>;
@@ -231,6 +237,7 @@ dbTest(
           return (t.input as number) * 2;
         case "fan.a":
         case "fan_if.a":
+        case "fan_guard.a":
           return { go: (input.run as { go?: boolean }).go ?? false, n: input.run };
         case "fan.d":
         case "fan_if.d":
@@ -248,7 +255,7 @@ dbTest(
       for (let round = 0;; round++) {
         assert.ok(round < 20, "the runs do not finish");
         const tasks: StepTaskRecord[] = [];
-        for (const flowSlug of ["batchy", "fan", "fan_if"]) {
+        for (const flowSlug of ["batchy", "fan", "fan_if", "fan_guard"]) {
           const messages = await readMessages(sql, { queueName: flowSlug, vt: 30, qty: 100 });
           if (messages.length === 0) continue;
           tasks.push(
@@ -294,7 +301,11 @@ dbTest(
     const batched = await driveAll(true);
     const oneByOne = await driveAll(false);
     assert.deepEqual(batched, oneByOne);
-    assert.deepEqual(batched.map((s) => s.run.status), starts.map(() => "completed"));
+    // The last run's condition fails it.
+    assert.deepEqual(
+      batched.map((s) => s.run.status),
+      starts.map((_, i) => i === starts.length - 1 ? "failed" : "completed"),
+    );
     assert.deepEqual(batched.slice(0, 5).map((s) => s.run.output), [
       { side: "side", total: 24 },
       { side: "side", total: 0 },
@@ -307,7 +318,8 @@ dbTest(
     assert.deepEqual(batched[8].run.output, { d: ["b", "c"], e: "e" });
     const [queue] = await sql`
       select (select count(*) from pgmq.q_batchy)::int + (select count(*) from pgmq.q_fan)::int
-             + (select count(*) from pgmq.q_fan_if)::int as n`;
+             + (select count(*) from pgmq.q_fan_if)::int + (select count(*) from pgmq.q_fan_guard)::int
+             as n`;
     assert.equal(queue.n, 0);
   },
 );

@@ -218,7 +218,7 @@ begin
   -- its key alone and tested here: given "status = 'started'", a plan cached
   -- while the tables were small may take a status index for nearly empty and
   -- read every started run on each call. Then again under the row lock, so
-  -- _complete_runs needs only the key.
+  -- _count_down_runs needs only the key.
   select r.status, r.remaining_steps into v_status, v_remaining
   from pgflow.runs r where r.run_id = maybe_complete_run.run_id;
   if v_status is distinct from 'started' or v_remaining <> 0 then
@@ -230,32 +230,36 @@ begin
   if v_status is distinct from 'started' or v_remaining <> 0 then
     return;
   end if;
-  perform pgflow._complete_runs(array[maybe_complete_run.run_id]);
+  perform pgflow._count_down_runs(array[maybe_complete_run.run_id], array[0]);
 end;
 $$;
 
--- Completes runs that are started, locked by the caller and have no step left:
--- each run's output holds every leaf step's output (a skipped leaf is left
--- out), and each run announces run:completed. The runs are found by key alone
+-- Counts steps_done[i] completed steps off run run_ids[i] (runs locked by the
+-- caller); a started run left with no step completes in the same update: its output holds every leaf step's output (a skipped leaf is
+-- left out), and it announces run:completed. The runs are found by key alone
 -- (the caller has tested their status): given "status = 'started'", a plan
 -- cached while the tables were small could read every started run.
-create or replace function pgflow._complete_runs(run_ids uuid[])
+create or replace function pgflow._count_down_runs(run_ids uuid[], steps_done int[])
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
+  v_now timestamptz := pgflow.now();
   v_ids uuid[];
   v_payloads jsonb[];
 begin
-  -- The output is one SQL query (no per-leaf function call): a leaf's output as
-  -- _step_output gives it.
-  with completed as (
+  -- The output is one SQL query (no per-leaf function call), computed only for
+  -- the runs that complete: a leaf's output as _step_output gives it.
+  with counted as (
     update pgflow.runs r
-       set status = 'completed',
-           completed_at = pgflow.now(),
-           output = (
+       set remaining_steps = r.remaining_steps - k.n,
+           status = case when r.remaining_steps - k.n = 0 and r.status = 'started'
+                         then 'completed' else r.status end,
+           completed_at = case when r.remaining_steps - k.n = 0 and r.status = 'started'
+                               then v_now else r.completed_at end,
+           output = case when r.remaining_steps - k.n = 0 and r.status = 'started' then (
              select coalesce(jsonb_object_agg(s.step_slug,
                       case when s.step_type = 'map' then
                         (select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb)
@@ -273,14 +277,17 @@ begin
                and not exists (
                  select 1 from pgflow.step_states ss
                  where ss.run_id = r.run_id and ss.step_slug = s.step_slug and ss.status = 'skipped'))
-     where r.run_id = any(_complete_runs.run_ids)
-    returning r.run_id, r.flow_slug, r.output, r.completed_at
+           else r.output end
+      from unnest(_count_down_runs.run_ids, _count_down_runs.steps_done) as k(run_id, n)
+     where r.run_id = k.run_id
+    returning r.run_id, r.flow_slug, r.status, r.remaining_steps, r.output, r.completed_at
   )
   select array_agg(c.run_id order by c.run_id),
          array_agg(jsonb_build_object('flow_slug', c.flow_slug, 'output', c.output,
                                       'completed_at', c.completed_at) order by c.run_id)
     into v_ids, v_payloads
-  from completed c;
+  from counted c
+  where c.remaining_steps = 0 and c.status = 'completed';
 
   -- A single event goes straight to _emit_run (see events.sql).
   if cardinality(v_ids) = 1 then
@@ -358,7 +365,8 @@ declare
   v_sizes int[];
   v_payloads jsonb[];
   v_feeding uuid[];
-  v_finished uuid[];
+  v_count_runs uuid[];
+  v_count_ns int[];
 begin
   -- One UPDATE counts every group off (by key; the caller locked the runs).
   with counted as (
@@ -417,28 +425,19 @@ begin
   where exists (select 1 from pgflow.deps d
                 where d.flow_slug = c.flow_slug and d.dep_slug = c.step_slug);
 
-  -- Each run counts its completed steps off; those left with none complete below.
-  -- (A run in v_feeding is never one of them: its completed step's dependents
-  -- still count.)
-  with k as (
-    select c.run_id, count(*)::int as n from unnest(v_runs) as c(run_id) group by c.run_id
-  ), counted as (
-    update pgflow.runs r set remaining_steps = r.remaining_steps - k.n
-      from k
-     where r.run_id = k.run_id
-    returning r.run_id, r.remaining_steps
-  )
-  select array_agg(c.run_id order by c.run_id) into v_finished
-  from counted c
-  where c.remaining_steps = 0;
+  -- Each run counts its completed steps off, in one update; those left with
+  -- none complete in it. (A run in v_feeding is never one of them: its
+  -- completed step's dependents still count.) Before any step starts, as in
+  -- _count_down_step: settling a ready step may skip steps or end the run.
+  select array_agg(k.run_id order by k.run_id), array_agg(k.n order by k.run_id)
+    into v_count_runs, v_count_ns
+  from (select c.run_id, count(*)::int as n from unnest(v_runs) as c(run_id) group by c.run_id) k;
+  perform pgflow._count_down_runs(v_count_runs, v_count_ns);
 
   -- As _count_down_step: dependents that became ready start (and, through the
   -- empty-map cascade, may complete their run).
   if v_feeding is not null then
     perform pgflow._start_ready_steps_of(v_feeding);
-  end if;
-  if v_finished is not null then
-    perform pgflow._complete_runs(v_finished);
   end if;
 end;
 $$;
