@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import { define, failOne, takeTasks } from "./_support/drive.ts";
 import { eventually } from "./_support/eventually.ts";
-import { connect } from "../src/db/connect.ts";
+import { connect, type Sql } from "../src/db/connect.ts";
 import { startFlow } from "../src/db/runs.ts";
 import { completeTask, completeTasks } from "../src/db/tasks.ts";
 
@@ -24,6 +24,27 @@ const ALLOWED_KEYS = new Set([
   "failed_at",
 ]);
 
+/** Runs `fn` with a pool of a new login role that has no grant at all; drops the role after. */
+async function asEavesdropper(
+  sql: Sql,
+  url: string,
+  name: string,
+  fn: (spy: Sql) => Promise<void>,
+): Promise<void> {
+  const role = `${name}_${Deno.pid}`;
+  await sql.unsafe(`create role ${role} login password 'eavesdrop'`);
+  const spyUrl = new URL(url);
+  spyUrl.username = role;
+  spyUrl.password = "eavesdrop";
+  const spy = connect(spyUrl.toString(), { max: 1 });
+  try {
+    await fn(spy);
+  } finally {
+    await spy.end();
+    await sql.unsafe(`drop role ${role}`);
+  }
+}
+
 dbTest(
   "a role without grants that LISTENs on a run gets ids and statuses, no inputs, outputs or errors",
   async ({ sql, url }) => {
@@ -33,13 +54,7 @@ dbTest(
        select pgflow.add_step('leaky', 'a');
        select pgflow.add_step('leaky', 'b', deps_slugs => array['a']);`,
     );
-    const role = `eavesdropper_${Deno.pid}`;
-    await sql.unsafe(`create role ${role} login password 'eavesdrop'`);
-    const spyUrl = new URL(url);
-    spyUrl.username = role;
-    spyUrl.password = "eavesdrop";
-    const spy = connect(spyUrl.toString(), { max: 1 });
-    try {
+    await asEavesdropper(sql, url, "eavesdropper", async (spy) => {
       const runId = "5b0c1d2e-3f40-4a51-8b62-7c83d94ea5fb";
       const payloads: string[] = [];
       await spy.listen(`pgflow:run:${runId}`, (payload) => payloads.push(payload));
@@ -79,10 +94,7 @@ dbTest(
         "failed",
         "failed",
       ]);
-    } finally {
-      await spy.end();
-      await sql.unsafe(`drop role ${role}`);
-    }
+    });
   },
 );
 
@@ -94,13 +106,7 @@ dbTest(
       `select pgflow.create_flow('leaky_batch');
        select pgflow.add_step('leaky_batch', 'a');`,
     );
-    const role = `batch_eavesdropper_${Deno.pid}`;
-    await sql.unsafe(`create role ${role} login password 'eavesdrop'`);
-    const spyUrl = new URL(url);
-    spyUrl.username = role;
-    spyUrl.password = "eavesdrop";
-    const spy = connect(spyUrl.toString(), { max: 1 });
-    try {
+    await asEavesdropper(sql, url, "batch_eavesdropper", async (spy) => {
       const runIds = [
         "6b0c1d2e-3f40-4a51-8b62-7c83d94ea5fb",
         "7b0c1d2e-3f40-4a51-8b62-7c83d94ea5fb",
@@ -142,9 +148,6 @@ dbTest(
           assert.ok(ALLOWED_KEYS.has(key), `notification carries ${key}: ${payload}`);
         }
       }
-    } finally {
-      await spy.end();
-      await sql.unsafe(`drop role ${role}`);
-    }
+    });
   },
 );
