@@ -675,6 +675,8 @@ $$;
 
 -- step:<status> events of many (run, step) pairs, in array order. The body is
 -- _emit_step's, written out in both: a shared helper costs every event a call.
+-- None costs nothing; one goes to _emit_step: _emit_each's batch check and loop
+-- cost more.
 create or replace function pgflow._emit_steps(run_ids uuid[], step_slugs text[], status text, payloads jsonb[])
 returns void
 language plpgsql
@@ -684,7 +686,15 @@ declare
   v_events text[] := '{}';
   v_payloads jsonb[] := '{}';
 begin
-  for i in 1 .. coalesce(cardinality(_emit_steps.run_ids), 0) loop
+  if coalesce(cardinality(_emit_steps.run_ids), 0) = 0 then
+    return;
+  end if;
+  if cardinality(_emit_steps.run_ids) = 1 then
+    perform pgflow._emit_step(_emit_steps.run_ids[1], _emit_steps.step_slugs[1], _emit_steps.status,
+      _emit_steps.payloads[1]);
+    return;
+  end if;
+  for i in 1 .. cardinality(_emit_steps.run_ids) loop
     v_events[i] := 'step:' || _emit_steps.step_slugs[i] || ':' || _emit_steps.status;
     v_payloads[i] := jsonb_build_object('event_type', 'step:' || _emit_steps.status,
                        'run_id', _emit_steps.run_ids[i], 'step_slug', _emit_steps.step_slugs[i],
@@ -708,7 +718,8 @@ begin
 end;
 $$;
 
--- run:<status> events of many runs, in array order (the body is _emit_run's).
+-- run:<status> events of many runs, in array order (the body is _emit_run's;
+-- one event goes to _emit_run, as in _emit_steps).
 create or replace function pgflow._emit_runs(run_ids uuid[], status text, payloads jsonb[])
 returns void
 language plpgsql
@@ -718,7 +729,14 @@ declare
   v_events text[] := '{}';
   v_payloads jsonb[] := '{}';
 begin
-  for i in 1 .. coalesce(cardinality(_emit_runs.run_ids), 0) loop
+  if coalesce(cardinality(_emit_runs.run_ids), 0) = 0 then
+    return;
+  end if;
+  if cardinality(_emit_runs.run_ids) = 1 then
+    perform pgflow._emit_run(_emit_runs.run_ids[1], _emit_runs.status, _emit_runs.payloads[1]);
+    return;
+  end if;
+  for i in 1 .. cardinality(_emit_runs.run_ids) loop
     v_events[i] := 'run:' || _emit_runs.status;
     v_payloads[i] := jsonb_build_object('event_type', 'run:' || _emit_runs.status,
                        'run_id', _emit_runs.run_ids[i], 'status', _emit_runs.status)
@@ -1245,10 +1263,11 @@ end;
 $$;
 
 -- Counts steps_done[i] completed steps off run run_ids[i] (runs locked by the
--- caller); a started run left with no step completes in the same update: its output holds every leaf step's output (a skipped leaf is
--- left out), and it announces run:completed. The runs are found by key alone
--- (the caller has tested their status): given "status = 'started'", a plan
--- cached while the tables were small could read every started run.
+-- caller); a started run left with no step completes in the same update: its
+-- output holds every leaf step's output (a skipped leaf is left out), and it
+-- announces run:completed. The runs are found by key alone and their status
+-- tested in the SET: given "status = 'started'" in the WHERE, a plan cached
+-- while the tables were small could read every started run.
 create or replace function pgflow._count_down_runs(run_ids uuid[], steps_done int[])
 returns void
 language plpgsql
@@ -1299,12 +1318,7 @@ begin
   from counted c
   where c.remaining_steps = 0 and c.status = 'completed';
 
-  -- A single event goes straight to _emit_run (see events.sql).
-  if cardinality(v_ids) = 1 then
-    perform pgflow._emit_run(v_ids[1], 'completed', v_payloads[1]);
-  elsif cardinality(v_ids) > 1 then
-    perform pgflow._emit_runs(v_ids, 'completed', v_payloads);
-  end if;
+  perform pgflow._emit_runs(v_ids, 'completed', v_payloads);
 end;
 $$;
 
@@ -1355,11 +1369,11 @@ $$;
 -- path, whose groups are started steps of started runs that the caller has
 -- locked, in lock order, with no single step feeding a map among them. All
 -- steps count down in one UPDATE; the completed ones announce it, hand their
--- outputs on and count their runs down in one statement each. Runs whose
--- completed steps have dependents then start them one run at a time (as
--- _count_down_step does), and runs left with no step complete together. For
--- each run, the events keep their causal order: a step's step:completed
--- before its dependents' step:started, run:completed last.
+-- outputs on and count their runs down (_count_down_runs, which completes the
+-- runs left with no step) in one statement each. The runs whose dependents
+-- became ready start them together (_start_ready_steps_of). For each run, the
+-- events keep their causal order: a step's step:completed before its
+-- dependents' step:started, run:completed last.
 create or replace function pgflow._count_down_steps(
   run_ids uuid[], step_slugs text[], step_types text[], ns int[], single_outputs jsonb[])
 returns void
@@ -1406,34 +1420,28 @@ begin
     return;
   end if;
 
-  -- A single event goes straight to _emit_step (see events.sql).
-  if cardinality(v_runs) = 1 then
-    perform pgflow._emit_step(v_runs[1], v_steps[1], 'completed', v_payloads[1]);
-  else
-    perform pgflow._emit_steps(v_runs, v_steps, 'completed', v_payloads);
-  end if;
+  perform pgflow._emit_steps(v_runs, v_steps, 'completed', v_payloads);
 
   -- Dependents count their completed dependencies off. A map depends on one
   -- step only, here a map (single steps feeding a map are not in this path):
   -- its task count is that map's.
-  update pgflow.step_states ss
-     set remaining_deps = ss.remaining_deps - x.completed_deps,
-         initial_tasks = case when x.step_type = 'map' then x.map_size else ss.initial_tasks end
-    from (
-      select c.run_id, d.step_slug, s.step_type, count(*)::int as completed_deps,
-             max(c.initial_tasks) as map_size
-      from unnest(v_runs, v_steps, v_flows, v_sizes) as c(run_id, dep_slug, flow_slug, initial_tasks)
-      join pgflow.deps d on d.flow_slug = c.flow_slug and d.dep_slug = c.dep_slug
-      join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
-      group by c.run_id, d.step_slug, s.step_type
-    ) x
-   where ss.run_id = x.run_id and ss.step_slug = x.step_slug;
-
-  -- Runs with a completed step that has dependents.
-  select array_agg(distinct c.run_id) into v_feeding
-  from unnest(v_runs, v_steps, v_flows) as c(run_id, step_slug, flow_slug)
-  where exists (select 1 from pgflow.deps d
-                where d.flow_slug = c.flow_slug and d.dep_slug = c.step_slug);
+  -- The runs it touches are those with a completed step that has dependents.
+  with counted as (
+    update pgflow.step_states ss
+       set remaining_deps = ss.remaining_deps - x.completed_deps,
+           initial_tasks = case when x.step_type = 'map' then x.map_size else ss.initial_tasks end
+      from (
+        select c.run_id, d.step_slug, s.step_type, count(*)::int as completed_deps,
+               max(c.initial_tasks) as map_size
+        from unnest(v_runs, v_steps, v_flows, v_sizes) as c(run_id, dep_slug, flow_slug, initial_tasks)
+        join pgflow.deps d on d.flow_slug = c.flow_slug and d.dep_slug = c.dep_slug
+        join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
+        group by c.run_id, d.step_slug, s.step_type
+      ) x
+     where ss.run_id = x.run_id and ss.step_slug = x.step_slug
+    returning ss.run_id
+  )
+  select array_agg(distinct c.run_id) into v_feeding from counted c;
 
   -- Each run counts its completed steps off, in one update; those left with
   -- none complete in it. (A run in v_feeding is never one of them: its
@@ -1540,16 +1548,10 @@ begin
       end if;
     end loop;
 
-    -- A single event goes straight to _emit_step (see events.sql).
-    if cardinality(v_runs) = 1 then
-      perform pgflow._emit_step(v_runs[1], v_steps[1], 'started',
-        jsonb_build_object('remaining_tasks', v_counts[1], 'remaining_deps', 0, 'started_at', v_now));
-    else
-      perform pgflow._emit_steps(v_runs, v_steps, 'started', array(
-        select jsonb_build_object('remaining_tasks', f.n, 'remaining_deps', 0, 'started_at', v_now)
-        from unnest(v_counts) with ordinality as f(n, ord)
-        order by f.ord));
-    end if;
+    perform pgflow._emit_steps(v_runs, v_steps, 'started', array(
+      select jsonb_build_object('remaining_tasks', f.n, 'remaining_deps', 0, 'started_at', v_now)
+      from unnest(v_counts) with ordinality as f(n, ord)
+      order by f.ord));
   end if;
 
   for v_run in select r.run_id from unnest(v_settling) as r(run_id) order by r.run_id loop
@@ -1569,10 +1571,9 @@ returns setof pgflow.runs
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -1663,10 +1664,9 @@ returns setof pgflow.runs
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -1887,10 +1887,9 @@ create or replace function pgflow._start_tasks(flow_slug text, msg_ids bigint[],
 returns setof pgflow.step_task_record
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -2088,8 +2087,8 @@ $$;
 
 -- Both phases of a poll in one transaction: _read_claimed_messages claims up to
 -- qty visible messages of the flow's queue (as pgmq.read), start_tasks starts
--- their tasks. A worker that
--- dies between the phases cannot leave a message claimed but its task queued.
+-- their tasks. A worker that dies between the phases cannot leave a message
+-- claimed but its task queued.
 -- Each row is a started task with its message and "attempt" (1 = the first).
 -- (An edgeflow extension; complete_task_and_claim claims through it too.)
 --
@@ -2101,10 +2100,9 @@ create or replace function pgflow.read_and_start_tasks(flow_slug text, vt int, q
 returns setof pgflow.claimed_task
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -2290,10 +2288,9 @@ create or replace function pgflow.fail_task(run_id uuid, step_slug text, task_in
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -2351,10 +2348,9 @@ create or replace function pgflow.fail_task_attempt(run_id uuid, step_slug text,
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -2755,10 +2751,9 @@ create or replace function pgflow.complete_task(run_id uuid, step_slug text, tas
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -2858,9 +2853,9 @@ $$;
 
 -- Many reports in one call. Started tasks in started runs (most of a busy
 -- worker's reports) are completed in one pass: each task updated by its key,
--- one archive per queue, one count-down for all (run, step) groups. Other reports (late or
--- duplicate ones, single steps feeding a map) go through complete_task one by
--- one. All runs of the batch are locked first, in run id order, so concurrent
+-- one archive per queue, one count-down for all (run, step) groups. Other
+-- reports (late or duplicate ones, single steps feeding a map) go through
+-- complete_task one by one. All runs of the batch are locked first, in run id order, so concurrent
 -- batches cannot deadlock. (An edgeflow extension.)
 --
 -- Returns one row per report, in the order given: the task's status and
@@ -2874,10 +2869,9 @@ create or replace function pgflow.complete_tasks(
 returns table (ord int, status text, error_message text)
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column

@@ -65,10 +65,9 @@ create or replace function pgflow._start_tasks(flow_slug text, msg_ids bigint[],
 returns setof pgflow.step_task_record
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -266,8 +265,8 @@ $$;
 
 -- Both phases of a poll in one transaction: _read_claimed_messages claims up to
 -- qty visible messages of the flow's queue (as pgmq.read), start_tasks starts
--- their tasks. A worker that
--- dies between the phases cannot leave a message claimed but its task queued.
+-- their tasks. A worker that dies between the phases cannot leave a message
+-- claimed but its task queued.
 -- Each row is a started task with its message and "attempt" (1 = the first).
 -- (An edgeflow extension; complete_task_and_claim claims through it too.)
 --
@@ -279,10 +278,9 @@ create or replace function pgflow.read_and_start_tasks(flow_slug text, vt int, q
 returns setof pgflow.claimed_task
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column

@@ -45,10 +45,9 @@ create or replace function pgflow.complete_task(run_id uuid, step_slug text, tas
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -148,9 +147,9 @@ $$;
 
 -- Many reports in one call. Started tasks in started runs (most of a busy
 -- worker's reports) are completed in one pass: each task updated by its key,
--- one archive per queue, one count-down for all (run, step) groups. Other reports (late or
--- duplicate ones, single steps feeding a map) go through complete_task one by
--- one. All runs of the batch are locked first, in run id order, so concurrent
+-- one archive per queue, one count-down for all (run, step) groups. Other
+-- reports (late or duplicate ones, single steps feeding a map) go through
+-- complete_task one by one. All runs of the batch are locked first, in run id order, so concurrent
 -- batches cannot deadlock. (An edgeflow extension.)
 --
 -- Returns one row per report, in the order given: the task's status and
@@ -164,10 +163,9 @@ create or replace function pgflow.complete_tasks(
 returns table (ord int, status text, error_message text)
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column

@@ -161,6 +161,8 @@ $$;
 
 -- step:<status> events of many (run, step) pairs, in array order. The body is
 -- _emit_step's, written out in both: a shared helper costs every event a call.
+-- None costs nothing; one goes to _emit_step: _emit_each's batch check and loop
+-- cost more.
 create or replace function pgflow._emit_steps(run_ids uuid[], step_slugs text[], status text, payloads jsonb[])
 returns void
 language plpgsql
@@ -170,7 +172,15 @@ declare
   v_events text[] := '{}';
   v_payloads jsonb[] := '{}';
 begin
-  for i in 1 .. coalesce(cardinality(_emit_steps.run_ids), 0) loop
+  if coalesce(cardinality(_emit_steps.run_ids), 0) = 0 then
+    return;
+  end if;
+  if cardinality(_emit_steps.run_ids) = 1 then
+    perform pgflow._emit_step(_emit_steps.run_ids[1], _emit_steps.step_slugs[1], _emit_steps.status,
+      _emit_steps.payloads[1]);
+    return;
+  end if;
+  for i in 1 .. cardinality(_emit_steps.run_ids) loop
     v_events[i] := 'step:' || _emit_steps.step_slugs[i] || ':' || _emit_steps.status;
     v_payloads[i] := jsonb_build_object('event_type', 'step:' || _emit_steps.status,
                        'run_id', _emit_steps.run_ids[i], 'step_slug', _emit_steps.step_slugs[i],
@@ -194,7 +204,8 @@ begin
 end;
 $$;
 
--- run:<status> events of many runs, in array order (the body is _emit_run's).
+-- run:<status> events of many runs, in array order (the body is _emit_run's;
+-- one event goes to _emit_run, as in _emit_steps).
 create or replace function pgflow._emit_runs(run_ids uuid[], status text, payloads jsonb[])
 returns void
 language plpgsql
@@ -204,7 +215,14 @@ declare
   v_events text[] := '{}';
   v_payloads jsonb[] := '{}';
 begin
-  for i in 1 .. coalesce(cardinality(_emit_runs.run_ids), 0) loop
+  if coalesce(cardinality(_emit_runs.run_ids), 0) = 0 then
+    return;
+  end if;
+  if cardinality(_emit_runs.run_ids) = 1 then
+    perform pgflow._emit_run(_emit_runs.run_ids[1], _emit_runs.status, _emit_runs.payloads[1]);
+    return;
+  end if;
+  for i in 1 .. cardinality(_emit_runs.run_ids) loop
     v_events[i] := 'run:' || _emit_runs.status;
     v_payloads[i] := jsonb_build_object('event_type', 'run:' || _emit_runs.status,
                        'run_id', _emit_runs.run_ids[i], 'status', _emit_runs.status)

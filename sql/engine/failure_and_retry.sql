@@ -121,10 +121,9 @@ create or replace function pgflow.fail_task(run_id uuid, step_slug text, task_in
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -182,10 +181,9 @@ create or replace function pgflow.fail_task_attempt(run_id uuid, step_slug text,
 returns setof pgflow.step_tasks
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column

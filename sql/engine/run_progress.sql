@@ -235,10 +235,11 @@ end;
 $$;
 
 -- Counts steps_done[i] completed steps off run run_ids[i] (runs locked by the
--- caller); a started run left with no step completes in the same update: its output holds every leaf step's output (a skipped leaf is
--- left out), and it announces run:completed. The runs are found by key alone
--- (the caller has tested their status): given "status = 'started'", a plan
--- cached while the tables were small could read every started run.
+-- caller); a started run left with no step completes in the same update: its
+-- output holds every leaf step's output (a skipped leaf is left out), and it
+-- announces run:completed. The runs are found by key alone and their status
+-- tested in the SET: given "status = 'started'" in the WHERE, a plan cached
+-- while the tables were small could read every started run.
 create or replace function pgflow._count_down_runs(run_ids uuid[], steps_done int[])
 returns void
 language plpgsql
@@ -289,12 +290,7 @@ begin
   from counted c
   where c.remaining_steps = 0 and c.status = 'completed';
 
-  -- A single event goes straight to _emit_run (see events.sql).
-  if cardinality(v_ids) = 1 then
-    perform pgflow._emit_run(v_ids[1], 'completed', v_payloads[1]);
-  elsif cardinality(v_ids) > 1 then
-    perform pgflow._emit_runs(v_ids, 'completed', v_payloads);
-  end if;
+  perform pgflow._emit_runs(v_ids, 'completed', v_payloads);
 end;
 $$;
 
@@ -345,11 +341,11 @@ $$;
 -- path, whose groups are started steps of started runs that the caller has
 -- locked, in lock order, with no single step feeding a map among them. All
 -- steps count down in one UPDATE; the completed ones announce it, hand their
--- outputs on and count their runs down in one statement each. Runs whose
--- completed steps have dependents then start them one run at a time (as
--- _count_down_step does), and runs left with no step complete together. For
--- each run, the events keep their causal order: a step's step:completed
--- before its dependents' step:started, run:completed last.
+-- outputs on and count their runs down (_count_down_runs, which completes the
+-- runs left with no step) in one statement each. The runs whose dependents
+-- became ready start them together (_start_ready_steps_of). For each run, the
+-- events keep their causal order: a step's step:completed before its
+-- dependents' step:started, run:completed last.
 create or replace function pgflow._count_down_steps(
   run_ids uuid[], step_slugs text[], step_types text[], ns int[], single_outputs jsonb[])
 returns void
@@ -396,34 +392,28 @@ begin
     return;
   end if;
 
-  -- A single event goes straight to _emit_step (see events.sql).
-  if cardinality(v_runs) = 1 then
-    perform pgflow._emit_step(v_runs[1], v_steps[1], 'completed', v_payloads[1]);
-  else
-    perform pgflow._emit_steps(v_runs, v_steps, 'completed', v_payloads);
-  end if;
+  perform pgflow._emit_steps(v_runs, v_steps, 'completed', v_payloads);
 
   -- Dependents count their completed dependencies off. A map depends on one
   -- step only, here a map (single steps feeding a map are not in this path):
   -- its task count is that map's.
-  update pgflow.step_states ss
-     set remaining_deps = ss.remaining_deps - x.completed_deps,
-         initial_tasks = case when x.step_type = 'map' then x.map_size else ss.initial_tasks end
-    from (
-      select c.run_id, d.step_slug, s.step_type, count(*)::int as completed_deps,
-             max(c.initial_tasks) as map_size
-      from unnest(v_runs, v_steps, v_flows, v_sizes) as c(run_id, dep_slug, flow_slug, initial_tasks)
-      join pgflow.deps d on d.flow_slug = c.flow_slug and d.dep_slug = c.dep_slug
-      join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
-      group by c.run_id, d.step_slug, s.step_type
-    ) x
-   where ss.run_id = x.run_id and ss.step_slug = x.step_slug;
-
-  -- Runs with a completed step that has dependents.
-  select array_agg(distinct c.run_id) into v_feeding
-  from unnest(v_runs, v_steps, v_flows) as c(run_id, step_slug, flow_slug)
-  where exists (select 1 from pgflow.deps d
-                where d.flow_slug = c.flow_slug and d.dep_slug = c.step_slug);
+  -- The runs it touches are those with a completed step that has dependents.
+  with counted as (
+    update pgflow.step_states ss
+       set remaining_deps = ss.remaining_deps - x.completed_deps,
+           initial_tasks = case when x.step_type = 'map' then x.map_size else ss.initial_tasks end
+      from (
+        select c.run_id, d.step_slug, s.step_type, count(*)::int as completed_deps,
+               max(c.initial_tasks) as map_size
+        from unnest(v_runs, v_steps, v_flows, v_sizes) as c(run_id, dep_slug, flow_slug, initial_tasks)
+        join pgflow.deps d on d.flow_slug = c.flow_slug and d.dep_slug = c.dep_slug
+        join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
+        group by c.run_id, d.step_slug, s.step_type
+      ) x
+     where ss.run_id = x.run_id and ss.step_slug = x.step_slug
+    returning ss.run_id
+  )
+  select array_agg(distinct c.run_id) into v_feeding from counted c;
 
   -- Each run counts its completed steps off, in one update; those left with
   -- none complete in it. (A run in v_feeding is never one of them: its
@@ -530,16 +520,10 @@ begin
       end if;
     end loop;
 
-    -- A single event goes straight to _emit_step (see events.sql).
-    if cardinality(v_runs) = 1 then
-      perform pgflow._emit_step(v_runs[1], v_steps[1], 'started',
-        jsonb_build_object('remaining_tasks', v_counts[1], 'remaining_deps', 0, 'started_at', v_now));
-    else
-      perform pgflow._emit_steps(v_runs, v_steps, 'started', array(
-        select jsonb_build_object('remaining_tasks', f.n, 'remaining_deps', 0, 'started_at', v_now)
-        from unnest(v_counts) with ordinality as f(n, ord)
-        order by f.ord));
-    end if;
+    perform pgflow._emit_steps(v_runs, v_steps, 'started', array(
+      select jsonb_build_object('remaining_tasks', f.n, 'remaining_deps', 0, 'started_at', v_now)
+      from unnest(v_counts) with ordinality as f(n, ord)
+      order by f.ord));
   end if;
 
   for v_run in select r.run_id from unnest(v_settling) as r(run_id) order by r.run_id loop

@@ -7,10 +7,9 @@ returns setof pgflow.runs
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -101,10 +100,9 @@ returns setof pgflow.runs
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
--- A plan made while a table fit in one page must not scan it once it has grown.
+-- A hot entry point: see ARCHITECTURE.md, "Key lookups stay key lookups" and
+-- "Planned once per connection".
 set enable_seqscan = off
--- Each statement is planned once per connection: they find rows by key, so a
--- custom plan (made again on every call) would buy nothing but its planning.
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
