@@ -4,6 +4,7 @@
  */
 import type { Sql } from "./connect.ts";
 import { toJsonText } from "./json.ts";
+import { literal, oneTrip } from "./one_trip.ts";
 import type { Json, QueueMessage, StepTaskRecord, StepTaskRow, TaskMessage } from "./types.ts";
 
 /** Phase 2: turn reserved messages into started tasks with their inputs. */
@@ -35,13 +36,13 @@ export async function startTasksWithAttempts(
   sql: Sql,
   args: { flowSlug: string; msgIds: number[]; workerId: string },
 ): Promise<{ task: StepTaskRecord; attempt: number }[]> {
-  const rows = await sql<(StepTaskRecord & { attempt: number })[]>`
+  const rows = await oneTrip(sql)<(StepTaskRecord & { attempt: number })[]>`
     select s.flow_slug, s.run_id, s.step_slug, s.input, s.msg_id, s.task_index,
            t.attempts_count + 1 as attempt
     from pgflow.start_tasks(
-      flow_slug => ${args.flowSlug},
-      msg_ids => ${args.msgIds}::bigint[],
-      worker_id => ${args.workerId}::uuid) s
+      flow_slug => ${literal.text(args.flowSlug, "flow slug")},
+      msg_ids => ${literal.bigintArray(args.msgIds, "message ids")},
+      worker_id => ${literal.uuid(args.workerId, "worker id")}) s
     join pgflow.step_tasks t
       on t.run_id = s.run_id and t.step_slug = s.step_slug and t.task_index = s.task_index`;
   return rows.map(({ attempt, ...task }) => ({ task, attempt }));
@@ -56,12 +57,12 @@ export async function readAndStartTasks(
   sql: Sql,
   args: { flowSlug: string; workerId: string; vt: number; qty: number },
 ): Promise<StartedTask[]> {
-  const rows = await sql<ClaimedRow[]>`
+  const rows = await oneTrip(sql)<ClaimedRow[]>`
     select * from pgflow.read_and_start_tasks(
-      flow_slug => ${args.flowSlug},
-      vt => ${args.vt}::int,
-      qty => ${args.qty}::int,
-      worker_id => ${args.workerId}::uuid)`;
+      flow_slug => ${literal.text(args.flowSlug, "flow slug")},
+      vt => ${literal.int(args.vt, "vt")},
+      qty => ${literal.int(args.qty, "qty")},
+      worker_id => ${literal.uuid(args.workerId, "worker id")})`;
   return rows.map(startedTask);
 }
 
@@ -147,18 +148,24 @@ export async function completeTasks(
   completions: readonly TaskCompletion[],
 ): Promise<CompletionResult[]> {
   if (completions.length === 0) return [];
+  const run = oneTrip(sql);
   if (completions.length === 1) {
     // The plain call plans faster than the unnest form, and an idle worker sends one at a time.
-    const [row] = await sql<CompletionResult[]>`
-      select status, error_message from ${completeTaskCall(sql, completions[0])}`;
+    const [one] = completions;
+    const [row] = await run<CompletionResult[]>`
+      select status, error_message from pgflow.complete_task(
+        run_id => ${literal.uuid(one.runId, "run id")},
+        step_slug => ${literal.text(one.stepSlug, "step slug")},
+        task_index => ${literal.int(one.taskIndex, "task index")},
+        output => ${literal.jsonb(outputText(one), "output")})`;
     return [row];
   }
-  const rows = await sql<(CompletionResult & { ord: number })[]>`
+  const rows = await run<(CompletionResult & { ord: number })[]>`
     select ord, status, error_message from pgflow.complete_tasks(
-      ${completions.map((c) => c.runId)}::uuid[],
-      ${completions.map((c) => c.stepSlug)}::text[],
-      ${completions.map((c) => c.taskIndex)}::int[],
-      ${completions.map(outputText)}::text[]::jsonb[])`;
+      ${literal.uuidArray(completions.map((c) => c.runId), "run ids")},
+      ${literal.textArray(completions.map((c) => c.stepSlug), "step slugs")},
+      ${literal.intArray(completions.map((c) => c.taskIndex), "task indexes")},
+      ${literal.jsonbArray(completions.map(outputText), "outputs")})`;
   return rows.map((row) => ({ status: row.status, error_message: row.error_message }));
 }
 
@@ -171,15 +178,15 @@ export async function completeTaskAndClaim(
   sql: Sql,
   args: TaskCompletion & { workerId: string; vt: number; qty: number },
 ): Promise<{ result: CompletionResult; claimed: StartedTask[] }> {
-  const [row] = await sql<{ outcome: ClaimOutcome }[]>`
+  const [row] = await oneTrip(sql)<{ outcome: ClaimOutcome }[]>`
     select pgflow.complete_task_and_claim(
-      run_id => ${args.runId}::uuid,
-      step_slug => ${args.stepSlug},
-      task_index => ${args.taskIndex}::int,
-      output => (${outputText(args)}::text)::jsonb,
-      worker_id => ${args.workerId}::uuid,
-      vt => ${args.vt}::int,
-      qty => ${args.qty}::int) as outcome`;
+      run_id => ${literal.uuid(args.runId, "run id")},
+      step_slug => ${literal.text(args.stepSlug, "step slug")},
+      task_index => ${literal.int(args.taskIndex, "task index")},
+      output => ${literal.jsonb(outputText(args), "output")},
+      worker_id => ${literal.uuid(args.workerId, "worker id")},
+      vt => ${literal.int(args.vt, "vt")},
+      qty => ${literal.int(args.qty, "qty")}) as outcome`;
   const { status, error_message, claimed } = row.outcome;
   return { result: { status, error_message }, claimed: claimed.map(startedTask) };
 }
@@ -194,16 +201,18 @@ export async function completeTasksAndClaim(
   completions: readonly TaskCompletion[],
   args: { flowSlug: string; workerId: string; vt: number; qty: number },
 ): Promise<{ results: CompletionResult[]; claimed: StartedTask[] }> {
-  const [row] = await sql<{ outcome: { results: CompletionResult[]; claimed: ClaimedRow[] } }[]>`
+  const [row] = await oneTrip(sql)<
+    { outcome: { results: CompletionResult[]; claimed: ClaimedRow[] } }[]
+  >`
     select pgflow.complete_tasks_and_claim(
-      flow_slug => ${args.flowSlug},
-      run_ids => ${completions.map((c) => c.runId)}::uuid[],
-      step_slugs => ${completions.map((c) => c.stepSlug)}::text[],
-      task_indexes => ${completions.map((c) => c.taskIndex)}::int[],
-      outputs => ${completions.map(outputText)}::text[]::jsonb[],
-      worker_id => ${args.workerId}::uuid,
-      vt => ${args.vt}::int,
-      qty => ${args.qty}::int) as outcome`;
+      flow_slug => ${literal.text(args.flowSlug, "flow slug")},
+      run_ids => ${literal.uuidArray(completions.map((c) => c.runId), "run ids")},
+      step_slugs => ${literal.textArray(completions.map((c) => c.stepSlug), "step slugs")},
+      task_indexes => ${literal.intArray(completions.map((c) => c.taskIndex), "task indexes")},
+      outputs => ${literal.jsonbArray(completions.map(outputText), "outputs")},
+      worker_id => ${literal.uuid(args.workerId, "worker id")},
+      vt => ${literal.int(args.vt, "vt")},
+      qty => ${literal.int(args.qty, "qty")}) as outcome`;
   return { results: row.outcome.results, claimed: row.outcome.claimed.map(startedTask) };
 }
 
