@@ -188,9 +188,6 @@ declare
   v_group_ns int[];
   v_group_outputs jsonb[];
   v_report record;
-  v_msg bigint;
-  v_output jsonb;
-  v_error text;
 begin
   if v_count <> coalesce(cardinality(step_slugs), 0) or v_count <> coalesce(cardinality(task_indexes), 0)
      or v_count <> coalesce(cardinality(outputs), 0) then
@@ -215,7 +212,7 @@ begin
   -- a plan cached while the tables were small takes a status index for nearly
   -- empty and, given "status = 'started'", would read every started run or task
   -- on each batch. (The runs are locked above, so their status cannot change.)
-  for v_report in
+  with reports as (
     select distinct on (u.run_id, u.step_slug, u.task_index)
            u.run_id, u.step_slug, u.task_index, u.output, u.ord, k.flow_slug, k.step_type
     from unnest(complete_tasks.run_ids, complete_tasks.step_slugs,
@@ -235,23 +232,23 @@ begin
     where k.run_status = 'started' and (k.step_type = 'map' or not k.feeds_map)
     -- A task reported twice in one batch: the first report counts, as in two calls.
     order by u.run_id, u.step_slug, u.task_index, u.ord
-  loop
+  ),
+  done as (
+    -- Each task by its primary key (one lookup per report, fenced by the CTE).
     update pgflow.step_tasks t
-       set status = 'completed', completed_at = v_now, output = v_report.output
-     where t.run_id = v_report.run_id and t.step_slug = v_report.step_slug
-       and t.task_index = v_report.task_index and t.status = 'started'
-    returning t.message_id, t.output, t.error_message into v_msg, v_output, v_error;
-    if found then
-      v_done_ords := array_append(v_done_ords, v_report.ord::int);
-      v_flows := array_append(v_flows, v_report.flow_slug);
-      v_runs := array_append(v_runs, v_report.run_id);
-      v_steps := array_append(v_steps, v_report.step_slug);
-      v_types := array_append(v_types, v_report.step_type);
-      v_msgs := array_append(v_msgs, v_msg);
-      v_outputs := array_append(v_outputs, v_output);
-      v_errors := array_append(v_errors, v_error);
-    end if;
-  end loop;
+       set status = 'completed', completed_at = v_now, output = r.output
+      from reports r
+     where t.run_id = r.run_id and t.step_slug = r.step_slug
+       and t.task_index = r.task_index and t.status = 'started'
+    returning r.ord, r.flow_slug, r.run_id, r.step_slug, r.step_type, t.message_id, t.output,
+              t.error_message
+  )
+  select array_agg(d.ord::int order by d.ord), array_agg(d.flow_slug order by d.ord),
+         array_agg(d.run_id order by d.ord), array_agg(d.step_slug order by d.ord),
+         array_agg(d.step_type order by d.ord), array_agg(d.message_id order by d.ord),
+         array_agg(d.output order by d.ord), array_agg(d.error_message order by d.ord)
+    into v_done_ords, v_flows, v_runs, v_steps, v_types, v_msgs, v_outputs, v_errors
+  from done d;
 
   if v_done_ords is not null then
     -- One archive per queue.
