@@ -54,6 +54,7 @@ dbTest("JSON, uuid and integer values keep their types and values", async ({ sql
       ns: number[];
       big: string[];
       types: string;
+      null_ok: boolean;
     }[]
   >`
     select ${literal.jsonb(json)} as doc, ${literal.jsonbArray([json, "1", "null"])} as docs,
@@ -63,7 +64,11 @@ dbTest("JSON, uuid and integer values keep their types and values", async ({ sql
            pg_typeof(${literal.jsonb("1")})::text || ',' || pg_typeof(${literal.uuid(id)})::text
              || ',' || pg_typeof(${literal.intArray([])})::text
              || ',' || pg_typeof(${literal.bigintArray([])})::text
-             || ',' || pg_typeof(${literal.jsonbArray([])})::text as types`;
+             || ',' || pg_typeof(${literal.jsonbArray([])})::text as types,
+           ${literal.nullOf("uuid")} is null and pg_typeof(${
+    literal.nullOf("jsonb")
+  }) = 'jsonb'::regtype
+             as null_ok`;
   assert.deepEqual(row.doc, JSON.parse(json));
   assert.deepEqual(row.docs, [JSON.parse(json), 1, null]);
   assert.equal(row.id, id);
@@ -72,6 +77,7 @@ dbTest("JSON, uuid and integer values keep their types and values", async ({ sql
   assert.deepEqual(row.ns, [0, 2_000_000_000]);
   assert.deepEqual(row.big, ["9007199254740991"]);
   assert.equal(row.types, "jsonb,uuid,integer[],bigint[],jsonb[]");
+  assert.equal(row.null_ok, true);
 });
 
 Deno.test("a value that is not what its literal says is refused, naming it", () => {

@@ -83,6 +83,8 @@ export const literal = {
     arrayOf(values, intText, "int", what),
   bigintArray: (values: readonly number[], what = "bigint array"): SqlLiteral =>
     arrayOf(values, intText, "bigint", what),
+  /** SQL NULL of a type. */
+  nullOf: (type: "uuid" | "text" | "int" | "jsonb"): SqlLiteral => make(`null::${type}`),
   /** JSON texts as jsonb[]. */
   jsonbArray: (jsons: readonly string[], what = "JSON array"): SqlLiteral =>
     arrayOf(jsons, quoted, "jsonb", what),
