@@ -4,6 +4,8 @@
  * on a direct connection it LISTENs, whatever the port. Explicit `listen` settings win.
  */
 import assert from "node:assert/strict";
+import { connect } from "../src/db/connect.ts";
+import { literal, oneTrip } from "../src/db/one_trip.ts";
 import { startFlow } from "../src/db/runs.ts";
 import { Flow } from "../src/dsl/mod.ts";
 import type { LogRecord } from "../src/worker/logger.ts";
@@ -86,3 +88,35 @@ pooledTest("explicit listen settings win over the test", async (t, bouncer) => {
   });
   await through.worker.stop(); // while its pooler still runs
 });
+
+// A one-trip statement goes by the simple protocol, which postgres.js would pipeline other
+// statements behind on the same connection. Through a transaction pooler, a statement with
+// parameters queued that way (it asks for its parameter types before it is bound) straddled
+// two transactions, and its answer never came. Pools from connect() never pipeline.
+pooledTest(
+  "statements queued behind one-trip statements go through the pooler",
+  async (t, bouncer) => {
+    const sql = connect(bouncer.urlFor(t.url), { max: 2 });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("statements hung behind the pooler")), 30_000);
+    });
+    try {
+      const mixed = async (round: number) => {
+        const [simple, [param]] = await Promise.all([
+          oneTrip(sql)<{ n: number }[]>`select ${literal.int(round)} as n`,
+          sql<{ n: number }[]>`select ${round}::int + 1 as n`,
+        ]);
+        return simple[0].n + param.n;
+      };
+      const sums = await Promise.race([
+        Promise.all(Array.from({ length: 300 }, (_, round) => mixed(round))),
+        hung,
+      ]);
+      assert.deepEqual(sums, Array.from({ length: 300 }, (_, round) => 2 * round + 1));
+    } finally {
+      clearTimeout(timer);
+      await sql.end({ timeout: 1 });
+    }
+  },
+);

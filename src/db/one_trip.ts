@@ -9,6 +9,7 @@
  *
  * A value gets into the text only through `literal`, which checks it against its type; text is
  * dollar-quoted with a tag that does not occur in it, so no value can end its literal early.
+ * Nothing is pipelined behind such a statement (see NOTHING_BEHIND).
  */
 import type { Sql } from "./connect.ts";
 
@@ -106,6 +107,16 @@ export function oneTrip(sql: Sql) {
       }
       text += value.text + strings[index + 1];
     });
-    return sql.unsafe<T>(text);
+    return sql.unsafe<T>(text, [], NOTHING_BEHIND);
   };
 }
+
+/**
+ * Sends no other statement behind a one-trip statement on its connection. postgres.js would
+ * (it pipelines behind a statement without parameters); through a transaction pooler, a
+ * statement with parameters sent that way, which asks for its parameter types before it is
+ * bound, straddled two transactions and never got its answer. `onexecute` is postgres.js's own
+ * hook for this (its transactions use it); its type definitions leave it out. A falsy answer
+ * marks the connection full until the statement is done.
+ */
+const NOTHING_BEHIND = { onexecute: () => false } as { prepare?: boolean };
