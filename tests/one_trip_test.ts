@@ -91,6 +91,10 @@ Deno.test("a value that is not what its literal says is refused, naming it", () 
     /flow slug must be a string, got number/,
   );
   assert.throws(
+    () => literal.nullOf("uuid; drop table x" as "uuid"),
+    /no NULL literal of type "uuid; drop table x"/,
+  );
+  assert.throws(
     () => literal.textArray("abc" as unknown as string[], "step slugs"),
     /step slugs must be an array/,
   );

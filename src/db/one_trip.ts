@@ -69,6 +69,9 @@ function arrayOf<T>(
   return make(`array[${items.join(",")}]::${type}[]`);
 }
 
+const NULL_TYPES = ["uuid", "text", "int", "jsonb"] as const;
+type NullType = typeof NULL_TYPES[number];
+
 /** Literals, each checked against its type; `what` names the value in an error. */
 export const literal = {
   text: (value: string, what = "text value"): SqlLiteral => make(quoted(value, what)),
@@ -85,7 +88,12 @@ export const literal = {
   bigintArray: (values: readonly number[], what = "bigint array"): SqlLiteral =>
     arrayOf(values, intText, "bigint", what),
   /** SQL NULL of a type. */
-  nullOf: (type: "uuid" | "text" | "int" | "jsonb"): SqlLiteral => make(`null::${type}`),
+  nullOf: (type: NullType): SqlLiteral => {
+    if (!NULL_TYPES.includes(type)) {
+      throw new TypeError(`no NULL literal of type ${JSON.stringify(type)}`);
+    }
+    return make(`null::${type}`);
+  },
   /** JSON texts as jsonb[]. */
   jsonbArray: (jsons: readonly string[], what = "JSON array"): SqlLiteral =>
     arrayOf(jsons, quoted, "jsonb", what),
