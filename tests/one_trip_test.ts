@@ -52,6 +52,7 @@ dbTest("JSON, uuid and integer values keep their types and values", async ({ sql
       ids: string[];
       n: number;
       ns: number[];
+      minus: number;
       big: string[];
       types: string;
       null_ok: boolean;
@@ -60,6 +61,7 @@ dbTest("JSON, uuid and integer values keep their types and values", async ({ sql
     select ${literal.jsonb(json)} as doc, ${literal.jsonbArray([json, "1", "null"])} as docs,
            ${literal.uuid(id)} as id, ${literal.uuidArray([id, id])} as ids,
            ${literal.int(-7)} as n, ${literal.intArray([0, 2_000_000_000])} as ns,
+           10 -${literal.int(-7)} as minus,
            ${literal.bigintArray([9_007_199_254_740_991])}::text[] as big,
            pg_typeof(${literal.jsonb("1")})::text || ',' || pg_typeof(${literal.uuid(id)})::text
              || ',' || pg_typeof(${literal.intArray([])})::text
@@ -75,6 +77,7 @@ dbTest("JSON, uuid and integer values keep their types and values", async ({ sql
   assert.deepEqual(row.ids, [id, id]);
   assert.equal(row.n, -7);
   assert.deepEqual(row.ns, [0, 2_000_000_000]);
+  assert.equal(row.minus, 17, "a `-` before a negative literal is a minus, not a comment");
   assert.deepEqual(row.big, ["9007199254740991"]);
   assert.equal(row.types, "jsonb,uuid,integer[],bigint[],jsonb[]");
   assert.equal(row.null_ok, true);
