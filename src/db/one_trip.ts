@@ -11,6 +11,7 @@
  * dollar-quoted with a tag that does not occur in it, so no value can end its literal early.
  * Nothing is pipelined behind such a statement (see NOTHING_BEHIND).
  */
+import type postgres from "postgres";
 import type { Sql } from "./connect.ts";
 
 const brand: unique symbol = Symbol("sql literal");
@@ -101,13 +102,13 @@ export const literal = {
 
 /**
  * Runs a statement whose values are `literal`s in one round trip:
- * `oneTrip(sql)\`select f(${literal.uuid(id)})\``.
+ * `oneTrip(sql)\`select f(${literal.uuid(id)})\``. The query can be cancelled like any other.
  */
 export function oneTrip(sql: Sql) {
   return <T extends object[]>(
     strings: TemplateStringsArray,
     ...values: SqlLiteral[]
-  ): Promise<T> => {
+  ): postgres.PendingQuery<T> => {
     let text = strings[0];
     values.forEach((value, index) => {
       if (value?.[brand] !== true) {

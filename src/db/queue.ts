@@ -5,6 +5,7 @@
 import { QUEUE_CHANNEL_PREFIX } from "../limits.ts";
 import type postgres from "postgres";
 import type { Sql } from "./connect.ts";
+import { literal, oneTrip } from "./one_trip.ts";
 import type { Json, QueueMessage, TaskMessage } from "./types.ts";
 
 /** Creates the queue when it does not exist (pgmq.create is idempotent). */
@@ -17,8 +18,9 @@ export async function readMessages<T = Json>(
   sql: Sql,
   args: { queueName: string; vt: number; qty: number },
 ): Promise<QueueMessage<T>[]> {
-  const rows = await sql<QueueMessage<T>[]>`
-    select * from pgmq.read(${args.queueName}, ${args.vt}::int, ${args.qty}::int)`;
+  const rows = await oneTrip(sql)<QueueMessage<T>[]>`
+    select * from pgmq.read(${literal.text(args.queueName, "queue name")},
+                            ${literal.int(args.vt, "vt")}, ${literal.int(args.qty, "qty")})`;
   return normalizeMsgIds(rows);
 }
 
@@ -40,13 +42,14 @@ export function readWithPoll<T = TaskMessage>(
   sql: Sql,
   args: ReadWithPollArgs,
 ): postgres.PendingQuery<QueueMessage<T>[]> {
-  return sql<QueueMessage<T>[]>`
+  // In one round trip: a worker without LISTEN waits on this for every new run.
+  return oneTrip(sql)<QueueMessage<T>[]>`
     select * from pgmq.read_with_poll(
-      queue_name => ${args.queueName},
-      vt => ${args.vt}::int,
-      qty => ${args.qty}::int,
-      max_poll_seconds => ${args.maxPollSeconds ?? 5}::int,
-      poll_interval_ms => ${args.pollIntervalMs ?? 100}::int)`;
+      queue_name => ${literal.text(args.queueName, "queue name")},
+      vt => ${literal.int(args.vt, "vt")},
+      qty => ${literal.int(args.qty, "qty")},
+      max_poll_seconds => ${literal.int(args.maxPollSeconds ?? 5, "maxPollSeconds")},
+      poll_interval_ms => ${literal.int(args.pollIntervalMs ?? 100, "pollIntervalMs")})`;
 }
 
 /**
