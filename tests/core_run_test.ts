@@ -15,7 +15,10 @@ import {
   completeTasks,
   completeTasksAndClaim,
   readAndStartTasks,
+  readAndStartTasksWithPoll,
 } from "../src/db/tasks.ts";
+import { connect } from "../src/db/connect.ts";
+import { eventually } from "./_support/eventually.ts";
 
 const ANALYZE_WEBSITE = `
   SELECT pgflow.create_flow('analyze_website');
@@ -291,6 +294,102 @@ dbTest(
         "the returned vt is the set one",
       );
     }
+  },
+);
+
+dbTest(
+  "read_and_start_tasks_with_poll waits for a run started meanwhile and starts its task",
+  async ({ sql, url }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('polled'); select pgflow.add_step('polled', 's');`,
+    );
+    const poller = connect(url, { max: 1 });
+    try {
+      const args = { flowSlug: "polled", workerId: WORKER_ID, vt: 30, qty: 5 };
+      // Nothing visible and no time to wait: nothing, at once.
+      const none = readAndStartTasksWithPoll(poller, {
+        ...args,
+        maxPollSeconds: 0,
+        pollIntervalMs: 10,
+      });
+      assert.deepEqual(await none.started, []);
+
+      // The poll starts first; the run is started while it waits.
+      const whenWaiting = () =>
+        eventually("the long poll to be waiting", async () => {
+          const [row] = await sql<{ n: number }[]>`
+            select count(*)::int as n from pg_stat_activity
+            where query like '%read_and_start_tasks_with_poll%' and pid <> pg_backend_pid()
+              and wait_event = 'PgSleep'`;
+          return row.n === 1;
+        });
+      const poll = readAndStartTasksWithPoll(poller, {
+        ...args,
+        maxPollSeconds: 30,
+        pollIntervalMs: 10,
+      });
+      await whenWaiting();
+      const run = await startFlow(sql, { flowSlug: "polled", input: 7 });
+      const started = await poll.started;
+      assert.deepEqual(
+        started.map((s) => ({ run: s.task.run_id, step: s.task.step_slug, attempt: s.attempt })),
+        [{ run: run.run_id, step: "s", attempt: 1 }],
+      );
+      assert.deepEqual(started[0].task.input, { run: 7 });
+      const [task] = await sql`
+        select status, attempts_count from pgflow.step_tasks where run_id = ${run.run_id}`;
+      assert.deepEqual({ ...task }, { status: "started", attempts_count: 1 });
+
+      // A poll cancelled while it waits (as a stopping worker does) claims nothing, and the
+      // connection serves the next one.
+      const cancelled = readAndStartTasksWithPoll(poller, {
+        ...args,
+        maxPollSeconds: 30,
+        pollIntervalMs: 10,
+      });
+      await whenWaiting();
+      cancelled.cancel();
+      await assert.rejects(cancelled.started, /cancel/i);
+      await startFlow(sql, { flowSlug: "polled", input: 8 });
+      const next = readAndStartTasksWithPoll(poller, {
+        ...args,
+        maxPollSeconds: 5,
+        pollIntervalMs: 10,
+      });
+      assert.equal((await next.started).length, 1);
+    } finally {
+      await poller.end();
+    }
+  },
+);
+
+dbTest(
+  "read_and_start_tasks_with_poll refuses bad wait bounds and claims nothing",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('bounded'); select pgflow.add_step('bounded', 's');`,
+    );
+    await startFlow(sql, { flowSlug: "bounded", input: 1 });
+    for (const [seconds, interval] of [[-1, 10], [1, 0], [null, 10], [1, null]]) {
+      await assert.rejects(
+        sql`select * from pgflow.read_and_start_tasks_with_poll('bounded', 30, 5,
+            ${WORKER_ID}::uuid, ${seconds}::int, ${interval}::int)`,
+        /read_and_start_tasks_with_poll\('bounded'\): max_poll_seconds must be >= 0 and poll_interval_ms >= 1/,
+      );
+    }
+    await assert.rejects(
+      sql`select * from pgflow.read_and_start_tasks_with_poll('bounded', 0, 5, ${WORKER_ID}::uuid, 1, 10)`,
+      /qty must be >= 0 and vt >= 1/,
+    );
+    await assert.rejects(
+      sql`select * from pgflow.read_and_start_tasks_with_poll('missing', 30, 5, ${WORKER_ID}::uuid, 1, 10)`,
+      /missing/,
+    );
+    const [row] = await sql`
+    select count(*)::int as started from pgflow.step_tasks where status <> 'queued'`;
+    assert.equal(row.started, 0);
   },
 );
 

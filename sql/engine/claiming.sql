@@ -322,6 +322,50 @@ begin
 end;
 $$;
 
+-- The long poll of a worker without LISTEN (behind a transaction pooler):
+-- read_and_start_tasks every poll_interval_ms for up to max_poll_seconds,
+-- returning the tasks of the first check that finds any. One statement, so
+-- an idle worker gets the first tasks of a new run read and started in one
+-- round trip and one commit (pgmq.read_with_poll and then start_tasks took
+-- two). Each check is its own statements, seeing what committed before it.
+-- (An edgeflow extension.)
+create or replace function pgflow.read_and_start_tasks_with_poll(
+  flow_slug text,
+  vt int,
+  qty int,
+  worker_id uuid,
+  max_poll_seconds int,
+  poll_interval_ms int
+)
+returns setof pgflow.claimed_task
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_until timestamptz;
+begin
+  -- As pgmq.read_with_poll, no upper bounds: a long wait holds only the caller's own session.
+  if max_poll_seconds is null or max_poll_seconds < 0 or poll_interval_ms is null
+     or poll_interval_ms < 1 then
+    perform pgflow._raise_invalid(format(
+      'read_and_start_tasks_with_poll(%L): max_poll_seconds must be >= 0 and poll_interval_ms >= 1, got %s and %s',
+      read_and_start_tasks_with_poll.flow_slug, coalesce(max_poll_seconds::text, 'NULL'),
+      coalesce(poll_interval_ms::text, 'NULL')));
+  end if;
+  v_until := pgflow.clock_now() + make_interval(secs => max_poll_seconds);
+  loop
+    return query
+      select * from pgflow.read_and_start_tasks(read_and_start_tasks_with_poll.flow_slug,
+        read_and_start_tasks_with_poll.vt, read_and_start_tasks_with_poll.qty,
+        read_and_start_tasks_with_poll.worker_id);
+    if found or pgflow.clock_now() >= v_until then
+      return;
+    end if;
+    perform pg_catalog.pg_sleep(poll_interval_ms / 1000.0);
+  end loop;
+end;
+$$;
+
 -- pgflow's one-call polling, deprecated by pgflow itself in favour of
 -- pgmq.read_with_poll + start_tasks. Kept so old callers do not break: it
 -- claims nothing, returns no rows and says so in a NOTICE.

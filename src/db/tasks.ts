@@ -66,6 +66,37 @@ export async function readAndStartTasks(
   return rows.map(startedTask);
 }
 
+/**
+ * The long poll of a worker without LISTEN (`pgflow.read_and_start_tasks_with_poll`): claims and
+ * starts up to `qty` tasks as `readAndStartTasks` does, checking every `pollIntervalMs` for up to
+ * `maxPollSeconds`, in one statement. `cancel()` ends the wait (nothing is claimed then); run it
+ * on a connection nothing else uses.
+ */
+export function readAndStartTasksWithPoll(
+  sql: Sql,
+  args: {
+    flowSlug: string;
+    workerId: string;
+    vt: number;
+    qty: number;
+    maxPollSeconds: number;
+    pollIntervalMs: number;
+  },
+): { started: Promise<StartedTask[]>; cancel(): void } {
+  const query = oneTrip(sql)<ClaimedRow[]>`
+    select * from pgflow.read_and_start_tasks_with_poll(
+      flow_slug => ${literal.text(args.flowSlug, "flow slug")},
+      vt => ${literal.int(args.vt, "vt")},
+      qty => ${literal.int(args.qty, "qty")},
+      worker_id => ${literal.uuid(args.workerId, "worker id")},
+      max_poll_seconds => ${literal.int(args.maxPollSeconds, "maxPollSeconds")},
+      poll_interval_ms => ${literal.int(args.pollIntervalMs, "pollIntervalMs")})`;
+  return {
+    started: query.then((rows) => rows.map(startedTask)),
+    cancel: () => void query.cancel(),
+  };
+}
+
 /** One row of `read_and_start_tasks` (as jsonb in the `..._and_claim` calls: timestamps are text). */
 interface ClaimedRow extends Omit<StepTaskRecord, "msg_id"> {
   msg_id: number | string;

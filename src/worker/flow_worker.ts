@@ -9,6 +9,7 @@ import { ensureFlowCompiled } from "../db/definitions.ts";
 import {
   failTask,
   readAndStartTasks,
+  readAndStartTasksWithPoll,
   type StartedTask,
   startTasksWithAttempts,
 } from "../db/tasks.ts";
@@ -80,18 +81,29 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
         },
       });
       const flowRuntime = { ...runtime, reporter };
+      /** Runs what a read or long poll claimed; gives back the slots it did not use. */
+      const takeOver = async (claim: Promise<StartedTask[]>, qty: number) => {
+        const started = await claim;
+        runtime.executor.release(qty - started.length);
+        runStarted(started, qty);
+        return started.length;
+      };
+      const claimArgs = () => ({
+        flowSlug: flow.slug,
+        workerId: runtime.workerId,
+        vt: config.visibilityTimeout,
+      });
       return {
         dispatch: (messages) => dispatch(flow, flowRuntime, messages),
-        async readNow(qty) {
-          const started = await readAndStartTasks(runtime.sql, {
-            flowSlug: flow.slug,
-            workerId: runtime.workerId,
-            vt: config.visibilityTimeout,
+        readNow: (qty) => takeOver(readAndStartTasks(runtime.sql, { ...claimArgs(), qty }), qty),
+        longPollNow(sql, qty) {
+          const poll = readAndStartTasksWithPoll(sql, {
+            ...claimArgs(),
             qty,
+            maxPollSeconds: config.maxPollSeconds,
+            pollIntervalMs: config.pollIntervalMs,
           });
-          runtime.executor.release(qty - started.length);
-          runStarted(started, qty);
-          return started.length;
+          return { claimed: takeOver(poll.started, qty), cancel: poll.cancel };
         },
       };
     },

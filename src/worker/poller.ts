@@ -16,6 +16,8 @@
  * - `long-poll` (no LISTEN: behind a transaction pooler, or a plain queue whose senders do not
  *   notify): `pgmq.read_with_poll` for up to `maxPollSeconds`, checking every `pollIntervalMs`,
  *   on a connection of its own (postgres.js would queue other queries behind it). Stop cancels it.
+ *   A flow worker's long poll also starts the tasks it claims, in the same statement
+ *   (`longPollNow`: `pgflow.read_and_start_tasks_with_poll`).
  *   Only an idle worker long-polls: while tasks run, a long poll would hold the free slots and
  *   see what a completion made ready only at its next check, so each DAG level would wait.
  *   Instead a completion claims the tasks it readied (`complete_tasks_and_claim`) or wakes the
@@ -65,6 +67,12 @@ export interface PollerOptions {
    * many it claimed. A flow worker reads and starts its tasks in one statement this way.
    */
   readNow?(qty: number): Promise<number>;
+  /**
+   * Replaces the default long poll (`pgmq.read_with_poll`, then `dispatch`) as `readNow` replaces
+   * the read: waits on `sql` for up to `maxPollSeconds` for messages, claims and takes over up
+   * to `qty`, releasing the reserved slots it does not use. `claimed` says how many it took.
+   */
+  longPollNow?(sql: Sql, qty: number): { claimed: Promise<number>; cancel(): void };
   log: Logger;
 }
 
@@ -206,6 +214,7 @@ export class Poller {
     const { executor } = this.#o;
     executor.reserve(qty);
     this.longPolls++;
+    if (this.#o.longPollNow) return await this.#longPollAndTakeOver(qty, this.#o.longPollNow);
     const query = readWithPoll<Json>(this.#o.longPollSql!, {
       queueName: this.#o.queueName,
       vt: this.#o.visibilityTimeout,
@@ -227,6 +236,28 @@ export class Poller {
     executor.release(qty - messages.length);
     this.#moreLikely = messages.length === qty;
     this.#hand(messages);
+  }
+
+  /** The kind's own long poll (a flow worker's claims and starts its tasks in the same statement). */
+  async #longPollAndTakeOver(
+    qty: number,
+    longPollNow: NonNullable<PollerOptions["longPollNow"]>,
+  ): Promise<void> {
+    const poll = longPollNow(this.#o.longPollSql!, qty);
+    this.#longPoll = poll;
+    let claimed = 0;
+    try {
+      claimed = await poll.claimed;
+      this.messagesRead += claimed;
+      this.#succeeded();
+    } catch (error) {
+      this.#o.executor.release(qty);
+      // A long poll cancelled by stop() ends with an error; that one is expected.
+      if (!this.stopped) await this.#failed("long poll", error);
+    } finally {
+      this.#longPoll = undefined;
+    }
+    this.#moreLikely = claimed === qty;
   }
 
   /**

@@ -83,6 +83,8 @@ export interface WorkerKind {
     dispatch(messages: QueueMessage<Json>[]): void;
     /** Optional faster non-blocking read (see PollerOptions.readNow). */
     readNow?(qty: number): Promise<number>;
+    /** Optional long poll that takes over what it claims (see PollerOptions.longPollNow). */
+    longPollNow?(sql: Sql, qty: number): { claimed: Promise<number>; cancel(): void };
   };
   /** Poll at once after each finished task (a flow task may have made its dependents ready). */
   wakeOnSettle: boolean;
@@ -334,6 +336,8 @@ export class Worker {
         executor,
         dispatch: (messages) => attached.dispatch(messages),
         readNow: attached.readNow && ((qty) => attached.readNow!(qty)),
+        longPollNow: attached.longPollNow &&
+          ((longPollSql, qty) => attached.longPollNow!(longPollSql, qty)),
         log,
       });
       this.#poller = poller;
