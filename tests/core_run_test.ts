@@ -349,7 +349,7 @@ dbTest(
         pollIntervalMs: 10,
       });
       await whenWaiting();
-      cancelled.cancel();
+      await cancelled.cancel();
       await assert.rejects(cancelled.started, /cancel/i);
       await startFlow(sql, { flowSlug: "polled", input: 8 });
       const next = readAndStartTasksWithPoll(poller, {

@@ -88,6 +88,9 @@ export const literal = {
     arrayOf(values, intText, "int", what),
   bigintArray: (values: readonly number[], what = "bigint array"): SqlLiteral =>
     arrayOf(values, intText, "bigint", what),
+  /** JSON texts as jsonb[]. */
+  jsonbArray: (jsons: readonly string[], what = "JSON array"): SqlLiteral =>
+    arrayOf(jsons, quoted, "jsonb", what),
   /** SQL NULL of a type. */
   nullOf: (type: NullType): SqlLiteral => {
     if (!NULL_TYPES.includes(type)) {
@@ -95,9 +98,6 @@ export const literal = {
     }
     return make(`null::${type}`);
   },
-  /** JSON texts as jsonb[]. */
-  jsonbArray: (jsons: readonly string[], what = "JSON array"): SqlLiteral =>
-    arrayOf(jsons, quoted, "jsonb", what),
 };
 
 /**

@@ -42,7 +42,7 @@ export function readWithPoll<T = TaskMessage>(
   sql: Sql,
   args: ReadWithPollArgs,
 ): postgres.PendingQuery<QueueMessage<T>[]> {
-  // In one round trip: a worker without LISTEN waits on this for every new run.
+  // In one round trip: a plain-queue worker without LISTEN waits on this for new messages.
   return oneTrip(sql)<QueueMessage<T>[]>`
     select * from pgmq.read_with_poll(
       queue_name => ${literal.text(args.queueName, "queue name")},

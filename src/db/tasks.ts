@@ -82,7 +82,7 @@ export function readAndStartTasksWithPoll(
     maxPollSeconds: number;
     pollIntervalMs: number;
   },
-): { started: Promise<StartedTask[]>; cancel(): void } {
+): { started: Promise<StartedTask[]>; cancel(): unknown } {
   const query = oneTrip(sql)<ClaimedRow[]>`
     select * from pgflow.read_and_start_tasks_with_poll(
       flow_slug => ${literal.text(args.flowSlug, "flow slug")},
@@ -93,7 +93,8 @@ export function readAndStartTasksWithPoll(
       poll_interval_ms => ${literal.int(args.pollIntervalMs, "pollIntervalMs")})`;
   return {
     started: query.then((rows) => rows.map(startedTask)),
-    cancel: () => void query.cancel(),
+    // postgres.js's cancel returns the promise of the cancel request, whatever its types say.
+    cancel: (): unknown => query.cancel(),
   };
 }
 
@@ -153,17 +154,20 @@ function outputText(completion: TaskCompletion): string {
     : toJsonText(completion.output, `output of step "${completion.stepSlug}"`);
 }
 
-/** The `pgflow.complete_task` call for one task, as a fragment to select from. */
-function completeTaskCall(sql: Sql, completion: TaskCompletion) {
-  return sql`pgflow.complete_task(
-      run_id => ${completion.runId}::uuid,
-      step_slug => ${completion.stepSlug},
-      task_index => ${completion.taskIndex}::int,
-      output => (${outputText(completion)}::text)::jsonb)`;
+/** `pgflow.complete_task`'s arguments (run_id, step_slug, task_index, output) for one report. */
+function completeTaskArgs(completion: TaskCompletion) {
+  return [
+    literal.uuid(completion.runId, "run id"),
+    literal.text(completion.stepSlug, "step slug"),
+    literal.int(completion.taskIndex, "task index"),
+    literal.jsonb(outputText(completion), "output"),
+  ] as const;
 }
 
 export async function completeTask(sql: Sql, args: TaskCompletion): Promise<StepTaskRow> {
-  const [row] = await sql<StepTaskRow[]>`select * from ${completeTaskCall(sql, args)}`;
+  const [runId, stepSlug, taskIndex, output] = completeTaskArgs(args);
+  const [row] = await oneTrip(sql)<StepTaskRow[]>`
+    select * from pgflow.complete_task(${runId}, ${stepSlug}, ${taskIndex}, ${output})`;
   return row;
 }
 
@@ -182,13 +186,11 @@ export async function completeTasks(
   const run = oneTrip(sql);
   if (completions.length === 1) {
     // The plain call plans faster than the unnest form, and an idle worker sends one at a time.
-    const [one] = completions;
+    // Only the result comes back: the output could be large.
+    const [runId, stepSlug, taskIndex, output] = completeTaskArgs(completions[0]);
     const [row] = await run<CompletionResult[]>`
-      select status, error_message from pgflow.complete_task(
-        run_id => ${literal.uuid(one.runId, "run id")},
-        step_slug => ${literal.text(one.stepSlug, "step slug")},
-        task_index => ${literal.int(one.taskIndex, "task index")},
-        output => ${literal.jsonb(outputText(one), "output")})`;
+      select status, error_message
+      from pgflow.complete_task(${runId}, ${stepSlug}, ${taskIndex}, ${output})`;
     return [row];
   }
   const rows = await run<(CompletionResult & { ord: number })[]>`

@@ -88,17 +88,17 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
         runStarted(started, qty);
         return started.length;
       };
-      const claimArgs = () => ({
+      const claim = {
         flowSlug: flow.slug,
         workerId: runtime.workerId,
         vt: config.visibilityTimeout,
-      });
+      };
       return {
         dispatch: (messages) => dispatch(flow, flowRuntime, messages),
-        readNow: (qty) => takeOver(readAndStartTasks(runtime.sql, { ...claimArgs(), qty }), qty),
+        readNow: (qty) => takeOver(readAndStartTasks(runtime.sql, { ...claim, qty }), qty),
         longPollNow(sql, qty) {
           const poll = readAndStartTasksWithPoll(sql, {
-            ...claimArgs(),
+            ...claim,
             qty,
             maxPollSeconds: config.maxPollSeconds,
             pollIntervalMs: config.pollIntervalMs,

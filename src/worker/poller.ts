@@ -72,7 +72,7 @@ export interface PollerOptions {
    * the read: waits on `sql` for up to `maxPollSeconds` for messages, claims and takes over up
    * to `qty`, releasing the reserved slots it does not use. `claimed` says how many it took.
    */
-  longPollNow?(sql: Sql, qty: number): { claimed: Promise<number>; cancel(): void };
+  longPollNow?(sql: Sql, qty: number): { claimed: Promise<number>; cancel(): unknown };
   log: Logger;
 }
 
@@ -181,26 +181,16 @@ export class Poller {
   }
 
   async #read(qty: number): Promise<void> {
-    const { executor, readNow } = this.#o;
+    const { executor } = this.#o;
     this.#idleUntil = undefined;
     this.#busyReadAt = undefined;
     executor.reserve(qty);
     this.reads++;
+    const read = this.#o.readNow ?? ((n: number) => this.#readMessages(n));
     let claimed = 0;
     try {
-      if (readNow) {
-        claimed = await readNow(qty);
-        this.messagesRead += claimed;
-      } else {
-        const messages = await readMessages(this.#o.sql, {
-          queueName: this.#o.queueName,
-          vt: this.#o.visibilityTimeout,
-          qty,
-        });
-        claimed = messages.length;
-        executor.release(qty - claimed);
-        this.#hand(messages);
-      }
+      claimed = await read(qty);
+      this.messagesRead += claimed;
       this.#succeeded();
     } catch (error) {
       executor.release(qty);
@@ -214,36 +204,9 @@ export class Poller {
     const { executor } = this.#o;
     executor.reserve(qty);
     this.longPolls++;
-    if (this.#o.longPollNow) return await this.#longPollAndTakeOver(qty, this.#o.longPollNow);
-    const query = readWithPoll<Json>(this.#o.longPollSql!, {
-      queueName: this.#o.queueName,
-      vt: this.#o.visibilityTimeout,
-      qty,
-      maxPollSeconds: this.#o.maxPollSeconds,
-      pollIntervalMs: this.#o.pollIntervalMs,
-    });
-    this.#longPoll = query;
-    let messages: QueueMessage<Json>[] = [];
-    try {
-      messages = normalizeMsgIds(await query);
-      this.#succeeded();
-    } catch (error) {
-      // A long poll cancelled by stop() ends with an error; that one is expected.
-      if (!this.stopped) await this.#failed("long poll", error);
-    } finally {
-      this.#longPoll = undefined;
-    }
-    executor.release(qty - messages.length);
-    this.#moreLikely = messages.length === qty;
-    this.#hand(messages);
-  }
-
-  /** The kind's own long poll (a flow worker's claims and starts its tasks in the same statement). */
-  async #longPollAndTakeOver(
-    qty: number,
-    longPollNow: NonNullable<PollerOptions["longPollNow"]>,
-  ): Promise<void> {
-    const poll = longPollNow(this.#o.longPollSql!, qty);
+    const longPoll = this.#o.longPollNow ??
+      ((sql: Sql, n: number) => this.#longPollMessages(sql, n));
+    const poll = longPoll(this.#o.longPollSql!, qty);
     this.#longPoll = poll;
     let claimed = 0;
     try {
@@ -251,13 +214,45 @@ export class Poller {
       this.messagesRead += claimed;
       this.#succeeded();
     } catch (error) {
-      this.#o.executor.release(qty);
+      executor.release(qty);
       // A long poll cancelled by stop() ends with an error; that one is expected.
       if (!this.stopped) await this.#failed("long poll", error);
     } finally {
       this.#longPoll = undefined;
     }
     this.#moreLikely = claimed === qty;
+  }
+
+  /** The default read (`pgmq.read`, then `dispatch`); returns how many messages it claimed. */
+  async #readMessages(qty: number): Promise<number> {
+    const messages = await readMessages(this.#o.sql, {
+      queueName: this.#o.queueName,
+      vt: this.#o.visibilityTimeout,
+      qty,
+    });
+    return this.#handOver(messages, qty);
+  }
+
+  /** The default long poll (`pgmq.read_with_poll`, then `dispatch`). */
+  #longPollMessages(sql: Sql, qty: number): { claimed: Promise<number>; cancel(): unknown } {
+    const query = readWithPoll<Json>(sql, {
+      queueName: this.#o.queueName,
+      vt: this.#o.visibilityTimeout,
+      qty,
+      maxPollSeconds: this.#o.maxPollSeconds,
+      pollIntervalMs: this.#o.pollIntervalMs,
+    });
+    return {
+      claimed: query.then((rows) => this.#handOver(normalizeMsgIds(rows), qty)),
+      cancel: () => query.cancel(),
+    };
+  }
+
+  /** Gives back the reserved slots no message took and dispatches the messages. */
+  #handOver(messages: QueueMessage<Json>[], reserved: number): number {
+    this.#o.executor.release(reserved - messages.length);
+    this.#hand(messages);
+    return messages.length;
   }
 
   /**
@@ -316,7 +311,6 @@ export class Poller {
   /** Dispatches claimed messages, or gives them back when the poller has stopped meanwhile. */
   #hand(messages: QueueMessage<Json>[]): void {
     if (messages.length === 0) return;
-    this.messagesRead += messages.length;
     if (!this.stopped) {
       this.#o.dispatch(messages);
       return;

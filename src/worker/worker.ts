@@ -84,7 +84,7 @@ export interface WorkerKind {
     /** Optional faster non-blocking read (see PollerOptions.readNow). */
     readNow?(qty: number): Promise<number>;
     /** Optional long poll that takes over what it claims (see PollerOptions.longPollNow). */
-    longPollNow?(sql: Sql, qty: number): { claimed: Promise<number>; cancel(): void };
+    longPollNow?(sql: Sql, qty: number): { claimed: Promise<number>; cancel(): unknown };
   };
   /** Poll at once after each finished task (a flow task may have made its dependents ready). */
   wakeOnSettle: boolean;
