@@ -4,7 +4,7 @@
  * With `prepare: false` (which transaction poolers need) postgres.js sends a statement that has
  * parameters in two round trips: it first asks the server for the parameters' types. On a
  * worker's hot path (a claim, a batch of reports: one statement per DAG level) that second wait
- * cost 0.7-1 ms a statement on the benchmark machine. `oneTrip` renders each value as a literal
+ * cost up to 1.2 ms a statement on the benchmark machine. `oneTrip` renders each value as a literal
  * and sends the text by the simple query protocol, which every pooler passes.
  *
  * A value gets into the text only through `literal`, which checks it against its type; text is
