@@ -10,6 +10,11 @@
  * reported tasks' own slots go straight to the tasks claimed (the slot is handed over rather
  * than freed and read into again), plus any free slots the claimer reserves. A busy worker
  * thus makes one round trip per batch: report what finished, get what comes next.
+ *
+ * Or the claimer may have a batch go out apart from the claim (`claimsApart`): its slots are
+ * freed as the report is sent, and the claimer reads into them on another connection while the
+ * report commits. That pays where reports queue behind each other on one run's lock (a map's
+ * tasks): the claim of the next tasks overlaps the report of the last ones.
  */
 import type { Sql } from "../db/connect.ts";
 import {
@@ -47,6 +52,13 @@ export interface Claimer {
   run(claimed: StartedTask[], asked: number): void;
   /** Gives back reserved slots that no claimed task took. */
   release(slots: number): void;
+  /**
+   * Whether `completions` go out on their own while the next tasks are claimed in parallel
+   * (asked before `take`): their slots are then freed as the report is sent.
+   */
+  claimsApart(completions: readonly TaskCompletion[]): boolean;
+  /** Claims into the slots a report apart just freed (on another connection). */
+  claimApart(): void;
 }
 
 /** A report's outcome. */
@@ -58,6 +70,10 @@ export interface Reported {
 
 interface Pending {
   completion: TaskCompletion;
+  /** Gives the task's slot back before the report settles (see `Claimer.claimsApart`). */
+  freeSlot?: () => void;
+  /** `freeSlot` was called: the report has no slot to hand over. */
+  slotFreed?: boolean;
   resolve(reported: Reported): void;
   reject(error: unknown): void;
 }
@@ -68,6 +84,8 @@ export class CompletionBatcher {
   readonly #maxBatch: number;
   #inFlight = 0;
   #queue: Pending[] = [];
+  /** Queued reports whose slots were freed as they queued (`#freeAhead`). */
+  #freedAhead = 0;
   #flushScheduled = false;
   /** Runs the statements in flight report on. */
   readonly #runsInFlight = new Set<string>();
@@ -114,12 +132,36 @@ export class CompletionBatcher {
     );
   }
 
-  /** Reports one completion; resolves with the task's status after it, rejects if it failed. */
-  complete(completion: TaskCompletion): Promise<Reported> {
+  /**
+   * Reports one completion; resolves with the task's status after it, rejects if it failed.
+   * `freeSlot` gives the task's slot back, if the report goes out apart from a claim.
+   */
+  complete(completion: TaskCompletion, freeSlot?: () => void): Promise<Reported> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ completion, resolve, reject });
+      const pending: Pending = { completion, freeSlot, resolve, reject };
+      this.#queue.push(pending);
+      this.#freeAhead(pending);
       this.#scheduleFlush();
     });
+  }
+
+  /**
+   * A report that will go out apart from a claim frees its slot as soon as it queues (behind a
+   * statement on its run, it may wait a while), for up to a batch of queued reports: the
+   * claimer reads into the slots meanwhile, and the reports that gather go in one statement.
+   */
+  #freeAhead(pending: Pending): void {
+    if (!pending.freeSlot || !this.#claimer || this.#freedAhead >= this.#maxBatch) return;
+    if (!this.#claimer.claimsApart([pending.completion])) return;
+    this.#freeSlotOf(pending);
+    this.#freedAhead++;
+    this.#claimer.claimApart();
+  }
+
+  #freeSlotOf(pending: Pending): void {
+    if (pending.slotFreed || !pending.freeSlot) return;
+    pending.slotFreed = true;
+    pending.freeSlot();
   }
 
   /**
@@ -178,8 +220,14 @@ export class CompletionBatcher {
   }
 
   async #send(batch: Pending[]): Promise<void> {
-    if (this.#claimer && await this.#sendAndClaim(batch, this.#claimer)) return;
+    this.#freedAhead -= batch.filter((pending) => pending.slotFreed).length;
     const completions = batch.map((pending) => pending.completion);
+    if (this.#claimer?.claimsApart(completions)) {
+      for (const pending of batch) this.#freeSlotOf(pending);
+      this.#claimer.claimApart();
+    } else if (this.#claimer && await this.#sendAndClaim(batch, completions, this.#claimer)) {
+      return;
+    }
     try {
       const results = await this.#retried(
         () => completeTasks(this.#sql, completions),
@@ -209,11 +257,16 @@ export class CompletionBatcher {
   }
 
   /** Sends a batch that also claims tasks; false when it should not claim (or could not). */
-  async #sendAndClaim(batch: Pending[], claimer: Claimer): Promise<boolean> {
-    const completions = batch.map((pending) => pending.completion);
+  async #sendAndClaim(
+    batch: Pending[],
+    completions: TaskCompletion[],
+    claimer: Claimer,
+  ): Promise<boolean> {
     const reserved = claimer.take(completions);
     if (reserved === null) return false;
-    const qty = batch.length + reserved;
+    // The reports still holding their slots, which go to claimed tasks first.
+    const holding = batch.filter((pending) => !pending.slotFreed);
+    const qty = holding.length + reserved;
     let outcome: { results: CompletionResult[]; claimed: StartedTask[] };
     try {
       // Not retried on a lost connection: a retry could not return what the first call claimed
@@ -229,11 +282,11 @@ export class CompletionBatcher {
       return false;
     }
     // Claimed tasks fill the reported tasks' slots first, then the reserved ones.
-    const handedOver = Math.min(outcome.claimed.length, batch.length);
-    claimer.release(reserved - (outcome.claimed.length - handedOver));
+    const handedOver = new Set(holding.slice(0, outcome.claimed.length));
+    claimer.release(reserved - (outcome.claimed.length - handedOver.size));
     claimer.run(outcome.claimed, qty);
     batch.forEach((pending, index) =>
-      pending.resolve({ result: outcome.results[index], slotHandedOver: index < handedOver })
+      pending.resolve({ result: outcome.results[index], slotHandedOver: handedOver.has(pending) })
     );
     return true;
   }
