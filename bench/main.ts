@@ -2,8 +2,9 @@
  * `deno task bench`: starts its own PostgreSQL 17 (default durability, pg_stat_statements
  * preloaded), measures the server's commit rate, drives the SQL API call by call for edgeflow
  * and pgflow 0.14.1 side by side, runs worker processes end to end with default and tuned
- * settings, prints the table with each ratio and target, writes bench/results/bench.json and
- * draws docs/bench.svg. Targets are checked here, never in tests.
+ * settings, prints the table with each ratio and target (and, beside two of them, the floor this
+ * machine sets: floors.ts), writes bench/results/bench.json and draws docs/bench.svg. Targets are
+ * checked here, never in tests.
  *
  * `deno task bench --quick` runs smaller counts (a look, not a measurement).
  * `deno task bench --trace` also tracks nested statements (`pg_stat_statements.track = all`), so
@@ -16,6 +17,7 @@ import { exitOnSetupError } from "../src/dev/postgres_setup_error.ts";
 import { connect } from "../src/db/connect.ts";
 import { renderChart } from "./chart.ts";
 import { measureCommitRate } from "./commit_rate.ts";
+import { latencyChainFloor, startFloor } from "./floors.ts";
 import type { SqlApiResult } from "./sql_api_bench.ts";
 
 /** pgflow 0.14.1's own worker on its own core, one process, default settings (issue 12). */
@@ -50,8 +52,14 @@ try {
   log("commit rate");
   const commitDb = await createTestDb();
   const commitRate = await measureCommitRate((max) => connect(commitDb.url, { max }));
+  log("floors: the latency chain and a run's start with the engine's work taken out");
+  const latencyFloor = await latencyChainFloor(commitDb.url, quick ? 30 : 200);
   await commitDb.sql.end();
   await commitDb.drop();
+  // With Supabase's stand-ins where they exist: realtime.send as on Supabase.
+  const floorDb = pgflowMissing() ? await createTestDb() : await createCoreDatabase("edgeflow");
+  if ("sql" in floorDb) await floorDb.sql.end();
+  const runStartFloor = await startFloor(floorDb.url).finally(() => floorDb.drop());
 
   const sqlApi: Partial<Record<"edgeflow" | "pgflow", SqlApiResult>> = {};
   const missing = pgflowMissing();
@@ -138,6 +146,13 @@ try {
       target(lat.listenP50 <= 10 && lat.listenP99 <= 25, "p50 <= 10, p99 <= 25"),
     ],
     [
+      "  floor: start + 4 serial 1-row commits, NOTIFY both ways",
+      "",
+      `${f1(percentile(latencyFloor, 50))} / ${f1(percentile(latencyFloor, 99))}`,
+      `the engine's own work: ${f1(lat.listenP50 - percentile(latencyFloor, 50))} ms (p50)`,
+      "",
+    ],
+    [
       "diamond latency, no LISTEN (pooler), p50 / p95 ms",
       "",
       `${f1(lat.noListenP50)} / ${f1(lat.noListenP95)}`,
@@ -166,6 +181,13 @@ try {
       f0(edge.startFlow2000Ms),
       `${f2(edge.startFlow2000Ms / 2_000)} ms per run`,
       target(edge.startFlow2000Ms <= 300, "<= 300"),
+    ],
+    [
+      "  floor: a run's 6 row inserts per call, events via realtime.send",
+      "",
+      runStartFloor.withRealtimeMs === undefined ? "" : f0(runStartFloor.withRealtimeMs),
+      `${f0(runStartFloor.rowsOnlyMs)} with the events as plain rows`,
+      "",
     ],
     [
       "start_flows (bulk), 2,000 runs in one call, ms",
@@ -238,7 +260,12 @@ try {
     );
   }
 
-  const results = { commitRate, sqlApi, worker, latency: lat, quick, trace };
+  const floors = {
+    latencyChainP50Ms: percentile(latencyFloor, 50),
+    latencyChainP99Ms: percentile(latencyFloor, 99),
+    start2000: runStartFloor,
+  };
+  const results = { commitRate, floors, sqlApi, worker, latency: lat, quick, trace };
   await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
   await Deno.writeTextFile(
     new URL("./results/bench.json", import.meta.url),

@@ -1,0 +1,112 @@
+/**
+ * What this machine allows, printed beside the targets it bounds: the shapes of two measurements
+ * with the engine's own work taken out.
+ *
+ * - The latency chain: a diamond run is five serial commits between two notifications (the start,
+ *   then the worker's claim and three reports). Here the client inserts a row and NOTIFYs; a
+ *   listener makes four serial one-row commits and NOTIFYs back.
+ * - A run's start: the rows a one-step run needs (run, step state, task, message) and its two
+ *   events, inserted by a PL/pgSQL function called once per run, 2,000 times in one statement;
+ *   once with the events as plain rows and once through `realtime.send`, as pgflow's contract
+ *   sends them where Supabase Realtime exists.
+ */
+import { connect } from "../src/db/connect.ts";
+
+/** Round trips of the latency chain, ms each, in ascending order. */
+export async function latencyChainFloor(url: string, runs: number): Promise<number[]> {
+  const client = connect(url, { max: 1 });
+  const worker = connect(url, { max: 1 });
+  // postgres.js LISTENs on a connection of its own for each pool.
+  const clientEars = connect(url, { max: 1 });
+  const workerEars = connect(url, { max: 1 });
+  try {
+    await client`create table bench_floor_chain (id bigserial primary key, step int not null)`;
+    let answered: (() => void) | undefined;
+    await clientEars.listen("bench_floor_done", () => answered?.());
+    await workerEars.listen("bench_floor_start", async () => {
+      for (const step of [1, 2, 3]) {
+        await worker`insert into bench_floor_chain (step) values (${step})`;
+      }
+      await worker`with d as (insert into bench_floor_chain (step) values (4))
+                   select pg_notify('bench_floor_done', '')`;
+    });
+    const samples: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      // An idle gap between runs, as in the latency measurement.
+      await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 20));
+      const done = new Promise<void>((resolve) => answered = resolve);
+      const began = performance.now();
+      await client`with s as (insert into bench_floor_chain (step) values (0))
+                   select pg_notify('bench_floor_start', '')`;
+      await done;
+      samples.push(performance.now() - began);
+    }
+    await client`drop table bench_floor_chain`;
+    return samples.sort((a, b) => a - b);
+  } finally {
+    await Promise.all([client.end(), worker.end(), clientEars.end(), workerEars.end()]);
+  }
+}
+
+export interface StartFloor {
+  /** 2,000 starts with both events as plain rows, ms. */
+  rowsOnlyMs: number;
+  /** The same with both events through realtime.send, ms; undefined without it. */
+  withRealtimeMs?: number;
+}
+
+/** 2,000 minimal run starts in one statement, in a database with realtime.send or without. */
+export async function startFloor(url: string, runs = 2_000): Promise<StartFloor> {
+  const sql = connect(url, { max: 1 });
+  try {
+    const [{ realtime }] = await sql`
+      select to_regprocedure('realtime.send(jsonb,text,text,boolean)') is not null as realtime`;
+    await sql.unsafe(`
+      create schema bench_floor;
+      create table bench_floor.runs (run_id uuid primary key, input jsonb, started_at timestamptz);
+      create table bench_floor.states (run_id uuid references bench_floor.runs, step text,
+        status text, primary key (run_id, step));
+      create table bench_floor.messages (msg_id bigserial primary key, vt timestamptz, message jsonb);
+      create table bench_floor.tasks (run_id uuid references bench_floor.runs, step text, idx int,
+        msg_id bigint, primary key (run_id, step, idx));
+      create table bench_floor.events (id bigserial primary key, topic text, event text, payload jsonb);
+      create function bench_floor.start(p_input jsonb, p_realtime boolean) returns uuid
+      language plpgsql as $$
+      declare
+        v_run uuid := gen_random_uuid();
+        v_msg bigint;
+      begin
+        insert into bench_floor.runs values (v_run, p_input, now());
+        insert into bench_floor.states values (v_run, 's', 'started');
+        insert into bench_floor.messages (vt, message)
+          values (clock_timestamp(), jsonb_build_object('run_id', v_run)) returning msg_id into v_msg;
+        insert into bench_floor.tasks values (v_run, 's', 0, v_msg);
+        if p_realtime then
+          perform realtime.send(jsonb_build_object('run_id', v_run), 'run:started',
+                                'pgflow:run:' || v_run, false);
+          perform realtime.send(jsonb_build_object('run_id', v_run), 'step:s:started',
+                                'pgflow:run:' || v_run, false);
+        else
+          insert into bench_floor.events (topic, event, payload)
+            values ('pgflow:run:' || v_run, 'run:started', jsonb_build_object('run_id', v_run)),
+                   ('pgflow:run:' || v_run, 'step:s:started', jsonb_build_object('run_id', v_run));
+        end if;
+        return v_run;
+      end;
+      $$;`);
+    const timed = async (withRealtime: boolean) => {
+      // Warm-up: the function compiled and its statements planned.
+      await sql`select bench_floor.start(to_jsonb(i), ${withRealtime}) from generate_series(1, 100) i`;
+      const began = performance.now();
+      await sql`select bench_floor.start(to_jsonb(i), ${withRealtime})
+                from generate_series(1, ${runs}::int) i`;
+      return (performance.now() - began) * 2_000 / runs;
+    };
+    const rowsOnlyMs = await timed(false);
+    const withRealtimeMs = realtime ? await timed(true) : undefined;
+    await sql`drop schema bench_floor cascade`;
+    return { rowsOnlyMs, withRealtimeMs };
+  } finally {
+    await sql.end();
+  }
+}
