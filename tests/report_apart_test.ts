@@ -11,10 +11,20 @@ import { type Claimer, CompletionBatcher } from "../src/worker/completion_batche
 import { Executor } from "../src/worker/executor.ts";
 import { dbTest } from "./_support/db.ts";
 import { define, takeTasks, WORKER_ID } from "./_support/drive.ts";
+import { eventually } from "./_support/eventually.ts";
+import type { StepTaskRecord } from "../src/db/types.ts";
 
-/** A claimer that always reports apart and counts the claims it was asked for. */
+/**
+ * A claimer that always reports apart, counts the claims it was asked for, and holds the slots
+ * asked back (as if all were free).
+ */
 function apartClaimer(flowSlug: string) {
-  const seen = { apartClaims: 0, combinedClaims: 0 };
+  const seen = {
+    apartClaims: 0,
+    combinedClaims: 0,
+    held: [] as number[],
+    released: [] as number[],
+  };
   const claimer: Claimer = {
     flowSlug,
     workerId: WORKER_ID,
@@ -24,11 +34,52 @@ function apartClaimer(flowSlug: string) {
       return null;
     },
     run: () => {},
-    release: () => {},
+    release: (slots) => seen.released.push(slots),
     claimsApart: (completions: readonly TaskCompletion[]) => completions.length > 0,
     claimApart: () => seen.apartClaims++,
+    holdSlots: (slots) => {
+      seen.held.push(slots);
+      return slots;
+    },
   };
   return { claimer, seen };
+}
+
+/** Holds run `runId` locked from another session until `release()`. */
+function holdRun(url: string, runId: string) {
+  const holder = connect(url, { max: 1 });
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => release = resolve);
+  let locked!: () => void;
+  const isLocked = new Promise<void>((resolve) => locked = resolve);
+  const done = holder.begin(async (tx) => {
+    await tx`select 1 from pgflow.runs where run_id = ${runId}::uuid for update`;
+    locked();
+    await held;
+  });
+  let ended: Promise<void> | undefined;
+  return {
+    locked: isLocked,
+    release() {
+      release();
+      ended ??= done.catch(() => {}).then(() => holder.end());
+      return ended;
+    },
+  };
+}
+
+function reportAll(batcher: CompletionBatcher, tasks: StepTaskRecord[], freed: number[]) {
+  return tasks.map((task) =>
+    batcher.complete(
+      {
+        runId: task.run_id,
+        stepSlug: task.step_slug,
+        taskIndex: task.task_index,
+        output: task.task_index,
+      },
+      () => freed.push(task.task_index),
+    )
+  );
 }
 
 dbTest(
@@ -44,32 +95,13 @@ dbTest(
     assert.equal(tasks.length, 3);
 
     // Another session holds the run: complete_tasks waits for its lock.
-    const holder = connect(url, { max: 1 });
-    let releaseRun!: () => void;
-    const held = new Promise<void>((resolve) => releaseRun = resolve);
-    let runLocked!: () => void;
-    const locked = new Promise<void>((resolve) => runLocked = resolve);
-    const holding = holder.begin(async (tx) => {
-      await tx`select 1 from pgflow.runs where run_id = ${runId}::uuid for update`;
-      runLocked();
-      await held;
-    });
+    const run = holdRun(url, runId);
     try {
-      await locked;
+      await run.locked;
       const { claimer, seen } = apartClaimer("apart");
       const batcher = new CompletionBatcher(sql, { maxInFlight: 2, maxBatch: 2, claimer });
       const freed: number[] = [];
-      const reports = tasks.map((task) =>
-        batcher.complete(
-          {
-            runId: task.run_id,
-            stepSlug: task.step_slug,
-            taskIndex: task.task_index,
-            output: task.task_index,
-          },
-          () => freed.push(task.task_index),
-        )
-      );
+      const reports = reportAll(batcher, tasks, freed);
       // Two reports (a batch) freed their slots as they queued; the third waits for the
       // first statement on the run, which waits for the lock.
       assert.deepEqual(freed.sort(), [0, 1]);
@@ -81,18 +113,62 @@ dbTest(
       assert.equal(completed, 0, "nothing committed while the run is held");
       assert.deepEqual(freed.sort(), [0, 1]);
 
-      releaseRun();
-      await holding;
+      await run.release();
       const results = await Promise.all(reports);
       assert.ok(results.every((r) => r.result.status === "completed" && !r.slotHandedOver));
       assert.deepEqual(freed.sort(), [0, 1, 2], "each slot freed once");
       assert.equal(seen.combinedClaims, 0, "no report claimed with it");
-      const [run] = await sql`select status from pgflow.runs where run_id = ${runId}::uuid`;
-      assert.equal(run.status, "completed");
+      assert.deepEqual(seen.held, [], "no report had to wait for the database");
+      const [done] = await sql`select status from pgflow.runs where run_id = ${runId}::uuid`;
+      assert.equal(done.status, "completed");
     } finally {
-      releaseRun();
-      await holding.catch(() => {});
-      await holder.end();
+      await run.release();
+    }
+  },
+);
+
+dbTest(
+  "a report apart that cannot get through takes its slots back until it does",
+  async ({ sql, url }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('lost');
+       select pgflow.add_step('lost', 'each', step_type => 'map');`,
+    );
+    const { run_id: runId } = await startFlow(sql, { flowSlug: "lost", input: [1, 2] });
+    const tasks = await takeTasks(sql, "lost");
+    const run = holdRun(url, runId);
+    const reporterPool = connect(url, { max: 1 });
+    try {
+      await run.locked;
+      const { claimer, seen } = apartClaimer("lost");
+      const batcher = new CompletionBatcher(reporterPool, { maxInFlight: 1, maxBatch: 2, claimer });
+      const freed: number[] = [];
+      const reports = reportAll(batcher, tasks, freed);
+      assert.deepEqual(freed.sort(), [0, 1], "freed as they queued");
+
+      // The report waits for the run's lock; its connection is cut, as in an outage.
+      await eventually("the report waits for the run", async () => {
+        const waiting = await sql`
+          select pg_terminate_backend(pid) from pg_stat_activity
+          where datname = current_database() and wait_event_type = 'Lock'
+            and query like '%complete_tasks%'`;
+        return waiting.length === 1;
+      });
+      await eventually(
+        "the report took its slots back",
+        () => Promise.resolve(seen.held.length > 0),
+      );
+      assert.deepEqual(seen.held, [2]);
+      assert.deepEqual(seen.released, [], "held while the report retries");
+
+      await run.release();
+      const results = await Promise.all(reports);
+      assert.ok(results.every((r) => r.result.status === "completed"));
+      assert.deepEqual(seen.released, [2], "given back once it went through");
+    } finally {
+      await run.release();
+      await reporterPool.end();
     }
   },
 );

@@ -59,6 +59,11 @@ export interface Claimer {
   claimsApart(completions: readonly TaskCompletion[]): boolean;
   /** Claims into the slots a report apart just freed (on another connection). */
   claimApart(): void;
+  /**
+   * Takes up to `slots` free slots back for reports that wait for the database; returns how many
+   * it took. `release` gives them back.
+   */
+  holdSlots(slots: number): number;
 }
 
 /** A report's outcome. */
@@ -114,11 +119,36 @@ export class CompletionBatcher {
     this.#signal = options.signal;
   }
 
-  /** Retries a report until it gets through (see report_retry.ts). */
-  #retried<T>(call: () => Promise<T>, completions: TaskCompletion[]): Promise<T> {
+  /**
+   * Retries a report until it gets through (see report_retry.ts). Reports whose slots were freed
+   * as they queued (`pending`) take free slots back while they wait for the database, so that
+   * after an outage the worker reports what it finished before it claims more: a claim that came
+   * first would find those tasks' messages visible again and run them a second time.
+   */
+  async #retried<T>(call: () => Promise<T>, pending: Pending[]): Promise<T> {
+    const completions = pending.map((p) => p.completion);
+    const freed = pending.filter((p) => p.slotFreed).length;
+    let held = 0;
+    let failed = false;
+    const attempt = async () => {
+      try {
+        return await call();
+      } catch (error) {
+        if (!failed && freed > 0 && this.#claimer) held = this.#claimer.holdSlots(freed);
+        failed = true;
+        throw error;
+      }
+    };
+    try {
+      return await withReportRetries(attempt, this.#reportRetry(completions));
+    } finally {
+      if (held > 0) this.#claimer!.release(held);
+    }
+  }
+
+  #reportRetry(completions: TaskCompletion[]) {
     const [one] = completions;
-    return withReportRetries(
-      call,
+    return (
       this.#log && {
         log: this.#log,
         what: completions.length === 1
@@ -128,7 +158,7 @@ export class CompletionBatcher {
           ? { step: one.stepSlug, run: one.runId, task: one.taskIndex }
           : undefined,
         signal: this.#signal,
-      },
+      }
     );
   }
 
@@ -229,10 +259,7 @@ export class CompletionBatcher {
       return;
     }
     try {
-      const results = await this.#retried(
-        () => completeTasks(this.#sql, completions),
-        completions,
-      );
+      const results = await this.#retried(() => completeTasks(this.#sql, completions), batch);
       batch.forEach((pending, index) =>
         pending.resolve({ result: results[index], slotHandedOver: false })
       );
@@ -246,7 +273,7 @@ export class CompletionBatcher {
         try {
           const [result] = await this.#retried(
             () => completeTasks(this.#sql, [pending.completion]),
-            [pending.completion],
+            [pending],
           );
           pending.resolve({ result, slotHandedOver: false });
         } catch (single) {

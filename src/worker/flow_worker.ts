@@ -90,6 +90,11 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
             return backlogLikely && completions.every((c) => mapSteps.has(c.stepSlug));
           },
           claimApart: () => runtime.wake(),
+          holdSlots(slots) {
+            const held = Math.min(slots, runtime.executor.free);
+            if (held > 0) runtime.executor.reserve(held);
+            return held;
+          },
         },
       });
       const flowRuntime = { ...runtime, reporter };
