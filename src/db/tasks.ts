@@ -52,25 +52,17 @@ export async function startTasksWithAttempts(
  * Both phases in one round trip and one transaction (`pgflow.read_and_start_tasks`):
  * `pgmq.read` claims up to `qty` visible messages, `start_tasks` starts their tasks. A
  * message is never left claimed but unstarted by a worker that dies between the phases.
- *
- * A claim commits without waiting for its WAL flush (`synchronous_commit = off` for its own
- * transaction only: send it alone, never inside a caller's transaction). A claim the server
- * forgets in a crash is as if it never happened: its message is visible again at once and its
- * task runs again as the same attempt, as any task in flight at a crash may run again. The next
- * report, which waits for its flush, makes every earlier claim durable with it (WAL is written
- * in order). Reports, failures and starts keep the server's setting.
  */
 export async function readAndStartTasks(
   sql: Sql,
   args: { flowSlug: string; workerId: string; vt: number; qty: number },
 ): Promise<StartedTask[]> {
   const rows = await oneTrip(sql)<ClaimedRow[]>`
-    select c.* from pgflow.read_and_start_tasks(
+    select * from pgflow.read_and_start_tasks(
       flow_slug => ${literal.text(args.flowSlug, "flow slug")},
       vt => ${literal.int(args.vt, "vt")},
       qty => ${literal.int(args.qty, "qty")},
-      worker_id => ${literal.uuid(args.workerId, "worker id")}) c
-    cross join (select set_config('synchronous_commit', 'off', true)) async_commit`;
+      worker_id => ${literal.uuid(args.workerId, "worker id")})`;
   return rows.map(startedTask);
 }
 
@@ -78,8 +70,7 @@ export async function readAndStartTasks(
  * The long poll of a worker without LISTEN (`pgflow.read_and_start_tasks_with_poll`): claims and
  * starts up to `qty` tasks as `readAndStartTasks` does, checking every `pollIntervalMs` for up to
  * `maxPollSeconds`, in one statement. `cancel()` ends the wait (nothing is claimed then); run it
- * on a connection nothing else uses. Commits as `readAndStartTasks` does, without waiting for
- * its WAL flush.
+ * on a connection nothing else uses.
  */
 export function readAndStartTasksWithPoll(
   sql: Sql,
@@ -93,14 +84,13 @@ export function readAndStartTasksWithPoll(
   },
 ): { started: Promise<StartedTask[]>; cancel(): unknown } {
   const query = oneTrip(sql)<ClaimedRow[]>`
-    select c.* from pgflow.read_and_start_tasks_with_poll(
+    select * from pgflow.read_and_start_tasks_with_poll(
       flow_slug => ${literal.text(args.flowSlug, "flow slug")},
       vt => ${literal.int(args.vt, "vt")},
       qty => ${literal.int(args.qty, "qty")},
       worker_id => ${literal.uuid(args.workerId, "worker id")},
       max_poll_seconds => ${literal.int(args.maxPollSeconds, "maxPollSeconds")},
-      poll_interval_ms => ${literal.int(args.pollIntervalMs, "pollIntervalMs")}) c
-    cross join (select set_config('synchronous_commit', 'off', true)) async_commit`;
+      poll_interval_ms => ${literal.int(args.pollIntervalMs, "pollIntervalMs")})`;
   return {
     started: query.then((rows) => rows.map(startedTask)),
     // postgres.js's cancel returns the promise of the cancel request, whatever its types say.
