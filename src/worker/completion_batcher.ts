@@ -10,11 +10,6 @@
  * reported tasks' own slots go straight to the tasks claimed (the slot is handed over rather
  * than freed and read into again), plus any free slots the claimer reserves. A busy worker
  * thus makes one round trip per batch: report what finished, get what comes next.
- *
- * Or the claimer may have a batch go out apart from the claim (`claimsApart`): its slots are
- * freed as the report is sent, and the claimer reads into them on another connection while the
- * report commits. That pays where reports queue behind each other on one run's lock (a map's
- * tasks): the claim of the next tasks overlaps the report of the last ones.
  */
 import type { Sql } from "../db/connect.ts";
 import {
@@ -52,18 +47,6 @@ export interface Claimer {
   run(claimed: StartedTask[], asked: number): void;
   /** Gives back reserved slots that no claimed task took. */
   release(slots: number): void;
-  /**
-   * Whether `completions` go out on their own while the next tasks are claimed in parallel
-   * (asked before `take`): their slots are then freed as the report is sent.
-   */
-  claimsApart(completions: readonly TaskCompletion[]): boolean;
-  /** Claims into the slots a report apart just freed (on another connection). */
-  claimApart(): void;
-  /**
-   * Takes up to `slots` free slots back for reports that wait for the database; returns how many
-   * it took. `release` gives them back.
-   */
-  holdSlots(slots: number): number;
 }
 
 /** A report's outcome. */
@@ -75,10 +58,6 @@ export interface Reported {
 
 interface Pending {
   completion: TaskCompletion;
-  /** Gives the task's slot back before the report settles (see `Claimer.claimsApart`). */
-  freeSlot?: () => void;
-  /** `freeSlot` was called: the report has no slot to hand over. */
-  slotFreed?: boolean;
   resolve(reported: Reported): void;
   reject(error: unknown): void;
 }
@@ -89,8 +68,6 @@ export class CompletionBatcher {
   readonly #maxBatch: number;
   #inFlight = 0;
   #queue: Pending[] = [];
-  /** Queued reports whose slots were freed as they queued (`#freeAhead`). */
-  #freedAhead = 0;
   #flushScheduled = false;
   /** Runs the statements in flight report on. */
   readonly #runsInFlight = new Set<string>();
@@ -119,36 +96,11 @@ export class CompletionBatcher {
     this.#signal = options.signal;
   }
 
-  /**
-   * Retries a report until it gets through (see report_retry.ts). Reports whose slots were freed
-   * as they queued (`pending`) take free slots back while they wait for the database, so that
-   * after an outage the worker reports what it finished before it claims more: a claim that came
-   * first would find those tasks' messages visible again and run them a second time.
-   */
-  async #retried<T>(call: () => Promise<T>, pending: Pending[]): Promise<T> {
-    const completions = pending.map((p) => p.completion);
-    const freed = pending.filter((p) => p.slotFreed).length;
-    let held = 0;
-    let failed = false;
-    const attempt = async () => {
-      try {
-        return await call();
-      } catch (error) {
-        if (!failed && freed > 0 && this.#claimer) held = this.#claimer.holdSlots(freed);
-        failed = true;
-        throw error;
-      }
-    };
-    try {
-      return await withReportRetries(attempt, this.#reportRetry(completions));
-    } finally {
-      if (held > 0) this.#claimer!.release(held);
-    }
-  }
-
-  #reportRetry(completions: TaskCompletion[]) {
+  /** Retries a report until it gets through (see report_retry.ts). */
+  #retried<T>(call: () => Promise<T>, completions: TaskCompletion[]): Promise<T> {
     const [one] = completions;
-    return (
+    return withReportRetries(
+      call,
       this.#log && {
         log: this.#log,
         what: completions.length === 1
@@ -158,40 +110,16 @@ export class CompletionBatcher {
           ? { step: one.stepSlug, run: one.runId, task: one.taskIndex }
           : undefined,
         signal: this.#signal,
-      }
+      },
     );
   }
 
-  /**
-   * Reports one completion; resolves with the task's status after it, rejects if it failed.
-   * `freeSlot` gives the task's slot back, if the report goes out apart from a claim.
-   */
-  complete(completion: TaskCompletion, freeSlot?: () => void): Promise<Reported> {
+  /** Reports one completion; resolves with the task's status after it, rejects if it failed. */
+  complete(completion: TaskCompletion): Promise<Reported> {
     return new Promise((resolve, reject) => {
-      const pending: Pending = { completion, freeSlot, resolve, reject };
-      this.#queue.push(pending);
-      this.#freeAhead(pending);
+      this.#queue.push({ completion, resolve, reject });
       this.#scheduleFlush();
     });
-  }
-
-  /**
-   * A report that will go out apart from a claim frees its slot as soon as it queues (behind a
-   * statement on its run, it may wait a while), for up to a batch of queued reports: the
-   * claimer reads into the slots meanwhile, and the reports that gather go in one statement.
-   */
-  #freeAhead(pending: Pending): void {
-    if (!pending.freeSlot || !this.#claimer || this.#freedAhead >= this.#maxBatch) return;
-    if (!this.#claimer.claimsApart([pending.completion])) return;
-    this.#freeSlotOf(pending);
-    this.#freedAhead++;
-    this.#claimer.claimApart();
-  }
-
-  #freeSlotOf(pending: Pending): void {
-    if (pending.slotFreed || !pending.freeSlot) return;
-    pending.slotFreed = true;
-    pending.freeSlot();
   }
 
   /**
@@ -250,16 +178,13 @@ export class CompletionBatcher {
   }
 
   async #send(batch: Pending[]): Promise<void> {
-    this.#freedAhead -= batch.filter((pending) => pending.slotFreed).length;
+    if (this.#claimer && await this.#sendAndClaim(batch, this.#claimer)) return;
     const completions = batch.map((pending) => pending.completion);
-    if (this.#claimer?.claimsApart(completions)) {
-      for (const pending of batch) this.#freeSlotOf(pending);
-      this.#claimer.claimApart();
-    } else if (this.#claimer && await this.#sendAndClaim(batch, completions, this.#claimer)) {
-      return;
-    }
     try {
-      const results = await this.#retried(() => completeTasks(this.#sql, completions), batch);
+      const results = await this.#retried(
+        () => completeTasks(this.#sql, completions),
+        completions,
+      );
       batch.forEach((pending, index) =>
         pending.resolve({ result: results[index], slotHandedOver: false })
       );
@@ -273,7 +198,7 @@ export class CompletionBatcher {
         try {
           const [result] = await this.#retried(
             () => completeTasks(this.#sql, [pending.completion]),
-            [pending],
+            [pending.completion],
           );
           pending.resolve({ result, slotHandedOver: false });
         } catch (single) {
@@ -284,16 +209,11 @@ export class CompletionBatcher {
   }
 
   /** Sends a batch that also claims tasks; false when it should not claim (or could not). */
-  async #sendAndClaim(
-    batch: Pending[],
-    completions: TaskCompletion[],
-    claimer: Claimer,
-  ): Promise<boolean> {
+  async #sendAndClaim(batch: Pending[], claimer: Claimer): Promise<boolean> {
+    const completions = batch.map((pending) => pending.completion);
     const reserved = claimer.take(completions);
     if (reserved === null) return false;
-    // The reports still holding their slots, which go to claimed tasks first.
-    const holding = batch.filter((pending) => !pending.slotFreed);
-    const qty = holding.length + reserved;
+    const qty = batch.length + reserved;
     let outcome: { results: CompletionResult[]; claimed: StartedTask[] };
     try {
       // Not retried on a lost connection: a retry could not return what the first call claimed
@@ -309,11 +229,11 @@ export class CompletionBatcher {
       return false;
     }
     // Claimed tasks fill the reported tasks' slots first, then the reserved ones.
-    const handedOver = new Set(holding.slice(0, outcome.claimed.length));
-    claimer.release(reserved - (outcome.claimed.length - handedOver.size));
+    const handedOver = Math.min(outcome.claimed.length, batch.length);
+    claimer.release(reserved - (outcome.claimed.length - handedOver));
     claimer.run(outcome.claimed, qty);
     batch.forEach((pending, index) =>
-      pending.resolve({ result: outcome.results[index], slotHandedOver: handedOver.has(pending) })
+      pending.resolve({ result: outcome.results[index], slotHandedOver: index < handedOver })
     );
     return true;
   }

@@ -1,8 +1,7 @@
 /**
  * Runs handlers: at most `maxConcurrent` in flight, each raced against its timeout, each
- * reported before its slot is given back (unless its report frees the slot as it goes out: see
- * `Job.report`). Slots are counted from the moment a message is read (the poller reserves
- * them), so the worker never holds more work than it may run.
+ * reported before its slot is given back. Slots are counted from the moment a message is read
+ * (the poller reserves them), so the worker never holds more work than it may run.
  *
  * Shutdown: `drain(graceMs)` waits for what is in flight; after the grace time it aborts the
  * remaining handlers' signals and lets them report as failed, so nothing waits for the
@@ -34,10 +33,9 @@ export interface Job {
   signal?: AbortSignal;
   /**
    * Sends the outcome to the database; the slot is freed after it settles, unless the report
-   * handed the slot over to a task it claimed (`"slot-handed-over"`), which now runs in it, or
-   * called `freeSlot` first: the slot then went back as the report was sent, while it commits.
+   * handed the slot over to a task it claimed (`"slot-handed-over"`), which now runs in it.
    */
-  report(outcome: Outcome, freeSlot: () => void): Promise<ReportEnd>;
+  report(outcome: Outcome): Promise<ReportEnd>;
   /** Called if the handler settles after its outcome was already decided (timeout/shutdown). */
   late?(result: { ok: boolean; durationMs: number }): void;
 }
@@ -118,20 +116,17 @@ export class Executor {
     this.track(
       this.#runJob(job).catch((error) => {
         this.#onError(error);
-        return { ok: false, slotGone: false };
-      }).then(({ ok, slotGone }) => {
+        return { ok: false, handedOver: false };
+      }).then(({ ok, handedOver }) => {
         this.#running--;
-        if (!slotGone) this.release(1);
+        if (!handedOver) this.release(1);
         this.#onTaskDone(ok);
       }),
     );
   }
 
-  /**
-   * Runs and reports a job: whether the handler succeeded and whether its slot is gone already
-   * (handed over to a claimed task, or freed by the report as it went out).
-   */
-  async #runJob(job: Job): Promise<{ ok: boolean; slotGone: boolean }> {
+  /** Runs and reports a job: whether the handler succeeded and whether its slot was handed over. */
+  async #runJob(job: Job): Promise<{ ok: boolean; handedOver: boolean }> {
     const controller = new AbortController();
     const giveUp = () => controller.abort(new WorkerShutdownError(this.#graceMs));
     if (this.#giveUp.signal.aborted) giveUp();
@@ -180,14 +175,8 @@ export class Executor {
       this.#giveUp.signal.removeEventListener("abort", giveUp);
       job.signal?.removeEventListener("abort", fromOutside);
     }
-    let freed = false;
-    const freeSlot = () => {
-      if (freed) return;
-      freed = true;
-      this.release(1);
-    };
-    const end = await job.report(outcome, freeSlot);
-    return { ok: outcome.ok, slotGone: freed || end === "slot-handed-over" };
+    const end = await job.report(outcome);
+    return { ok: outcome.ok, handedOver: end === "slot-handed-over" };
   }
 
   /**

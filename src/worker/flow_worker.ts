@@ -52,9 +52,6 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
       const feedsOthers = new Set(
         flow.stepSlugs.flatMap((slug) => flow.getStep(slug)?.dependencies ?? []),
       );
-      const mapSteps = new Set(
-        flow.stepSlugs.filter((slug) => flow.getStep(slug)?.stepType === "map"),
-      );
       const reporter: CompletionBatcher = new CompletionBatcher(runtime.sql, {
         // At most two completion statements at a time (on different runs): one in flight while
         // the next batch gathers. More would split the batches (more commits, more statements);
@@ -81,20 +78,6 @@ export function flowWorkerKind(flow: AnyFlow, config: WorkerConfig): WorkerKind 
           },
           run: runStarted,
           release: (slots) => runtime.executor.release(slots),
-          claimsApart(completions) {
-            if (runtime.context.shutdownSignal.aborted) return false;
-            // A backlog of map tasks: their reports queue behind each other on the run's lock,
-            // so the next ones are claimed while a report commits rather than after it. (The
-            // last report of a map may ready a dependent step: the SQL core's notification, or
-            // the next poll, finds it.)
-            return backlogLikely && completions.every((c) => mapSteps.has(c.stepSlug));
-          },
-          claimApart: () => runtime.wake(),
-          holdSlots(slots) {
-            const held = Math.min(slots, runtime.executor.free);
-            if (held > 0) runtime.executor.reserve(held);
-            return held;
-          },
         },
       });
       const flowRuntime = { ...runtime, reporter };
@@ -246,7 +229,7 @@ function taskJob(
         stepContext(runtime.context, task, message, attempt, signal),
       );
     },
-    async report(outcome: Outcome, freeSlot: () => void): Promise<ReportEnd> {
+    async report(outcome: Outcome): Promise<ReportEnd> {
       cancellation.done(); // the outcome is decided: nothing left to abort
       if (!outcome.ok && outcome.cause === "cancelled") {
         // The run's tasks are cancelled already; a report could only reach a task that a
@@ -266,10 +249,7 @@ function taskJob(
         return fail(error, "output", outcome.durationMs, false);
       }
       try {
-        const { result, slotHandedOver } = await runtime.reporter.complete(
-          { ...key, outputJson },
-          freeSlot,
-        );
+        const { result, slotHandedOver } = await runtime.reporter.complete({ ...key, outputJson });
         if (result.status === "completed") {
           stats.completed++;
           log.info("task completed", { durationMs: outcome.durationMs });

@@ -67,8 +67,6 @@ export interface WorkerRuntime {
   cancellations: RunCancellations;
   /** Aborts when the worker closes its pool: reports still waiting for the database give up. */
   closing: AbortSignal;
-  /** A hint that tasks are visible now: the poller reads at once into free slots. */
-  wake(): void;
 }
 
 /** The part that differs between a flow worker and a queue worker. */
@@ -318,7 +316,6 @@ export class Worker {
         stats: this.#stats,
         cancellations,
         closing: this.#closing.signal,
-        wake: () => this.#poller?.wake(),
         context: this.#context = await sharedContext({
           env: config.env,
           sql,
