@@ -56,13 +56,18 @@ try {
   const latencyFloor = await latencyChainFloor(commitDb.url, quick ? 30 : 200);
   await commitDb.sql.end();
   await commitDb.drop();
+  const missing = pgflowMissing();
   // With Supabase's stand-ins where they exist: realtime.send as on Supabase.
-  const floorDb = pgflowMissing() ? await createTestDb() : await createCoreDatabase("edgeflow");
+  const floorDb = missing ? await createTestDb() : await createCoreDatabase("edgeflow");
   if ("sql" in floorDb) await floorDb.sql.end();
   const runStartFloor = await startFloor(floorDb.url).finally(() => floorDb.drop());
+  const floors = {
+    latencyChainP50Ms: percentile(latencyFloor, 50),
+    latencyChainP99Ms: percentile(latencyFloor, 99),
+    start2000: runStartFloor,
+  };
 
   const sqlApi: Partial<Record<"edgeflow" | "pgflow", SqlApiResult>> = {};
-  const missing = pgflowMissing();
   if (missing) console.warn(`pgflow side of the SQL API comparison skipped: ${missing}`);
   for (const core of missing ? ["edgeflow" as const] : ["edgeflow" as const, "pgflow" as const]) {
     log(`SQL API call by call, ${core}`);
@@ -148,8 +153,8 @@ try {
     [
       "  floor: start + 4 serial 1-row commits, NOTIFY both ways",
       "",
-      `${f1(percentile(latencyFloor, 50))} / ${f1(percentile(latencyFloor, 99))}`,
-      `the engine's own work: ${f1(lat.listenP50 - percentile(latencyFloor, 50))} ms (p50)`,
+      `${f1(floors.latencyChainP50Ms)} / ${f1(floors.latencyChainP99Ms)}`,
+      `the engine's own work: ${f1(lat.listenP50 - floors.latencyChainP50Ms)} ms (p50)`,
       "",
     ],
     [
@@ -185,8 +190,8 @@ try {
     [
       "  floor: a run's 6 row inserts per call, events via realtime.send",
       "",
-      runStartFloor.withRealtimeMs === undefined ? "" : f0(runStartFloor.withRealtimeMs),
-      `${f0(runStartFloor.rowsOnlyMs)} with the events as plain rows`,
+      floors.start2000.withRealtimeMs === undefined ? "" : f0(floors.start2000.withRealtimeMs),
+      `${f0(floors.start2000.rowsOnlyMs)} with the events as plain rows`,
       "",
     ],
     [
@@ -260,11 +265,6 @@ try {
     );
   }
 
-  const floors = {
-    latencyChainP50Ms: percentile(latencyFloor, 50),
-    latencyChainP99Ms: percentile(latencyFloor, 99),
-    start2000: runStartFloor,
-  };
   const results = { commitRate, floors, sqlApi, worker, latency: lat, quick, trace };
   await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
   await Deno.writeTextFile(

@@ -248,13 +248,6 @@ export class Poller {
     };
   }
 
-  /** Gives back the reserved slots no message took and dispatches the messages. */
-  #handOver(messages: QueueMessage<Json>[], reserved: number): number {
-    this.#o.executor.release(reserved - messages.length);
-    this.#hand(messages);
-    return messages.length;
-  }
-
   /**
    * Long-poll mode with tasks running or being started: no long poll, which would hold the free slots and see
    * the tasks a completion makes ready only at its next check. A completion claims those
@@ -308,12 +301,16 @@ export class Poller {
     clearTimeout(timer);
   }
 
-  /** Dispatches claimed messages, or gives them back when the poller has stopped meanwhile. */
-  #hand(messages: QueueMessage<Json>[]): void {
-    if (messages.length === 0) return;
+  /**
+   * Gives back the reserved slots no message took and dispatches the messages, or gives the
+   * messages back to the queue when the poller has stopped meanwhile. Returns how many it took.
+   */
+  #handOver(messages: QueueMessage<Json>[], reserved: number): number {
+    this.#o.executor.release(reserved - messages.length);
+    if (messages.length === 0) return 0;
     if (!this.stopped) {
       this.#o.dispatch(messages);
-      return;
+      return messages.length;
     }
     const ids = messages.map((message) => message.msg_id);
     this.#o.executor.track(
@@ -326,6 +323,7 @@ export class Poller {
           }),
       ).finally(() => this.#o.executor.release(ids.length)),
     );
+    return messages.length;
   }
 
   #succeeded(): void {
