@@ -18,20 +18,32 @@ declare
   v_run pgflow.runs;
   v_steps int;
   v_root_map text;
+  v_root_settles boolean;
   v_input_length int;
+  v_step record;
+  v_run_ids uuid[];
+  v_events text[];
+  v_payloads jsonb[];
 begin
-  perform pgflow._require_flow(v_what, start_flow.flow_slug);
+  -- One look at the flow's steps answers every question the start asks of them.
+  select count(*),
+         (array_agg(s.step_slug order by s.step_index)
+            filter (where s.step_type = 'map' and s.deps_count = 0))[1],
+         coalesce(bool_or(s.deps_count = 0 and (s.step_type = 'map'
+                    or s.required_input_pattern is not null or s.forbidden_input_pattern is not null)),
+                  false)
+    into v_steps, v_root_map, v_root_settles
+  from pgflow.steps s where s.flow_slug = start_flow.flow_slug;
+  if v_steps = 0 then
+    perform pgflow._require_flow(v_what, start_flow.flow_slug);
+  end if;
   if start_flow.input is null then
     perform pgflow._raise_invalid(format(
       '%s: input must not be SQL NULL; pass ''null''::jsonb for a JSON null', v_what));
   end if;
-  select count(*) into v_steps from pgflow.steps where flow_slug = start_flow.flow_slug;
   if v_steps = 0 then
     perform pgflow._raise_invalid(format('%s: the flow has no steps; add steps with pgflow.add_step', v_what));
   end if;
-  select step_slug into v_root_map from pgflow.steps
-  where flow_slug = start_flow.flow_slug and step_type = 'map' and deps_count = 0
-  order by step_index limit 1;
   if v_root_map is not null and jsonb_typeof(start_flow.input) <> 'array' then
     perform pgflow._raise_invalid(format(
       '%s: root map step %L maps over the flow input, which must be a JSON array; got %s',
@@ -55,22 +67,72 @@ begin
     perform pgflow._raise_invalid(format('%s: run %s already exists', v_what, start_flow.run_id));
   end if;
 
-  insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at, initial_tasks)
+  if v_root_settles then
+    -- A root step with a condition, or a root map (which may have no tasks):
+    -- settling decides whether each starts, is skipped or completes at once,
+    -- and the run may complete with it.
+    insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at, initial_tasks)
+    select s.flow_slug, v_run.run_id, s.step_slug, s.deps_count, v_run.started_at,
+           case
+             when s.step_type = 'single' then 1
+             when s.deps_count = 0 then v_input_length
+           end
+    from pgflow.steps s
+    where s.flow_slug = start_flow.flow_slug;
+
+    perform pgflow._emit_run(v_run.run_id, 'started',
+      jsonb_build_object('flow_slug', v_run.flow_slug, 'input', v_run.input,
+                         'remaining_steps', v_run.remaining_steps, 'started_at', v_run.started_at));
+    perform pgflow.start_ready_steps(v_run.run_id);
+    perform pgflow.maybe_complete_run(v_run.run_id);
+    return query select * from pgflow.runs where run_id = v_run.run_id;
+    return;
+  end if;
+
+  -- Every root step is a single step without a condition: it starts as its
+  -- state is created (one write per state, where start_ready_steps would
+  -- update it again), with the same rows, messages and events, in the same
+  -- order: run:started, then each root step in step order.
+  insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at, initial_tasks,
+                                  status, started_at, remaining_tasks)
   select s.flow_slug, v_run.run_id, s.step_slug, s.deps_count, v_run.started_at,
-         case
-           when s.step_type = 'single' then 1
-           when s.deps_count = 0 then v_input_length
-         end
+         case when s.step_type = 'single' then 1 end,
+         case when s.deps_count = 0 then 'started' else 'created' end,
+         case when s.deps_count = 0 then v_run.started_at end,
+         case when s.deps_count = 0 then 1 end
   from pgflow.steps s
   where s.flow_slug = start_flow.flow_slug;
 
-  perform pgflow._emit_run(v_run.run_id, 'started',
-    jsonb_build_object('flow_slug', v_run.flow_slug, 'input', v_run.input,
-                       'remaining_steps', v_run.remaining_steps, 'started_at', v_run.started_at));
-  perform pgflow.start_ready_steps(v_run.run_id);
-  perform pgflow.maybe_complete_run(v_run.run_id);
+  v_run_ids := array[v_run.run_id];
+  v_events := array['run:started'];
+  v_payloads := array[jsonb_build_object('event_type', 'run:started', 'run_id', v_run.run_id,
+    'status', 'started', 'flow_slug', v_run.flow_slug, 'input', v_run.input,
+    'remaining_steps', v_run.remaining_steps, 'started_at', v_run.started_at)];
+  for v_step in
+    select s.step_slug, coalesce(s.opt_start_delay, 0) as start_delay
+    from pgflow.steps s
+    where s.flow_slug = start_flow.flow_slug and s.deps_count = 0
+    order by s.step_index
+  loop
+    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
+    select start_flow.flow_slug, v_run.run_id, v_step.step_slug, 0, sent.msg_id, v_run.started_at
+    from pgmq.send_batch(start_flow.flow_slug,
+      array[pgflow._task_message(start_flow.flow_slug, v_run.run_id, v_step.step_slug, 0)],
+      v_step.start_delay) as sent(msg_id);
+    -- A hint for workers that LISTEN (see README, "Worker wake-up").
+    if v_step.start_delay = 0 then
+      perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || start_flow.flow_slug, '');
+    end if;
+    v_run_ids := v_run_ids || v_run.run_id;
+    v_events := v_events || ('step:' || v_step.step_slug || ':started');
+    v_payloads := v_payloads || jsonb_build_object('event_type', 'step:started', 'run_id', v_run.run_id,
+      'step_slug', v_step.step_slug, 'status', 'started',
+      'remaining_tasks', 1, 'remaining_deps', 0, 'started_at', v_run.started_at);
+  end loop;
+  -- One trust check of realtime.send for all of the run's events.
+  perform pgflow._emit_each(v_run_ids, v_events, v_payloads);
 
-  return query select * from pgflow.runs where run_id = v_run.run_id;
+  return next v_run;
 end;
 $$;
 

@@ -1,0 +1,195 @@
+/**
+ * start_flow's two ways to start a run. A flow whose root steps are all single steps without a
+ * condition starts them as it creates their states; a root condition or a root map takes the
+ * settling path (start_ready_steps). Both must leave the same rows, messages, queue wake-ups
+ * and events: these tests start one flow each way, alike but for a root condition every input
+ * meets, and compare everything.
+ */
+import assert from "node:assert/strict";
+import { dbTest } from "./_support/db.ts";
+import { eventually } from "./_support/eventually.ts";
+import { loadSupabaseStandIns } from "./_support/supabase_standin.ts";
+import type { Sql } from "../src/db/connect.ts";
+import type { Json } from "../src/db/types.ts";
+import { QUEUE_CHANNEL_PREFIX } from "../src/limits.ts";
+
+/** `direct` starts its roots directly; `settled` is the same flow but for a condition on `fetch`. */
+async function defineFlows(sql: Sql) {
+  for (const [flow, condition] of [["direct", "null"], ["settled", `'{}'::jsonb`]]) {
+    await sql.unsafe(`
+      select pgflow.create_flow('${flow}');
+      select pgflow.add_step('${flow}', 'fetch', required_input_pattern => ${condition});
+      select pgflow.add_step('${flow}', 'later', start_delay => 30);
+      select pgflow.add_step('${flow}', 'join', deps_slugs => array['fetch', 'later']);
+      select pgflow.add_step('${flow}', 'each', deps_slugs => array['join'], step_type => 'map');`);
+  }
+}
+
+const INPUT = { url: "https://example.com", n: 3 };
+
+async function start(sql: Sql, flow: string): Promise<Record<string, Json>> {
+  const [run] = await sql`select * from pgflow.start_flow(${flow}, ${sql.json(INPUT)})`;
+  return run as Record<string, Json>;
+}
+
+interface TaskRow {
+  step_slug: string;
+  task_index: number;
+  status: string;
+  attempts_count: number;
+  message: Record<string, Json>;
+  read_ct: number;
+  delayed: boolean;
+}
+
+/** Everything a run left, ids, flow slug and timestamps aside, with its messages in task order. */
+async function stateOf(sql: Sql, flow: string, runId: string) {
+  const [run] = await sql`
+    select status, input, output, remaining_steps, started_at = pgflow.now() as started_now
+    from pgflow.runs where run_id = ${runId}`;
+  const steps = await sql`
+    select step_slug, status, initial_tasks, remaining_tasks, remaining_deps,
+           started_at is not distinct from created_at and started_at is not null as started_with_run,
+           completed_at is not null as completed
+    from pgflow.step_states where run_id = ${runId} order by step_slug`;
+  const tasks = await sql.unsafe<TaskRow[]>(
+    `select t.step_slug, t.task_index, t.status, t.attempts_count, m.message, m.read_ct,
+            m.vt > clock_timestamp() + interval '20 seconds' as delayed
+     from pgflow.step_tasks t join pgmq.q_${flow} m on m.msg_id = t.message_id
+     where t.run_id = $1 order by t.step_slug, t.task_index`,
+    [runId],
+  );
+  return {
+    run,
+    steps: [...steps],
+    tasks: [...tasks].map((t) => ({
+      ...t,
+      message: { ...t.message, run_id: "-", flow_slug: "-" },
+    })),
+  };
+}
+
+dbTest(
+  "start_flow starts single root steps as it creates them, as the settling path does",
+  async (db) => {
+    const { sql } = db;
+    await defineFlows(sql);
+    const listener = db.connect(1);
+    const wakeUps: string[] = [];
+    for (const flow of ["direct", "settled"]) {
+      await listener.listen(QUEUE_CHANNEL_PREFIX + flow, () => wakeUps.push(flow));
+    }
+    const direct = await start(sql, "direct");
+    const settled = await start(sql, "settled");
+
+    assert.deepEqual(
+      { ...direct, run_id: "-", flow_slug: "-", started_at: "-" },
+      { ...settled, run_id: "-", flow_slug: "-", started_at: "-" },
+      "start_flow returns the same run row",
+    );
+    const state = await stateOf(sql, "direct", direct.run_id as string);
+    assert.deepEqual(state, await stateOf(sql, "settled", settled.run_id as string));
+    // The comparison means something only if the roots did start.
+    assert.deepEqual(
+      state.steps.map((s) => [s.step_slug, s.status]),
+      [["each", "created"], ["fetch", "started"], ["join", "created"], ["later", "started"]],
+    );
+    assert.deepEqual(state.tasks.map((t) => [t.step_slug, t.delayed]), [["fetch", false], [
+      "later",
+      true,
+    ]]);
+    // One wake-up each: for `fetch`; `later` is delayed and its message not yet visible.
+    await eventually("queue wake-ups", () => wakeUps.length >= 2);
+    assert.deepEqual(wakeUps.sort(), ["direct", "settled"]);
+  },
+);
+
+dbTest("start_flow's direct start sends the settling start's events, in order", async (db) => {
+  const { sql } = db;
+  const listener = db.connect(1);
+  const notified: Record<string, string[]> = {};
+  await defineFlows(sql);
+  const ids = { direct: crypto.randomUUID(), settled: crypto.randomUUID() };
+  for (const [flow, id] of Object.entries(ids)) {
+    await listener.listen(`pgflow:run:${id}`, (payload) => {
+      const { run_id: _r, flow_slug: _f, started_at: _s, ...rest } = JSON.parse(payload);
+      (notified[flow] ??= []).push(JSON.stringify(rest));
+    });
+    await sql`select pgflow.start_flow(${flow}, ${sql.json(INPUT)}, ${id}::uuid)`;
+  }
+  await eventually("events of both runs", () => (notified.settled?.length ?? 0) >= 3);
+  assert.deepEqual(notified.direct, notified.settled);
+  assert.deepEqual(notified.direct.map((e) => JSON.parse(e).event), [
+    "run:started",
+    "step:fetch:started",
+    "step:later:started",
+  ]);
+});
+
+dbTest(
+  "on Supabase, start_flow's direct start sends the settling start's realtime events",
+  async (db) => {
+    const { sql } = db;
+    await loadSupabaseStandIns(db.url, sql);
+    await defineFlows(sql);
+    const direct = await start(sql, "direct");
+    const settled = await start(sql, "settled");
+    // One transaction's messages share inserted_at and have random ids: their physical order is
+    // the order they were sent in (nothing else writes the table here).
+    const sent = async (runId: Json) =>
+      (await sql<{ event: string; payload: Record<string, Json> }[]>`
+      select event, payload from realtime.messages
+      where topic = ${"pgflow:run:" + runId} order by ctid`)
+        .map(({ event, payload }) => {
+          const { id: _id, run_id: _run, flow_slug: _flow, started_at: _s, ...rest } = payload;
+          return { event, payload: rest };
+        });
+    const expected = await sent(settled.run_id);
+    assert.deepEqual(expected.map((e) => e.event), [
+      "run:started",
+      "step:fetch:started",
+      "step:later:started",
+    ]);
+    assert.deepEqual(await sent(direct.run_id), expected);
+  },
+);
+
+dbTest("start_flow refuses bad input on either path and writes nothing", async ({ sql }) => {
+  await defineFlows(sql);
+  const id = "66666666-6666-4666-8666-666666666666";
+  await sql`select pgflow.start_flow('direct', '{}'::jsonb, ${id}::uuid)`;
+  const attempts: [string, RegExp][] = [
+    [
+      `select pgflow.start_flow('nope', '{}'::jsonb)`,
+      /start_flow\('nope'\): flow 'nope' does not exist/,
+    ],
+    [
+      `select pgflow.start_flow('direct', null)`,
+      /start_flow\('direct'\): input must not be SQL NULL/,
+    ],
+    [
+      `select pgflow.start_flow('settled', null)`,
+      /start_flow\('settled'\): input must not be SQL NULL/,
+    ],
+    [`select pgflow.start_flow('direct', '{}'::jsonb, '${id}'::uuid)`, /run 6666.* already exists/],
+    [
+      `select pgflow.start_flow('settled', '{}'::jsonb, '${id}'::uuid)`,
+      /run 6666.* already exists/,
+    ],
+  ];
+  for (const [statement, message] of attempts) {
+    await assert.rejects(sql.unsafe(statement), message, statement);
+  }
+  await sql`select pgflow.create_flow('empty')`;
+  await assert.rejects(
+    sql`select pgflow.start_flow('empty', '{}'::jsonb)`,
+    /start_flow\('empty'\): the flow has no steps/,
+  );
+  const [counts] = await sql`
+    select (select count(*) from pgflow.runs)::int as runs,
+           (select count(*) from pgflow.step_states)::int as states,
+           (select count(*) from pgflow.step_tasks)::int as tasks,
+           (select count(*) from pgmq.q_direct)::int + (select count(*) from pgmq.q_settled)::int
+             as messages`;
+  assert.deepEqual(counts, { runs: 1, states: 4, tasks: 2, messages: 2 });
+});
