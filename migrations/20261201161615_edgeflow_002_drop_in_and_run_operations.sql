@@ -868,6 +868,8 @@ begin
   end if;
 
   perform pgmq.create(create_flow.flow_slug);
+  -- Its queue's statements planned once per connection (queue_access.sql).
+  perform pgflow._compile_queue_access();
   return v_flow;
 end;
 $$;
@@ -1024,6 +1026,143 @@ as $$
   select jsonb_build_object('flow_slug', flow_slug, 'run_id', run_id,
                             'step_slug', step_slug, 'task_index', task_index);
 $$;
+
+-- ==== sql/engine/queue_access.sql ====
+-- Queue access compiled per flow: claiming, archiving and sending a flow's task
+-- messages with statements planned once per connection.
+--
+-- pgmq's functions build each statement from the queue's name and EXECUTE it,
+-- so every call parses and plans it again: on a worker's hot path, claiming ten
+-- tasks and archiving ten messages cost more in planning than in running.
+-- _compile_queue_access writes _queue_claim, _queue_archive and _queue_send
+-- with one branch of static SQL per flow whose queue exists (PL/pgSQL keeps
+-- their plans for the session) and, for any other queue, the dynamic
+-- statement. create_flow and delete_flow_and_data compile again; so does every
+-- release (the statement at the end of this file), which covers flows created
+-- before it, by pgflow or by an earlier edgeflow.
+--
+-- The rows written are pgmq 1.5's: a message's columns as pgmq.send_batch
+-- writes them, the archive's as pgmq.archive moves them
+-- (tests/queue_access_test.ts compares both paths).
+
+create or replace function pgflow._compile_queue_access()
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $compile$
+declare
+  v_claim text := '';
+  v_archive text := '';
+  v_send text := '';
+  v_flow record;
+  v_options text := 'language plpgsql set search_path = pg_catalog, pg_temp '
+    -- As the hot entry points (ARCHITECTURE.md, "Key lookups stay key lookups"
+    -- and "Planned once per connection").
+    'set enable_seqscan = off set plan_cache_mode = force_generic_plan';
+begin
+  -- One compiler at a time: two replacing a function at once would fail, and
+  -- the one that waits reads the flows anew (a statement's snapshot), so the
+  -- last to commit writes every flow committed before it.
+  perform pg_advisory_xact_lock(hashtextextended('pgflow._compile_queue_access', 0));
+  begin
+    for v_flow in
+      select f.flow_slug, 'q_' || lower(f.flow_slug) as q, 'a_' || lower(f.flow_slug) as a
+      from pgflow.flows f
+      where to_regclass(format('pgmq.%I', 'q_' || lower(f.flow_slug))) is not null
+        and to_regclass(format('pgmq.%I', 'a_' || lower(f.flow_slug))) is not null
+      order by f.flow_slug
+    loop
+      v_claim := v_claim || format($branch$
+    if p_queue = %1$L then
+      return query
+        with picked as (
+          select m.msg_id from pgmq.%2$I m
+           where m.vt <= clock_timestamp()
+           order by m.msg_id
+           limit p_qty
+           for update skip locked)
+        update pgmq.%2$I q
+           set vt = clock_timestamp() + make_interval(secs =>
+                 coalesce(p_hidden_for[array_position(p_steps, q.message ->> 'step_slug')], p_vt)),
+               read_ct = q.read_ct + 1
+          from picked
+         where q.msg_id = picked.msg_id
+        returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers;
+      return;
+    end if;$branch$, v_flow.flow_slug, v_flow.q);
+      v_archive := v_archive || format($branch$
+    if p_queue = %1$L then
+      with archived as (
+        delete from pgmq.%2$I q where q.msg_id = any(p_msg_ids)
+        returning q.msg_id, q.vt, q.read_ct, q.enqueued_at, q.message, q.headers)
+      insert into pgmq.%3$I (msg_id, vt, read_ct, enqueued_at, message, headers)
+      select a.msg_id, a.vt, a.read_ct, a.enqueued_at, a.message, a.headers from archived a;
+      return;
+    end if;$branch$, v_flow.flow_slug, v_flow.q, v_flow.a);
+      v_send := v_send || format($branch$
+    if p_queue = %1$L then
+      return query
+        insert into pgmq.%2$I (vt, message)
+        select v_vt, u.message from unnest(p_msgs) with ordinality as u(message, ord) order by u.ord
+        returning msg_id;
+      return;
+    end if;$branch$, v_flow.flow_slug, v_flow.q);
+    end loop;
+
+    -- Claims up to p_qty visible messages of the queue in msg_id order, as
+    -- pgmq.read does, hiding each for its step's seconds in p_hidden_for (the
+    -- position of its step_slug in p_steps), else for p_vt.
+    execute format($create$
+create or replace function pgflow._queue_claim(p_queue text, p_qty int, p_steps text[],
+  p_hidden_for int[], p_vt int)
+returns setof pgmq.message_record %s as %L$create$, v_options, 'begin' || v_claim || $generic$
+  return query execute format(
+    'with picked as (
+       select msg_id from pgmq.%I
+        where vt <= clock_timestamp()
+        order by msg_id
+        limit $1
+        for update skip locked)
+     update pgmq.%1$I q
+        set vt = clock_timestamp() + make_interval(secs =>
+              coalesce($3[array_position($2, q.message ->> %2$L)], $4)),
+            read_ct = q.read_ct + 1
+       from picked
+      where q.msg_id = picked.msg_id
+     returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers',
+    'q_' || lower(p_queue), 'step_slug')
+  using p_qty, p_steps, p_hidden_for, p_vt;
+end;$generic$);
+    -- Moves messages to the queue's archive, as pgmq.archive does.
+    execute format($create$
+create or replace function pgflow._queue_archive(p_queue text, p_msg_ids bigint[])
+returns void %s as %L$create$, v_options, 'begin' || v_archive || $generic$
+  perform pgmq.archive(p_queue, p_msg_ids);
+end;$generic$);
+    -- Sends messages visible after p_delay seconds, as pgmq.send_batch does;
+    -- ids ascend in array order.
+    execute format($create$
+create or replace function pgflow._queue_send(p_queue text, p_msgs jsonb[], p_delay int)
+returns setof bigint %s as %L$create$, v_options, $declare$
+declare
+  v_vt timestamptz := clock_timestamp() + make_interval(secs => p_delay);
+begin$declare$ || v_send || $generic$
+  return query select b.msg_id from pgmq.send_batch(p_queue, p_msgs, p_delay) as b(msg_id);
+end;$generic$);
+    revoke all on function pgflow._queue_claim(text, int, text[], int[], int) from public;
+    revoke all on function pgflow._queue_archive(text, bigint[]) from public;
+    revoke all on function pgflow._queue_send(text, jsonb[], int) from public;
+  exception when insufficient_privilege then
+    -- A role that may create flows but does not own these functions (or may
+    -- not look into pgmq's schema): nothing changes, and its flow goes through
+    -- the dynamic statements until the owner compiles again (any create_flow,
+    -- delete_flow_and_data or release by the owner).
+    raise notice 'pgflow: queue access not compiled (%); flow queues use dynamic statements', sqlerrm;
+  end;
+end;
+$compile$;
+
+select pgflow._compile_queue_access();
 
 -- ==== sql/engine/run_progress.sql ====
 -- How a run moves forward: step outputs, readiness, starting ready steps
@@ -1208,7 +1347,7 @@ begin
     insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
     select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug,
            (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id, v_now
-    from pgmq.send_batch(
+    from pgflow._queue_send(
       v_step.flow_slug,
       array(
         select pgflow._task_message(v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, i)
@@ -1532,7 +1671,7 @@ begin
       where f.flow_slug = v_send.flow_slug and f.start_delay = v_send.start_delay;
       v_msg_ids := array(
         select b.msg_id
-        from pgmq.send_batch(v_send.flow_slug,
+        from pgflow._queue_send(v_send.flow_slug,
                array(select pgflow._task_message(v_send.flow_slug, u.run_id, u.step_slug, u.idx)
                      from unnest(v_task_runs, v_task_steps, v_task_indexes)
                             with ordinality as u(run_id, step_slug, idx, ord)
@@ -1680,7 +1819,7 @@ begin
   loop
     insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
     select start_flow.flow_slug, v_run.run_id, v_step.step_slug, 0, sent.msg_id, v_run.started_at
-    from pgmq.send_batch(start_flow.flow_slug,
+    from pgflow._queue_send(start_flow.flow_slug,
       array[pgflow._task_message(start_flow.flow_slug, v_run.run_id, v_step.step_slug, 0)],
       v_step.start_delay) as sent(msg_id);
     -- A hint for workers that LISTEN (see README, "Worker wake-up").
@@ -1846,7 +1985,7 @@ begin
       case when v_step.step_type = 'single' then 1 else jsonb_array_length(f.input) end - 1) i;
     v_msg_ids := array(
       select b.msg_id
-      from pgmq.send_batch(start_flows.flow_slug,
+      from pgflow._queue_send(start_flows.flow_slug,
              array(select pgflow._task_message(start_flows.flow_slug, u.run_id, v_step.step_slug, u.idx)
                    from unnest(v_task_runs, v_task_indexes) with ordinality u(run_id, idx, ord)
                    order by u.ord),
@@ -2106,29 +2245,16 @@ declare
   v_steps text[];
   v_hidden_for int[];
 begin
-  -- Looked up here, not in the dynamic statement: that one is planned on every
-  -- call, and a subquery there costs more to plan than this costs to run.
+  -- Looked up here, not in _queue_claim's statement: for a queue it has no
+  -- branch for, that one is planned on every call, and a subquery there costs
+  -- more to plan than this costs to run.
   select array_agg(s.step_slug), array_agg(coalesce(s.opt_timeout, f.opt_timeout) + 2)
     into v_steps, v_hidden_for
   from pgflow.steps s
   join pgflow.flows f on f.flow_slug = s.flow_slug
   where s.flow_slug = _read_claimed_messages.flow_slug;
-  return query execute format(
-    'with picked as (
-       select msg_id from pgmq.%I
-        where vt <= clock_timestamp()
-        order by msg_id
-        limit $1
-        for update skip locked)
-     update pgmq.%1$I q
-        set vt = clock_timestamp() + make_interval(secs =>
-              coalesce($3[array_position($2, q.message ->> %2$L)], $4)),
-            read_ct = q.read_ct + 1
-       from picked
-      where q.msg_id = picked.msg_id
-     returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers',
-    'q_' || lower(_read_claimed_messages.flow_slug), 'step_slug')
-  using _read_claimed_messages.qty, v_steps, v_hidden_for, _read_claimed_messages.vt;
+  return query select * from pgflow._queue_claim(_read_claimed_messages.flow_slug,
+    _read_claimed_messages.qty, v_steps, v_hidden_for, _read_claimed_messages.vt);
 end;
 $$;
 
@@ -2306,7 +2432,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 begin
-  perform pgmq.archive(_cancel_open_tasks.flow_slug, array(
+  perform pgflow._queue_archive(_cancel_open_tasks.flow_slug, array(
     select t.message_id from pgflow.step_tasks t
     where t.run_id = _cancel_open_tasks.run_id
       and (_cancel_open_tasks.step_slug is null or t.step_slug = _cancel_open_tasks.step_slug)
@@ -2383,7 +2509,7 @@ begin
    where run_id = _fail_task_terminally.run_id and step_slug = _fail_task_terminally.step_slug
      and task_index = _fail_task_terminally.task_index
   returning * into v_task;
-  perform pgmq.archive(v_task.flow_slug, v_task.message_id);
+  perform pgflow._queue_archive(v_task.flow_slug, array[v_task.message_id]);
   perform pgflow._fail_run(_fail_task_terminally.run_id, _fail_task_terminally.step_slug,
     _fail_task_terminally.error_message);
   return v_task;
@@ -2428,8 +2554,8 @@ begin
     if not found then
       update pgflow.step_tasks
          set message_id = (
-               select m.msg_id from pgmq.send(v_task.flow_slug,
-                 pgflow._task_message(v_task.flow_slug, v_task.run_id, v_task.step_slug, v_task.task_index),
+               select m.msg_id from pgflow._queue_send(v_task.flow_slug,
+                 array[pgflow._task_message(v_task.flow_slug, v_task.run_id, v_task.step_slug, v_task.task_index)],
                  v_delay) as m(msg_id))
        where run_id = fail_task.run_id and step_slug = fail_task.step_slug and task_index = fail_task.task_index
       returning * into v_task;
@@ -2732,7 +2858,7 @@ begin
    where run_id = _exhaust_task.run_id and step_slug = _exhaust_task.step_slug
      and task_index = _exhaust_task.task_index
   returning * into v_task;
-  perform pgmq.archive(v_task.flow_slug, v_task.message_id);
+  perform pgflow._queue_archive(v_task.flow_slug, array[v_task.message_id]);
 
   perform pgflow._skip_step(_exhaust_task.run_id, _exhaust_task.step_slug, v_mode, 'handler_failed',
                             _exhaust_task.error_message);
@@ -2903,7 +3029,7 @@ begin
    where run_id = complete_task.run_id and step_slug = complete_task.step_slug
      and task_index = complete_task.task_index
   returning * into v_task;
-  perform pgmq.archive(v_task.flow_slug, v_task.message_id);
+  perform pgflow._queue_archive(v_task.flow_slug, array[v_task.message_id]);
 
   perform pgflow._count_down_step(complete_task.run_id, complete_task.step_slug,
     v_step.step_type, 1, v_output);
@@ -3070,7 +3196,7 @@ begin
       group by a.flow_slug
     loop
       if v_group.msgs is not null then
-        perform pgmq.archive(v_group.flow_slug, v_group.msgs);
+        perform pgflow._queue_archive(v_group.flow_slug, v_group.msgs);
       end if;
     end loop;
     -- The count-down of every (run, step), in lock order, in one call.
@@ -3342,7 +3468,7 @@ begin
     -- Messages of failed and cancelled tasks were archived when they ended;
     -- archiving again is harmless and makes sure no old message comes back.
     if v_old_msgs is not null then
-      perform pgmq.archive(v_run.flow_slug, v_old_msgs);
+      perform pgflow._queue_archive(v_run.flow_slug, v_old_msgs);
     end if;
     if cardinality(v_indexes) > 0 then
       -- pgmq assigns ascending ids in array order: the n-th smallest id is the n-th task.
@@ -3354,7 +3480,7 @@ begin
           from unnest(v_indexes) with ordinality as i(task_index, ord)
           join (
             select s.msg_id, row_number() over (order by s.msg_id) as ord
-            from pgmq.send_batch(v_run.flow_slug,
+            from pgflow._queue_send(v_run.flow_slug,
                    array(select pgflow._task_message(v_run.flow_slug, v_run.run_id, v_step.step_slug, x)
                          from unnest(v_indexes) x order by x),
                    0) as s(msg_id)
@@ -4118,6 +4244,7 @@ begin
   delete from pgflow.steps where flow_slug = p_flow_slug;
   delete from pgflow.flows where flow_slug = p_flow_slug;
   perform pgmq.drop_queue(p_flow_slug);
+  perform pgflow._compile_queue_access();
 end;
 $$;
 

@@ -153,7 +153,9 @@ const READS_REAL_CLOCK = new Set([
   "now", // the engine's clock itself
   "clock_now", // likewise
   "set_vt_batch", // sets pgmq's visibility times, which are on the real clock
-  "_read_claimed_messages", // reads and sets them, as pgmq.read does
+  "_queue_claim", // reads and sets them, as pgmq.read does
+  "_queue_send", // sets them, as pgmq.send_batch does
+  "_compile_queue_access", // writes those two
 ]);
 
 /** Ways SQL reads the time; `pgflow.now()` and `pgflow.clock_now()` are the allowed ones. */

@@ -222,29 +222,16 @@ declare
   v_steps text[];
   v_hidden_for int[];
 begin
-  -- Looked up here, not in the dynamic statement: that one is planned on every
-  -- call, and a subquery there costs more to plan than this costs to run.
+  -- Looked up here, not in _queue_claim's statement: for a queue it has no
+  -- branch for, that one is planned on every call, and a subquery there costs
+  -- more to plan than this costs to run.
   select array_agg(s.step_slug), array_agg(coalesce(s.opt_timeout, f.opt_timeout) + {{TIMEOUT_MARGIN_SECONDS}})
     into v_steps, v_hidden_for
   from pgflow.steps s
   join pgflow.flows f on f.flow_slug = s.flow_slug
   where s.flow_slug = _read_claimed_messages.flow_slug;
-  return query execute format(
-    'with picked as (
-       select msg_id from pgmq.%I
-        where vt <= clock_timestamp()
-        order by msg_id
-        limit $1
-        for update skip locked)
-     update pgmq.%1$I q
-        set vt = clock_timestamp() + make_interval(secs =>
-              coalesce($3[array_position($2, q.message ->> %2$L)], $4)),
-            read_ct = q.read_ct + 1
-       from picked
-      where q.msg_id = picked.msg_id
-     returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers',
-    'q_' || lower(_read_claimed_messages.flow_slug), 'step_slug')
-  using _read_claimed_messages.qty, v_steps, v_hidden_for, _read_claimed_messages.vt;
+  return query select * from pgflow._queue_claim(_read_claimed_messages.flow_slug,
+    _read_claimed_messages.qty, v_steps, v_hidden_for, _read_claimed_messages.vt);
 end;
 $$;
 

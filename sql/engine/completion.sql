@@ -91,7 +91,7 @@ begin
    where run_id = complete_task.run_id and step_slug = complete_task.step_slug
      and task_index = complete_task.task_index
   returning * into v_task;
-  perform pgmq.archive(v_task.flow_slug, v_task.message_id);
+  perform pgflow._queue_archive(v_task.flow_slug, array[v_task.message_id]);
 
   perform pgflow._count_down_step(complete_task.run_id, complete_task.step_slug,
     v_step.step_type, 1, v_output);
@@ -258,7 +258,7 @@ begin
       group by a.flow_slug
     loop
       if v_group.msgs is not null then
-        perform pgmq.archive(v_group.flow_slug, v_group.msgs);
+        perform pgflow._queue_archive(v_group.flow_slug, v_group.msgs);
       end if;
     end loop;
     -- The count-down of every (run, step), in lock order, in one call.

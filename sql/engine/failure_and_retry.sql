@@ -33,7 +33,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 begin
-  perform pgmq.archive(_cancel_open_tasks.flow_slug, array(
+  perform pgflow._queue_archive(_cancel_open_tasks.flow_slug, array(
     select t.message_id from pgflow.step_tasks t
     where t.run_id = _cancel_open_tasks.run_id
       and (_cancel_open_tasks.step_slug is null or t.step_slug = _cancel_open_tasks.step_slug)
@@ -110,7 +110,7 @@ begin
    where run_id = _fail_task_terminally.run_id and step_slug = _fail_task_terminally.step_slug
      and task_index = _fail_task_terminally.task_index
   returning * into v_task;
-  perform pgmq.archive(v_task.flow_slug, v_task.message_id);
+  perform pgflow._queue_archive(v_task.flow_slug, array[v_task.message_id]);
   perform pgflow._fail_run(_fail_task_terminally.run_id, _fail_task_terminally.step_slug,
     _fail_task_terminally.error_message);
   return v_task;
@@ -155,8 +155,8 @@ begin
     if not found then
       update pgflow.step_tasks
          set message_id = (
-               select m.msg_id from pgmq.send(v_task.flow_slug,
-                 pgflow._task_message(v_task.flow_slug, v_task.run_id, v_task.step_slug, v_task.task_index),
+               select m.msg_id from pgflow._queue_send(v_task.flow_slug,
+                 array[pgflow._task_message(v_task.flow_slug, v_task.run_id, v_task.step_slug, v_task.task_index)],
                  v_delay) as m(msg_id))
        where run_id = fail_task.run_id and step_slug = fail_task.step_slug and task_index = fail_task.task_index
       returning * into v_task;

@@ -119,6 +119,8 @@ begin
   end if;
 
   perform pgmq.create(create_flow.flow_slug);
+  -- Its queue's statements planned once per connection (queue_access.sql).
+  perform pgflow._compile_queue_access();
   return v_flow;
 end;
 $$;

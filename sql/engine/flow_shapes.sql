@@ -284,6 +284,7 @@ begin
   delete from pgflow.steps where flow_slug = p_flow_slug;
   delete from pgflow.flows where flow_slug = p_flow_slug;
   perform pgmq.drop_queue(p_flow_slug);
+  perform pgflow._compile_queue_access();
 end;
 $$;
 

@@ -171,7 +171,7 @@ begin
     -- Messages of failed and cancelled tasks were archived when they ended;
     -- archiving again is harmless and makes sure no old message comes back.
     if v_old_msgs is not null then
-      perform pgmq.archive(v_run.flow_slug, v_old_msgs);
+      perform pgflow._queue_archive(v_run.flow_slug, v_old_msgs);
     end if;
     if cardinality(v_indexes) > 0 then
       -- pgmq assigns ascending ids in array order: the n-th smallest id is the n-th task.
@@ -183,7 +183,7 @@ begin
           from unnest(v_indexes) with ordinality as i(task_index, ord)
           join (
             select s.msg_id, row_number() over (order by s.msg_id) as ord
-            from pgmq.send_batch(v_run.flow_slug,
+            from pgflow._queue_send(v_run.flow_slug,
                    array(select pgflow._task_message(v_run.flow_slug, v_run.run_id, v_step.step_slug, x)
                          from unnest(v_indexes) x order by x),
                    0) as s(msg_id)

@@ -180,7 +180,7 @@ begin
     insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
     select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug,
            (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id, v_now
-    from pgmq.send_batch(
+    from pgflow._queue_send(
       v_step.flow_slug,
       array(
         select pgflow._task_message(v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, i)
@@ -504,7 +504,7 @@ begin
       where f.flow_slug = v_send.flow_slug and f.start_delay = v_send.start_delay;
       v_msg_ids := array(
         select b.msg_id
-        from pgmq.send_batch(v_send.flow_slug,
+        from pgflow._queue_send(v_send.flow_slug,
                array(select pgflow._task_message(v_send.flow_slug, u.run_id, u.step_slug, u.idx)
                      from unnest(v_task_runs, v_task_steps, v_task_indexes)
                             with ordinality as u(run_id, step_slug, idx, ord)

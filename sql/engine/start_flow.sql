@@ -116,7 +116,7 @@ begin
   loop
     insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
     select start_flow.flow_slug, v_run.run_id, v_step.step_slug, 0, sent.msg_id, v_run.started_at
-    from pgmq.send_batch(start_flow.flow_slug,
+    from pgflow._queue_send(start_flow.flow_slug,
       array[pgflow._task_message(start_flow.flow_slug, v_run.run_id, v_step.step_slug, 0)],
       v_step.start_delay) as sent(msg_id);
     -- A hint for workers that LISTEN (see README, "Worker wake-up").
@@ -282,7 +282,7 @@ begin
       case when v_step.step_type = 'single' then 1 else jsonb_array_length(f.input) end - 1) i;
     v_msg_ids := array(
       select b.msg_id
-      from pgmq.send_batch(start_flows.flow_slug,
+      from pgflow._queue_send(start_flows.flow_slug,
              array(select pgflow._task_message(start_flows.flow_slug, u.run_id, v_step.step_slug, u.idx)
                    from unnest(v_task_runs, v_task_indexes) with ordinality u(run_id, idx, ord)
                    order by u.ord),

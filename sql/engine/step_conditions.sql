@@ -251,7 +251,7 @@ begin
    where run_id = _exhaust_task.run_id and step_slug = _exhaust_task.step_slug
      and task_index = _exhaust_task.task_index
   returning * into v_task;
-  perform pgmq.archive(v_task.flow_slug, v_task.message_id);
+  perform pgflow._queue_archive(v_task.flow_slug, array[v_task.message_id]);
 
   perform pgflow._skip_step(_exhaust_task.run_id, _exhaust_task.step_slug, v_mode, 'handler_failed',
                             _exhaust_task.error_message);

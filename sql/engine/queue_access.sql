@@ -1,0 +1,135 @@
+-- Queue access compiled per flow: claiming, archiving and sending a flow's task
+-- messages with statements planned once per connection.
+--
+-- pgmq's functions build each statement from the queue's name and EXECUTE it,
+-- so every call parses and plans it again: on a worker's hot path, claiming ten
+-- tasks and archiving ten messages cost more in planning than in running.
+-- _compile_queue_access writes _queue_claim, _queue_archive and _queue_send
+-- with one branch of static SQL per flow whose queue exists (PL/pgSQL keeps
+-- their plans for the session) and, for any other queue, the dynamic
+-- statement. create_flow and delete_flow_and_data compile again; so does every
+-- release (the statement at the end of this file), which covers flows created
+-- before it, by pgflow or by an earlier edgeflow.
+--
+-- The rows written are pgmq 1.5's: a message's columns as pgmq.send_batch
+-- writes them, the archive's as pgmq.archive moves them
+-- (tests/queue_access_test.ts compares both paths).
+
+create or replace function pgflow._compile_queue_access()
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $compile$
+declare
+  v_claim text := '';
+  v_archive text := '';
+  v_send text := '';
+  v_flow record;
+  v_options text := 'language plpgsql set search_path = pg_catalog, pg_temp '
+    -- As the hot entry points (ARCHITECTURE.md, "Key lookups stay key lookups"
+    -- and "Planned once per connection").
+    'set enable_seqscan = off set plan_cache_mode = force_generic_plan';
+begin
+  -- One compiler at a time: two replacing a function at once would fail, and
+  -- the one that waits reads the flows anew (a statement's snapshot), so the
+  -- last to commit writes every flow committed before it.
+  perform pg_advisory_xact_lock(hashtextextended('pgflow._compile_queue_access', 0));
+  begin
+    for v_flow in
+      select f.flow_slug, 'q_' || lower(f.flow_slug) as q, 'a_' || lower(f.flow_slug) as a
+      from pgflow.flows f
+      where to_regclass(format('pgmq.%I', 'q_' || lower(f.flow_slug))) is not null
+        and to_regclass(format('pgmq.%I', 'a_' || lower(f.flow_slug))) is not null
+      order by f.flow_slug
+    loop
+      v_claim := v_claim || format($branch$
+    if p_queue = %1$L then
+      return query
+        with picked as (
+          select m.msg_id from pgmq.%2$I m
+           where m.vt <= clock_timestamp()
+           order by m.msg_id
+           limit p_qty
+           for update skip locked)
+        update pgmq.%2$I q
+           set vt = clock_timestamp() + make_interval(secs =>
+                 coalesce(p_hidden_for[array_position(p_steps, q.message ->> 'step_slug')], p_vt)),
+               read_ct = q.read_ct + 1
+          from picked
+         where q.msg_id = picked.msg_id
+        returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers;
+      return;
+    end if;$branch$, v_flow.flow_slug, v_flow.q);
+      v_archive := v_archive || format($branch$
+    if p_queue = %1$L then
+      with archived as (
+        delete from pgmq.%2$I q where q.msg_id = any(p_msg_ids)
+        returning q.msg_id, q.vt, q.read_ct, q.enqueued_at, q.message, q.headers)
+      insert into pgmq.%3$I (msg_id, vt, read_ct, enqueued_at, message, headers)
+      select a.msg_id, a.vt, a.read_ct, a.enqueued_at, a.message, a.headers from archived a;
+      return;
+    end if;$branch$, v_flow.flow_slug, v_flow.q, v_flow.a);
+      v_send := v_send || format($branch$
+    if p_queue = %1$L then
+      return query
+        insert into pgmq.%2$I (vt, message)
+        select v_vt, u.message from unnest(p_msgs) with ordinality as u(message, ord) order by u.ord
+        returning msg_id;
+      return;
+    end if;$branch$, v_flow.flow_slug, v_flow.q);
+    end loop;
+
+    -- Claims up to p_qty visible messages of the queue in msg_id order, as
+    -- pgmq.read does, hiding each for its step's seconds in p_hidden_for (the
+    -- position of its step_slug in p_steps), else for p_vt.
+    execute format($create$
+create or replace function pgflow._queue_claim(p_queue text, p_qty int, p_steps text[],
+  p_hidden_for int[], p_vt int)
+returns setof pgmq.message_record %s as %L$create$, v_options, 'begin' || v_claim || $generic$
+  return query execute format(
+    'with picked as (
+       select msg_id from pgmq.%I
+        where vt <= clock_timestamp()
+        order by msg_id
+        limit $1
+        for update skip locked)
+     update pgmq.%1$I q
+        set vt = clock_timestamp() + make_interval(secs =>
+              coalesce($3[array_position($2, q.message ->> %2$L)], $4)),
+            read_ct = q.read_ct + 1
+       from picked
+      where q.msg_id = picked.msg_id
+     returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers',
+    'q_' || lower(p_queue), 'step_slug')
+  using p_qty, p_steps, p_hidden_for, p_vt;
+end;$generic$);
+    -- Moves messages to the queue's archive, as pgmq.archive does.
+    execute format($create$
+create or replace function pgflow._queue_archive(p_queue text, p_msg_ids bigint[])
+returns void %s as %L$create$, v_options, 'begin' || v_archive || $generic$
+  perform pgmq.archive(p_queue, p_msg_ids);
+end;$generic$);
+    -- Sends messages visible after p_delay seconds, as pgmq.send_batch does;
+    -- ids ascend in array order.
+    execute format($create$
+create or replace function pgflow._queue_send(p_queue text, p_msgs jsonb[], p_delay int)
+returns setof bigint %s as %L$create$, v_options, $declare$
+declare
+  v_vt timestamptz := clock_timestamp() + make_interval(secs => p_delay);
+begin$declare$ || v_send || $generic$
+  return query select b.msg_id from pgmq.send_batch(p_queue, p_msgs, p_delay) as b(msg_id);
+end;$generic$);
+    revoke all on function pgflow._queue_claim(text, int, text[], int[], int) from public;
+    revoke all on function pgflow._queue_archive(text, bigint[]) from public;
+    revoke all on function pgflow._queue_send(text, jsonb[], int) from public;
+  exception when insufficient_privilege then
+    -- A role that may create flows but does not own these functions (or may
+    -- not look into pgmq's schema): nothing changes, and its flow goes through
+    -- the dynamic statements until the owner compiles again (any create_flow,
+    -- delete_flow_and_data or release by the owner).
+    raise notice 'pgflow: queue access not compiled (%); flow queues use dynamic statements', sqlerrm;
+  end;
+end;
+$compile$;
+
+select pgflow._compile_queue_access();
