@@ -45,7 +45,8 @@ const server = await exitOnSetupError(() =>
 Deno.env.set("EDGEFLOW_TEST_DATABASE_URL", server.url);
 const { createTestDb } = await import("../tests/_support/db.ts");
 const { createCoreDatabase, pgflowMissing, runSqlApiBench } = await import("./sql_api_bench.ts");
-const { percentile, runWorkerBench } = await import("./worker_bench.ts");
+const { runWorkerBench } = await import("./worker_bench.ts");
+const { percentile } = await import("./percentiles.ts");
 const log = (what: string) => console.error(`[bench] ${what}`);
 
 try {
@@ -182,7 +183,7 @@ try {
       target(d.map.map10000Ms <= 10 * d.map.map1000Ms, "<= 10x"),
     ],
     [
-      "start_flow, 2,000 runs in one statement, ms",
+      "start_flow, 2,000 runs in one statement, ms, median of 3",
       pg ? f0(pg.startFlow2000Ms) : "",
       f0(edge.startFlow2000Ms),
       `${f2(edge.startFlow2000Ms / 2_000)} ms per run`,
@@ -196,7 +197,7 @@ try {
       "",
     ],
     [
-      "start_flows (bulk), 2,000 runs in one call, ms",
+      "start_flows (bulk), 2,000 runs in one call, ms, median of 3",
       "",
       edge.startFlows2000Ms === undefined ? "" : f0(edge.startFlows2000Ms),
       edge.startFlows2000Ms === undefined ? "" : `${f2(edge.startFlows2000Ms / 2_000)} ms per run`,

@@ -4,6 +4,7 @@
  * map completion time; scale-out over 1, 2 and 4 processes; the worker's peak memory. Each
  * scenario gets a fresh database and fresh worker processes (bench/worker_process.ts).
  */
+import { median } from "./percentiles.ts";
 import { connect, type Sql } from "../src/db/connect.ts";
 import { startFlow } from "../src/db/runs.ts";
 import type { BenchFlowName } from "./flows.ts";
@@ -129,10 +130,6 @@ async function timedRun(sql: Sql, listener: Sql, flow: string, input: unknown): 
   return ms;
 }
 
-export function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
 /** Opens a fresh database, runs `body`, and always cleans up. */
 async function scenario<T>(
   server: Server,
@@ -216,8 +213,7 @@ async function mapTimes(server: Server, settings: Settings): Promise<MapTimes> {
         map1000RunsMs.push(await timedRun(sql, listener, "bench_map", elements(1_000)));
       }
       const map10000Ms = await timedRun(sql, listener, "bench_map", elements(10_000));
-      const sorted = [...map1000RunsMs].sort((a, b) => a - b);
-      return { map1000Ms: percentile(sorted, 50), map1000RunsMs, map1000FirstMs, map10000Ms };
+      return { map1000Ms: median(map1000RunsMs), map1000RunsMs, map1000FirstMs, map10000Ms };
     } finally {
       await worker.stop();
     }
