@@ -107,7 +107,9 @@ dbTest("flows created at once in two transactions both get their branches", asyn
     // The second compilation waits for the first to commit, then reads the flows again.
     await eventually("the second compilation waits", async () => {
       const [{ n }] = await db.sql`
-        select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`;
+        select count(*)::int as n from pg_locks
+        where locktype = 'advisory' and not granted
+          and database = (select oid from pg_database where datname = current_database())`;
       return n === 1;
     });
   });
