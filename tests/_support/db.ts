@@ -110,7 +110,9 @@ export async function createTestDb(
   options: { template?: "core" | "empty" } = {},
 ): Promise<TestDb & { drop(): Promise<void> }> {
   const template = options.template === "empty" ? "template0" : await templateName();
-  const name = `edgeflow_test_${Deno.pid}_${++counter}_${Date.now() % 100000}`;
+  // Random, not the time: test modules run in parallel workers of one process (one pid, a
+  // counter each), and two of them once created the same name in the same millisecond.
+  const name = `edgeflow_test_${Deno.pid}_${++counter}_${crypto.randomUUID().slice(0, 8)}`;
   const server = await adminUrl();
   const admin = connect(server, { max: 1 });
   try {
