@@ -6,6 +6,7 @@
  * replace the functions leaves them as they were.
  */
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { dbTest } from "./_support/db.ts";
 import { eventually } from "./_support/eventually.ts";
 import type { Sql } from "../src/db/connect.ts";
@@ -27,12 +28,17 @@ async function uncompiledFlow(sql: Sql, slug: string) {
   });
 }
 
-/** A queue's messages (or archive), times as offsets in whole seconds from enqueueing. */
+/**
+ * A queue's messages (or archive): whole seconds each stays hidden from now (0 once visible),
+ * and whether its times are in order.
+ */
 async function rows(sql: Sql, table: string) {
+  const archived = table.startsWith("a_") ? "archived_at between enqueued_at and now()" : "true";
   return [
     ...await sql.unsafe(`
       select msg_id, read_ct, message, headers,
-             round(extract(epoch from vt - enqueued_at))::int as hidden_for
+             greatest(0, round(extract(epoch from vt - clock_timestamp())))::int as hidden_for,
+             enqueued_at <= clock_timestamp() and ${archived} as times_in_order
       from pgmq.${table} order by msg_id`),
   ];
 }
@@ -73,7 +79,12 @@ dbTest("compiled and dynamic queue statements leave the same rows", async ({ sql
   const compiled = results.compiled as Record<string, unknown[]>;
   assert.deepEqual(compiled.sent, [1, 2, 3, 4]);
   assert.deepEqual(compiled.claimed.map((r) => (r as { hidden_for: number }).hidden_for), [40, 7]);
-  assert.deepEqual(compiled.archive.map((r) => (r as { msg_id: number }).msg_id), [1, 3]);
+  assert.deepEqual(
+    compiled.archive.map((
+      r,
+    ) => [(r as { msg_id: number }).msg_id, (r as { hidden_for: number }).hidden_for]),
+    [[1, 40], [3, 0]],
+  );
   assert.deepEqual(compiled.queue.map((r) => (r as { hidden_for: number }).hidden_for), [7, 0, 30]);
 });
 
@@ -100,18 +111,13 @@ dbTest(
 dbTest("flows created at once in two transactions both get their branches", async (db) => {
   const first = db.connect(1);
   const other = db.connect(1);
+  const otherWaits = await waitsForLock(db.sql, other);
   let second: Promise<unknown> | undefined;
   await first.begin(async (tx) => {
     await tx`select pgflow.create_flow('first_of_two')`;
     second = other.begin((tx2) => tx2`select pgflow.create_flow('second_of_two')`);
-    // The second compilation waits for the first to commit, then reads the flows again.
-    await eventually("the second compilation waits", async () => {
-      const [{ n }] = await db.sql`
-        select count(*)::int as n from pg_locks
-        where locktype = 'advisory' and not granted
-          and database = (select oid from pg_database where datname = current_database())`;
-      return n === 1;
-    });
+    // The second creator waits for the first to commit, then reads the flows again.
+    await eventually("the second creator waits", otherWaits);
   });
   await second;
   for (const flow of ["first_of_two", "second_of_two"]) {
@@ -120,30 +126,80 @@ dbTest("flows created at once in two transactions both get their branches", asyn
 });
 
 dbTest(
-  "a role that cannot replace the queue functions leaves them as they were",
-  async ({ sql }) => {
-    await sql`select pgflow.create_flow('kept')`;
-    const role = `queue_access_${Date.now()}`;
-    await sql.unsafe(`create role ${role} nologin`);
-    try {
-      await sql.unsafe(`
-      grant usage on schema pgflow to ${role};
-      grant select on pgflow.flows to ${role};
-      grant execute on function pgflow._compile_queue_access() to ${role}`);
-      await uncompiledFlow(sql, "unseen");
-      // Completes (with a notice): create_flow by such a role must not fail for it.
-      await sql.begin(async (tx) => {
-        await tx.unsafe(`set local role ${role}`);
-        await tx`select pgflow._compile_queue_access()`;
-      });
-      assert.ok(await hasBranch(sql, "_queue_claim", "kept"), "the compiled branch stays");
-      assert.equal(await hasBranch(sql, "_queue_claim", "unseen"), false);
-      // The flow the role could not compile still works, through the dynamic statements.
-      await sql`select pgflow._queue_send('unseen', array['{"b": 2}'::jsonb], 0)`;
-      const claimed = await sql`select msg_id from pgflow._queue_claim('unseen', 5, '{}', '{}', 9)`;
-      assert.equal(claimed.length, 1);
-    } finally {
-      await sql.unsafe(`drop owned by ${role}; drop role ${role}`);
+  "a transaction creating two flows does not deadlock with another creating one",
+  async (db) => {
+    const first = db.connect(1);
+    const other = db.connect(1);
+    const otherWaits = await waitsForLock(db.sql, other);
+    let second: Promise<unknown> | undefined;
+    await first.begin(async (tx) => {
+      await tx`select pgflow.create_flow('x_flow')`;
+      // The other creator waits before writing anything, so this one can create its flow too.
+      second = other.begin((tx2) => tx2`select pgflow.create_flow('z_flow')`);
+      await eventually("the other creator waits", otherWaits);
+      await tx`select pgflow.create_flow('z_flow')`;
+    });
+    await second;
+    for (const flow of ["x_flow", "z_flow"]) {
+      assert.ok(await hasBranch(db.sql, "_queue_claim", flow), flow);
     }
+  },
+);
+
+/** Whether the backend of `pool` (one connection) is waiting for a lock. */
+async function waitsForLock(sql: Sql, pool: Sql): Promise<() => Promise<boolean>> {
+  const [{ pid }] = await pool`select pg_backend_pid() as pid`;
+  return async () => {
+    const [row] = await sql`select wait_event_type from pg_stat_activity where pid = ${pid}`;
+    return row?.wait_event_type === "Lock";
+  };
+}
+
+dbTest(
+  "a role that cannot replace the queue functions leaves them as they were",
+  async (db) => {
+    const { sql } = db;
+    await sql`select pgflow.create_flow('kept')`;
+    await uncompiledFlow(sql, "unseen");
+    // Each role may take the lock and look at the queues, so that it gets as far as replacing
+    // the functions: refused for want of CREATE on the schema, or, with it, of ownership.
+    const cases: [string, RegExp][] = [
+      ["", /\(permission denied for schema pgflow\)/],
+      ["grant create on schema pgflow to {role};", /\(must be owner of function _queue_claim\)/],
+    ];
+    for (const [extraGrant, reason] of cases) {
+      const role = `queue_access_${crypto.randomUUID().slice(0, 8)}`;
+      await sql.unsafe(`create role ${role} nologin`);
+      try {
+        await sql.unsafe(`
+          grant usage on schema pgflow, pgmq to ${role};
+          grant select, update on pgflow.flows to ${role};
+          grant execute on function pgflow._compile_queue_access(),
+            pgflow._lock_flow_definitions() to ${role};
+          ${extraGrant.replace("{role}", role)}`);
+        // Completes, saying why: create_flow by such a role must not fail for it.
+        const notices: string[] = [];
+        const session = postgres(db.url, { max: 1, onnotice: (n) => notices.push(n.message) });
+        try {
+          await session.begin(async (tx) => {
+            await tx.unsafe(`set local role ${role}`);
+            await tx`select pgflow._compile_queue_access()`;
+          });
+        } finally {
+          await session.end();
+        }
+        assert.equal(notices.length, 1, role);
+        assert.match(notices[0], /^pgflow: queue access not compiled /);
+        assert.match(notices[0], reason);
+        assert.ok(await hasBranch(sql, "_queue_claim", "kept"), "the compiled branch stays");
+        assert.equal(await hasBranch(sql, "_queue_claim", "unseen"), false);
+      } finally {
+        await sql.unsafe(`drop owned by ${role}; drop role ${role}`);
+      }
+    }
+    // The flow no one compiled still works, through the dynamic statements.
+    await sql`select pgflow._queue_send('unseen', array['{"b": 2}'::jsonb], 0)`;
+    const claimed = await sql`select msg_id from pgflow._queue_claim('unseen', 5, '{}', '{}', 9)`;
+    assert.equal(claimed.length, 1);
   },
 );

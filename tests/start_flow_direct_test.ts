@@ -37,25 +37,33 @@ interface TaskRow {
   task_index: number;
   status: string;
   attempts_count: number;
+  queued_with_run: boolean;
   message: Record<string, Json>;
   read_ct: number;
   delayed: boolean;
 }
 
-/** Everything a run left, ids, flow slug and timestamps aside, with its messages in task order. */
+/**
+ * Everything a run left, ids and flow slug aside, with its messages in task order; its times
+ * as whether each is the run's start (one transaction: every time it stamps is that moment).
+ */
 async function stateOf(sql: Sql, flow: string, runId: string) {
   const [run] = await sql`
-    select status, input, output, remaining_steps, started_at = pgflow.now() as started_now
+    select status, input, output, remaining_steps, completed_at is null as open
     from pgflow.runs where run_id = ${runId}`;
   const steps = await sql`
-    select step_slug, status, initial_tasks, remaining_tasks, remaining_deps,
-           started_at is not distinct from created_at and started_at is not null as started_with_run,
-           completed_at is not null as completed
-    from pgflow.step_states where run_id = ${runId} order by step_slug`;
+    select ss.step_slug, ss.status, ss.initial_tasks, ss.remaining_tasks, ss.remaining_deps,
+           ss.created_at = r.started_at as created_with_run,
+           coalesce(ss.started_at = r.started_at, false) as started_with_run,
+           ss.started_at is null as not_started, ss.completed_at is not null as completed
+    from pgflow.step_states ss join pgflow.runs r using (run_id)
+    where ss.run_id = ${runId} order by ss.step_slug`;
   const tasks = await sql.unsafe<TaskRow[]>(
-    `select t.step_slug, t.task_index, t.status, t.attempts_count, m.message, m.read_ct,
+    `select t.step_slug, t.task_index, t.status, t.attempts_count,
+            t.queued_at = r.started_at as queued_with_run, m.message, m.read_ct,
             m.vt > clock_timestamp() + interval '20 seconds' as delayed
-     from pgflow.step_tasks t join pgmq.q_${flow} m on m.msg_id = t.message_id
+     from pgflow.step_tasks t join pgflow.runs r using (run_id)
+     join pgmq.q_${flow} m on m.msg_id = t.message_id
      where t.run_id = $1 order by t.step_slug, t.task_index`,
     [runId],
   );
@@ -74,11 +82,7 @@ dbTest(
   async (db) => {
     const { sql } = db;
     await defineFlows(sql);
-    const listener = db.connect(1);
-    const wakeUps: string[] = [];
-    for (const flow of ["direct", "settled"]) {
-      await listener.listen(QUEUE_CHANNEL_PREFIX + flow, () => wakeUps.push(flow));
-    }
+    const wakeUps = await listenForWakeUps(db.connect(1), ["direct", "settled"]);
     const direct = await start(sql, "direct");
     const settled = await start(sql, "settled");
 
@@ -98,11 +102,53 @@ dbTest(
       "later",
       true,
     ]]);
-    // One wake-up each: for `fetch`; `later` is delayed and its message not yet visible.
-    await eventually("queue wake-ups", () => wakeUps.length >= 2);
-    assert.deepEqual(wakeUps.sort(), ["direct", "settled"]);
+    // One wake-up each (for `fetch`; `later`'s message is not visible yet).
+    assert.deepEqual(await wakeUps(sql), { direct: 1, settled: 1 });
   },
 );
+
+dbTest("a start whose only root step is delayed wakes no worker, on either path", async (db) => {
+  const { sql } = db;
+  for (const [flow, condition] of [["late_direct", "null"], ["late_settled", `'{}'::jsonb`]]) {
+    await sql.unsafe(`
+      select pgflow.create_flow('${flow}');
+      select pgflow.add_step('${flow}', 'later', start_delay => 30,
+                             required_input_pattern => ${condition});
+      select pgflow.add_step('${flow}', 'after', deps_slugs => array['later']);`);
+  }
+  const wakeUps = await listenForWakeUps(db.connect(1), ["late_direct", "late_settled"]);
+  await start(sql, "late_direct");
+  await start(sql, "late_settled");
+  assert.deepEqual(await wakeUps(sql), { late_direct: 0, late_settled: 0 });
+});
+
+/**
+ * Counts the queue wake-ups of `flows`. The count is final once a marker sent afterwards on each
+ * channel has arrived: notifications arrive in the order their transactions committed.
+ */
+async function listenForWakeUps(listener: Sql, flows: string[]) {
+  const counts: Record<string, number> = {};
+  const marked = new Set<string>();
+  for (const flow of flows) {
+    counts[flow] = 0;
+    await listener.listen(QUEUE_CHANNEL_PREFIX + flow, (payload) => {
+      if (payload === "marker") marked.add(flow);
+      else counts[flow]++;
+    });
+  }
+  return async (sql: Sql) => {
+    for (const flow of flows) await sql`select pg_notify(${QUEUE_CHANNEL_PREFIX + flow}, 'marker')`;
+    await eventually("the markers", () => marked.size === flows.length);
+    return counts;
+  };
+}
+
+/** A run's start time as its events carry it (JSON text of the timestamptz). */
+async function startedAtInEvents(sql: Sql, runId: Json): Promise<string> {
+  const [{ at }] = await sql`
+    select to_jsonb(started_at) #>> '{}' as at from pgflow.runs where run_id = ${String(runId)}`;
+  return at as string;
+}
 
 dbTest("start_flow's direct start sends the settling start's events, in order", async (db) => {
   const { sql } = db;
@@ -110,14 +156,24 @@ dbTest("start_flow's direct start sends the settling start's events, in order", 
   const notified: Record<string, string[]> = {};
   await defineFlows(sql);
   const ids = { direct: crypto.randomUUID(), settled: crypto.randomUUID() };
+  const bodies: Record<string, Record<string, Json>[]> = {};
   for (const [flow, id] of Object.entries(ids)) {
     await listener.listen(`pgflow:run:${id}`, (payload) => {
-      const { run_id: _r, flow_slug: _f, started_at: _s, ...rest } = JSON.parse(payload);
-      (notified[flow] ??= []).push(JSON.stringify(rest));
+      (bodies[flow] ??= []).push(JSON.parse(payload));
     });
     await sql`select pgflow.start_flow(${flow}, ${sql.json(INPUT)}, ${id}::uuid)`;
   }
-  await eventually("events of both runs", () => (notified.settled?.length ?? 0) >= 3);
+  await eventually("events of both runs", () => (bodies.settled?.length ?? 0) >= 3);
+  for (const [flow, id] of Object.entries(ids)) {
+    // Every event carries the run's start as its started_at.
+    const startedAt = await startedAtInEvents(sql, id);
+    notified[flow] = bodies[flow].map(({ run_id: _r, flow_slug: _f, started_at, ...rest }) =>
+      JSON.stringify({
+        ...rest,
+        started_at: started_at === startedAt ? "the run's start" : started_at,
+      })
+    );
+  }
   assert.deepEqual(notified.direct, notified.settled);
   assert.deepEqual(notified.direct.map((e) => JSON.parse(e).event), [
     "run:started",
@@ -136,14 +192,22 @@ dbTest(
     const settled = await start(sql, "settled");
     // One transaction's messages share inserted_at and have random ids: their physical order is
     // the order they were sent in (nothing else writes the table here).
-    const sent = async (runId: Json) =>
-      (await sql<{ event: string; payload: Record<string, Json> }[]>`
-      select event, payload from realtime.messages
-      where topic = ${"pgflow:run:" + runId} order by ctid`)
+    const sent = async (runId: Json) => {
+      const startedAt = await startedAtInEvents(sql, runId);
+      return (await sql<{ event: string; payload: Record<string, Json> }[]>`
+        select event, payload from realtime.messages
+        where topic = ${"pgflow:run:" + runId} order by ctid`)
         .map(({ event, payload }) => {
-          const { id: _id, run_id: _run, flow_slug: _flow, started_at: _s, ...rest } = payload;
-          return { event, payload: rest };
+          const { id: _id, run_id: _run, flow_slug: _flow, started_at, ...rest } = payload;
+          return {
+            event,
+            payload: {
+              ...rest,
+              started_at: started_at === startedAt ? "the run's start" : started_at,
+            },
+          };
         });
+    };
     const expected = await sent(settled.run_id);
     assert.deepEqual(expected.map((e) => e.event), [
       "run:started",

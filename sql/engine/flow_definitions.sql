@@ -99,6 +99,9 @@ begin
   perform pgflow._check_option(v_what, 'base_delay', create_flow.base_delay);
   perform pgflow._check_option(v_what, 'timeout', create_flow.timeout);
 
+  -- Before the flow's row: compiling its queue's access (below) must not wait
+  -- for a lock while this transaction holds a row another creator waits for.
+  perform pgflow._lock_flow_definitions();
   -- NULL takes the default, as omitting the argument does.
   insert into pgflow.flows (flow_slug, opt_max_attempts, opt_base_delay, opt_timeout)
   values (create_flow.flow_slug, coalesce(create_flow.max_attempts, 3),

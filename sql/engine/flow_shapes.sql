@@ -272,6 +272,8 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
+  -- First, as in create_flow: the queue's access is compiled again below.
+  perform pgflow._lock_flow_definitions();
   perform 1 from pgflow.flows where flow_slug = p_flow_slug for update;
   if not found then
     perform pgflow._no_such(format('delete_flow_and_data: flow %s does not exist',

@@ -91,8 +91,9 @@ begin
 
   -- Every root step is a single step without a condition: it starts as its
   -- state is created (one write per state, where start_ready_steps would
-  -- update it again), with the same rows, messages and events, in the same
-  -- order: run:started, then each root step in step order.
+  -- update it again), with the same rows, messages and events, the events in
+  -- the same order: run:started, then each root step in step order. (The
+  -- queue's wake-up, on its own channel, goes before them, not after run:started.)
   insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at, initial_tasks,
                                   status, started_at, remaining_tasks)
   select s.flow_slug, v_run.run_id, s.step_slug, s.deps_count, v_run.started_at,
