@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { dbTest } from "./_support/db.ts";
+import { dbTest, type TestDb } from "./_support/db.ts";
 import { eventually } from "./_support/eventually.ts";
 import type { Sql } from "../src/db/connect.ts";
 
@@ -109,17 +109,8 @@ dbTest(
 );
 
 dbTest("flows created at once in two transactions both get their branches", async (db) => {
-  const first = db.connect(1);
-  const other = db.connect(1);
-  const otherWaits = await waitsForLock(db.sql, other);
-  let second: Promise<unknown> | undefined;
-  await first.begin(async (tx) => {
-    await tx`select pgflow.create_flow('first_of_two')`;
-    second = other.begin((tx2) => tx2`select pgflow.create_flow('second_of_two')`);
-    // The second creator waits for the first to commit, then reads the flows again.
-    await eventually("the second creator waits", otherWaits);
-  });
-  await second;
+  // The second creator waits for the first to commit, then reads the flows again.
+  await createWhileAnotherWaits(db, ["first_of_two"], "second_of_two");
   for (const flow of ["first_of_two", "second_of_two"]) {
     assert.ok(await hasBranch(db.sql, "_queue_claim", flow), flow);
   }
@@ -128,23 +119,31 @@ dbTest("flows created at once in two transactions both get their branches", asyn
 dbTest(
   "a transaction creating two flows does not deadlock with another creating one",
   async (db) => {
-    const first = db.connect(1);
-    const other = db.connect(1);
-    const otherWaits = await waitsForLock(db.sql, other);
-    let second: Promise<unknown> | undefined;
-    await first.begin(async (tx) => {
-      await tx`select pgflow.create_flow('x_flow')`;
-      // The other creator waits before writing anything, so this one can create its flow too.
-      second = other.begin((tx2) => tx2`select pgflow.create_flow('z_flow')`);
-      await eventually("the other creator waits", otherWaits);
-      await tx`select pgflow.create_flow('z_flow')`;
-    });
-    await second;
+    // The other creator waits before writing anything, so the first can create its flow too.
+    await createWhileAnotherWaits(db, ["x_flow", "z_flow"], "z_flow");
     for (const flow of ["x_flow", "z_flow"]) {
       assert.ok(await hasBranch(db.sql, "_queue_claim", flow), flow);
     }
   },
 );
+
+/**
+ * One transaction creates `flows[0]`; another then creates `other` and is seen waiting for a
+ * lock; the first creates the rest of `flows` and commits; the other finishes.
+ */
+async function createWhileAnotherWaits(db: TestDb, flows: string[], other: string) {
+  const first = db.connect(1);
+  const second = db.connect(1);
+  const secondWaits = await waitsForLock(db.sql, second);
+  let secondDone: Promise<unknown> | undefined;
+  await first.begin(async (tx) => {
+    await tx`select pgflow.create_flow(${flows[0]})`;
+    secondDone = second.begin((tx2) => tx2`select pgflow.create_flow(${other})`);
+    await eventually("the second creator waits", secondWaits);
+    for (const flow of flows.slice(1)) await tx`select pgflow.create_flow(${flow})`;
+  });
+  await secondDone;
+}
 
 /** Whether the backend of `pool` (one connection) is waiting for a lock. */
 async function waitsForLock(sql: Sql, pool: Sql): Promise<() => Promise<boolean>> {
