@@ -54,6 +54,22 @@ declare
     -- As the hot entry points (ARCHITECTURE.md, "Key lookups stay key lookups"
     -- and "Planned once per connection").
     'set enable_seqscan = off set plan_cache_mode = force_generic_plan';
+  -- The claim, one text for both paths: %1$s is the queue's table, %2$s-%5$s
+  -- the most messages, the steps, their seconds hidden and the default seconds.
+  v_claim_sql constant text := $sql$
+        with picked as (
+          select m.msg_id from %1$s m
+           where m.vt <= clock_timestamp()
+           order by m.msg_id
+           limit %2$s
+           for update skip locked)
+        update %1$s q
+           set vt = clock_timestamp() + make_interval(secs =>
+                 coalesce(%4$s[array_position(%3$s, q.message ->> 'step_slug')], %5$s)),
+               read_ct = q.read_ct + 1
+          from picked
+         where q.msg_id = picked.msg_id
+        returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers$sql$;
 begin
   -- One compiler at a time (two replacing a function at once would fail); the
   -- last to commit writes every flow committed before it.
@@ -68,22 +84,10 @@ begin
     loop
       v_claim := v_claim || format($branch$
     if p_queue = %1$L then
-      return query
-        with picked as (
-          select m.msg_id from pgmq.%2$I m
-           where m.vt <= clock_timestamp()
-           order by m.msg_id
-           limit p_qty
-           for update skip locked)
-        update pgmq.%2$I q
-           set vt = clock_timestamp() + make_interval(secs =>
-                 coalesce(p_hidden_for[array_position(p_steps, q.message ->> 'step_slug')], p_vt)),
-               read_ct = q.read_ct + 1
-          from picked
-         where q.msg_id = picked.msg_id
-        returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers;
+      return query %2$s;
       return;
-    end if;$branch$, v_flow.flow_slug, v_flow.q);
+    end if;$branch$, v_flow.flow_slug,
+        format(v_claim_sql, format('pgmq.%I', v_flow.q), 'p_qty', 'p_steps', 'p_hidden_for', 'p_vt'));
       v_archive := v_archive || format($branch$
     if p_queue = %1$L then
       with archived as (
@@ -109,24 +113,10 @@ begin
     execute format($create$
 create or replace function pgflow._queue_claim(p_queue text, p_qty int, p_steps text[],
   p_hidden_for int[], p_vt int)
-returns setof pgmq.message_record %s as %L$create$, v_options, 'begin' || v_claim || $generic$
-  return query execute format(
-    'with picked as (
-       select msg_id from pgmq.%I
-        where vt <= clock_timestamp()
-        order by msg_id
-        limit $1
-        for update skip locked)
-     update pgmq.%1$I q
-        set vt = clock_timestamp() + make_interval(secs =>
-              coalesce($3[array_position($2, q.message ->> %2$L)], $4)),
-            read_ct = q.read_ct + 1
-       from picked
-      where q.msg_id = picked.msg_id
-     returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers',
-    'q_' || lower(p_queue), 'step_slug')
+returns setof pgmq.message_record %s as %L$create$, v_options, 'begin' || v_claim || format($generic$
+  return query execute format(%L, format('pgmq.%%I', 'q_' || lower(p_queue)))
   using p_qty, p_steps, p_hidden_for, p_vt;
-end;$generic$);
+end;$generic$, format(v_claim_sql, '%1$s', '$1', '$2', '$3', '$4')));
     -- Moves messages to the queue's archive, as pgmq.archive does.
     execute format($create$
 create or replace function pgflow._queue_archive(p_queue text, p_msg_ids bigint[])
