@@ -46,6 +46,12 @@ import type { Logger } from "./logger.ts";
 
 export type IdleMode = "listen" | "long-poll";
 
+/** A long poll under way: how many messages it claimed and took over, and how to end it. */
+export interface LongPoll {
+  claimed: Promise<number>;
+  cancel(): unknown;
+}
+
 export interface PollerOptions {
   /** The shared pool: immediate reads and releases. */
   sql: Sql;
@@ -72,7 +78,7 @@ export interface PollerOptions {
    * the read: waits on `sql` for up to `maxPollSeconds` for messages, claims and takes over up
    * to `qty`, releasing the reserved slots it does not use. `claimed` says how many it took.
    */
-  longPollNow?(sql: Sql, qty: number): { claimed: Promise<number>; cancel(): unknown };
+  longPollNow?(sql: Sql, qty: number): LongPoll;
   log: Logger;
 }
 
@@ -90,7 +96,7 @@ export class Poller {
   #wakeRequested = true;
   /** The last read filled every slot it asked for: there may be more. */
   #moreLikely = false;
-  #longPoll: { cancel(): unknown } | undefined;
+  #longPoll: LongPoll | undefined;
   #loop: Promise<void> | undefined;
   #errorBackoffMs = 0;
   /** One log line when reads start failing, one when they work again. */
@@ -234,7 +240,7 @@ export class Poller {
   }
 
   /** The default long poll (`pgmq.read_with_poll`, then `dispatch`). */
-  #longPollMessages(sql: Sql, qty: number): { claimed: Promise<number>; cancel(): unknown } {
+  #longPollMessages(sql: Sql, qty: number): LongPoll {
     const query = readWithPoll<Json>(sql, {
       queueName: this.#o.queueName,
       vt: this.#o.visibilityTimeout,

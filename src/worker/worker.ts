@@ -24,7 +24,7 @@ import { Heartbeat } from "./heartbeat.ts";
 import { Lifecycle, type WorkerState } from "./lifecycle.ts";
 import { Logger } from "./logger.ts";
 import type { WorkerConfig } from "./options.ts";
-import { type IdleMode, Poller } from "./poller.ts";
+import { type IdleMode, type LongPoll, Poller } from "./poller.ts";
 import { StalledTaskRecovery } from "./recovery.ts";
 import { onPlatformShutdown } from "./shutdown.ts";
 import { requestSuccessor, wantsSuccessor } from "./successor.ts";
@@ -84,7 +84,7 @@ export interface WorkerKind {
     /** Optional faster non-blocking read (see PollerOptions.readNow). */
     readNow?(qty: number): Promise<number>;
     /** Optional long poll that takes over what it claims (see PollerOptions.longPollNow). */
-    longPollNow?(sql: Sql, qty: number): { claimed: Promise<number>; cancel(): unknown };
+    longPollNow?(sql: Sql, qty: number): LongPoll;
   };
   /** Poll at once after each finished task (a flow task may have made its dependents ready). */
   wakeOnSettle: boolean;
