@@ -10,7 +10,7 @@
  *   once with the events as plain rows and once through `realtime.send`, as pgflow's contract
  *   sends them where Supabase Realtime exists.
  */
-import { median } from "./percentiles.ts";
+import { medianMs, START_ROUNDS } from "./percentiles.ts";
 import { connect } from "../src/db/connect.ts";
 
 /** Round trips of the latency chain, ms each, in ascending order. */
@@ -100,15 +100,13 @@ export async function startFloor(url: string, runs = 2_000): Promise<StartFloor>
     const timed = async (withRealtime: boolean) => {
       // Warm-up: the function compiled and its statements planned.
       await sql`select bench_floor.start(to_jsonb(i), ${withRealtime}) from generate_series(1, 100) i`;
-      // The median of three, as for start_flow (bench/sql_api_bench.ts).
-      const times: number[] = [];
-      for (let round = 0; round < 3; round++) {
-        const began = performance.now();
-        await sql`select bench_floor.start(to_jsonb(i), ${withRealtime})
-                  from generate_series(1, ${runs}::int) i`;
-        times.push((performance.now() - began) * 2_000 / runs);
-      }
-      return median(times);
+      const ms = await medianMs(
+        START_ROUNDS,
+        () =>
+          sql`select bench_floor.start(to_jsonb(i), ${withRealtime})
+            from generate_series(1, ${runs}::int) i`,
+      );
+      return ms * 2_000 / runs;
     };
     const rowsOnlyMs = await timed(false);
     const withRealtimeMs = realtime ? await timed(true) : undefined;

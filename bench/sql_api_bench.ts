@@ -5,7 +5,7 @@
  * one with pgflow 0.14.1's (../shared/fixtures, test data only), both on Supabase's stand-ins.
  * Server time per statement comes from pg_stat_statements.
  */
-import { median } from "./percentiles.ts";
+import { medianMs, START_ROUNDS } from "./percentiles.ts";
 import { connect, type Sql } from "../src/db/connect.ts";
 import { installPgmq } from "../src/dev/pgmq.ts";
 import { createTestDb } from "../tests/_support/db.ts";
@@ -104,7 +104,7 @@ async function runsLeft(sql: Sql, flow: string): Promise<boolean> {
 
 export interface SqlApiResult {
   core: Core;
-  /** 2,000 one-step runs started by one statement, ms (the median of START_ROUNDS). */
+  /** 2,000 one-step runs started by one statement, ms (the median of START_ROUNDS, percentiles.ts). */
   startFlow2000Ms: number;
   /** The same with edgeflow's `start_flows` (one call for all inputs), ms (likewise). */
   startFlows2000Ms?: number;
@@ -119,37 +119,30 @@ export interface SqlApiResult {
   topStatements: StatementStat[];
 }
 
-/** Timed starts per measure (start_flow, start_flows); the median is reported. */
-const START_ROUNDS = 3;
-
 export async function runSqlApiBench(db: CoreDatabase, runs = 2_000): Promise<SqlApiResult> {
   const pools = Array.from({ length: CONNECTIONS }, () => connect(db.url, { max: 1 }));
   const sql = pools[0];
   try {
     await defineFlows(sql, db.core);
+    /** Every connection reports the one-step runs' tasks until none is left; counts per pool. */
+    const drainAll = () =>
+      Promise.all(pools.map((pool) => drain(pool, "one", () => runsLeft(pool, "one"))));
     // Warm-up: plans cached, tables touched.
     await sql`select pgflow.start_flow('one', to_jsonb(i)) from generate_series(1, 100) i`;
-    await Promise.all(pools.map((pool) => drain(pool, "one", () => runsLeft(pool, "one"))));
+    await drainAll();
 
-    // The median of three starts, each of `runs` runs into the same tables (all but the last
-    // drained untimed): one statement of a second on a shared machine is a noisy sample.
-    const startFlowTimes: number[] = [];
-    for (let round = 0; round < START_ROUNDS; round++) {
-      if (round > 0) {
-        await Promise.all(pools.map((pool) => drain(pool, "one", () => runsLeft(pool, "one"))));
-      }
-      const start = performance.now();
-      await sql`select pgflow.start_flow('one', to_jsonb(i)) from generate_series(1, ${runs}::int) i`;
-      startFlowTimes.push((performance.now() - start) * 2_000 / runs);
-    }
-    const startFlow2000Ms = median(startFlowTimes);
-    let began: number;
+    // Each start into the same tables; all but the last drained before the next, untimed.
+    const startFlowMs = await medianMs(
+      START_ROUNDS,
+      () =>
+        sql`select pgflow.start_flow('one', to_jsonb(i)) from generate_series(1, ${runs}::int) i`,
+      drainAll,
+    );
+    const startFlow2000Ms = startFlowMs * 2_000 / runs;
 
     await resetStatementStats(sql);
-    began = performance.now();
-    const counts = await Promise.all(
-      pools.map((pool) => drain(pool, "one", () => runsLeft(pool, "one"))),
-    );
+    let began = performance.now();
+    const counts = await drainAll();
     const seconds = (performance.now() - began) / 1000;
     const stats = await statementStats(sql);
     const mean = (pattern: RegExp) => {
@@ -167,14 +160,13 @@ export async function runSqlApiBench(db: CoreDatabase, runs = 2_000): Promise<Sq
     let startFlows2000Ms: number | undefined;
     const [{ bulk }] = await sql`select to_regproc('pgflow.start_flows') is not null as bulk`;
     if (db.core === "edgeflow" && bulk) {
-      const times: number[] = [];
-      for (let round = 0; round < START_ROUNDS; round++) {
-        const start = performance.now();
-        await sql`select count(*) from pgflow.start_flows('one',
-                    array(select to_jsonb(i) from generate_series(1, ${runs}::int) i))`;
-        times.push((performance.now() - start) * 2_000 / runs);
-      }
-      startFlows2000Ms = median(times);
+      const ms = await medianMs(
+        START_ROUNDS,
+        () =>
+          sql`select count(*) from pgflow.start_flows('one',
+              array(select to_jsonb(i) from generate_series(1, ${runs}::int) i))`,
+      );
+      startFlows2000Ms = ms * 2_000 / runs;
     }
 
     return {
