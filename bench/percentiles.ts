@@ -1,4 +1,4 @@
-/** Percentiles of the benchmark's samples (nearest rank). */
+/** The benchmark's summaries of its samples: percentiles (nearest rank), medians, a timed median. */
 
 /** The p-th percentile of ascending `sorted` samples. */
 export function percentile(sorted: number[], p: number): number {
