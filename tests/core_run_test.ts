@@ -306,13 +306,17 @@ dbTest(
     );
     const poller = connect(url, { max: 1 });
     try {
-      const args = { flowSlug: "polled", workerId: WORKER_ID, vt: 30, qty: 5 };
+      const longPoll = (maxPollSeconds: number) =>
+        readAndStartTasksWithPoll(poller, {
+          flowSlug: "polled",
+          workerId: WORKER_ID,
+          vt: 30,
+          qty: 5,
+          maxPollSeconds,
+          pollIntervalMs: 10,
+        });
       // Nothing visible and no time to wait: nothing, at once.
-      const none = readAndStartTasksWithPoll(poller, {
-        ...args,
-        maxPollSeconds: 0,
-        pollIntervalMs: 10,
-      });
+      const none = longPoll(0);
       assert.deepEqual(await none.started, []);
 
       // The poll starts first; the run is started while it waits.
@@ -324,11 +328,7 @@ dbTest(
               and wait_event = 'PgSleep'`;
           return row.n === 1;
         });
-      const poll = readAndStartTasksWithPoll(poller, {
-        ...args,
-        maxPollSeconds: 30,
-        pollIntervalMs: 10,
-      });
+      const poll = longPoll(30);
       await whenWaiting();
       const run = await startFlow(sql, { flowSlug: "polled", input: 7 });
       const started = await poll.started;
@@ -343,20 +343,12 @@ dbTest(
 
       // A poll cancelled while it waits (as a stopping worker does) claims nothing, and the
       // connection serves the next one.
-      const cancelled = readAndStartTasksWithPoll(poller, {
-        ...args,
-        maxPollSeconds: 30,
-        pollIntervalMs: 10,
-      });
+      const cancelled = longPoll(30);
       await whenWaiting();
       await cancelled.cancel();
       await assert.rejects(cancelled.started, /cancel/i);
       await startFlow(sql, { flowSlug: "polled", input: 8 });
-      const next = readAndStartTasksWithPoll(poller, {
-        ...args,
-        maxPollSeconds: 5,
-        pollIntervalMs: 10,
-      });
+      const next = longPoll(5);
       assert.equal((await next.started).length, 1);
     } finally {
       await poller.end();

@@ -1824,6 +1824,7 @@ begin
   from pgflow.steps s
   where s.flow_slug = start_flow.flow_slug;
 
+  -- The bodies _emit_run and _emit_step would build, for one _emit_each.
   v_run_ids := array[v_run.run_id];
   v_events := array['run:started'];
   v_payloads := array[jsonb_build_object('event_type', 'run:started', 'run_id', v_run.run_id,
