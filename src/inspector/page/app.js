@@ -162,6 +162,9 @@ function follow(runs, flows, onEvent) {
     clearTimeout(timer);
     timer = setTimeout(() => current.onEvent(), 100);
   };
+  // The server says "ready" once it listens (on every reconnect too): what changed between the
+  // page's last read and then came with no event, so read again.
+  source.addEventListener("ready", () => current.onEvent());
 }
 
 function stopFollowing() {
