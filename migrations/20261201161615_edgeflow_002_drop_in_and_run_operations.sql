@@ -529,13 +529,16 @@ stable
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  -- One query: every event asks (through _trusted_function).
-  return not exists (
-    select 1 from (values (p_owner), (p_schema_owner)) o(role)
-    where o.role <> all (array(
-      select n.nspowner from pg_catalog.pg_namespace n where n.nspname = 'pgflow'
-      union all
-      select r.oid from pg_catalog.pg_roles r where r.rolsuper)));
+  -- One query on one catalog: every event asks (through _trusted_function).
+  -- pg_has_role(role, 10, 'MEMBER') is true for every superuser (superusers are
+  -- members of every role) and for members of the bootstrap superuser (oid 10),
+  -- who can become it; reading rolsuper from pg_roles cost this check half of
+  -- an event's time.
+  return exists (
+    select 1 from pg_catalog.pg_namespace s
+    where s.nspname = 'pgflow'
+      and (p_owner = s.nspowner or pg_catalog.pg_has_role(p_owner, 10::oid, 'MEMBER'))
+      and (p_schema_owner = s.nspowner or pg_catalog.pg_has_role(p_schema_owner, 10::oid, 'MEMBER')));
 end;
 $$;
 
@@ -1246,36 +1249,48 @@ set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
-  v_size int;
   v_remaining int;
 begin
   perform pgflow._emit_step(_step_completed.state.run_id, _step_completed.state.step_slug, 'completed',
     jsonb_build_object('output', _step_completed.output, 'started_at', _step_completed.state.started_at,
                        'completed_at', _step_completed.state.completed_at));
+  perform pgflow._hand_on_output(_step_completed.state, _step_completed.step_type, _step_completed.output);
 
-  -- A map that depends on this step now knows its size: this map's task count,
-  -- or the length of this single step's array output (checked by the caller).
+  update pgflow.runs set remaining_steps = remaining_steps - 1
+  where run_id = _step_completed.state.run_id
+  returning remaining_steps into v_remaining;
+  return v_remaining;
+end;
+$$;
+
+-- A completed step's dependents count it off. A map that depends on it now
+-- knows its size: this map's task count, or the length of this single step's
+-- array output (checked by the caller).
+create or replace function pgflow._hand_on_output(state pgflow.step_states, step_type text, output jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_size int;
+begin
   -- Computed here, not in the UPDATE: the planner may fold jsonb_array_length
   -- of a parameter even in a CASE branch that is not taken.
-  if _step_completed.step_type = 'map' then
-    v_size := _step_completed.state.initial_tasks;
-  elsif jsonb_typeof(_step_completed.output) = 'array' then
-    v_size := jsonb_array_length(_step_completed.output);
+  if _hand_on_output.step_type = 'map' then
+    v_size := _hand_on_output.state.initial_tasks;
+  elsif jsonb_typeof(_hand_on_output.output) = 'array' then
+    v_size := jsonb_array_length(_hand_on_output.output);
   end if;
   update pgflow.step_states ss
      set remaining_deps = ss.remaining_deps - 1,
          initial_tasks = case when s.step_type = 'map' then v_size else ss.initial_tasks end
     from pgflow.deps d
     join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
-   where d.flow_slug = _step_completed.state.flow_slug
-     and d.dep_slug = _step_completed.state.step_slug
-     and ss.run_id = _step_completed.state.run_id
+   where d.flow_slug = _hand_on_output.state.flow_slug
+     and d.dep_slug = _hand_on_output.state.step_slug
+     and ss.run_id = _hand_on_output.state.run_id
      and ss.step_slug = d.step_slug;
-
-  update pgflow.runs set remaining_steps = remaining_steps - 1
-  where run_id = _step_completed.state.run_id
-  returning remaining_steps into v_remaining;
-  return v_remaining;
 end;
 $$;
 
@@ -1418,12 +1433,45 @@ begin
 end;
 $$;
 
+-- A completed run's output: every leaf step's output as _step_output gives it
+-- (a skipped leaf is left out), in one query.
+create or replace function pgflow._run_output(run_id uuid, flow_slug text)
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_output jsonb;
+begin
+  select coalesce(jsonb_object_agg(s.step_slug,
+           case when s.step_type = 'map' then
+             (select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb)
+              from pgflow.step_tasks t
+              where t.run_id = _run_output.run_id and t.step_slug = s.step_slug)
+           else
+             (select t.output from pgflow.step_tasks t
+              where t.run_id = _run_output.run_id and t.step_slug = s.step_slug and t.task_index = 0)
+           end), '{}'::jsonb)
+    into v_output
+  from pgflow.steps s
+  where s.flow_slug = _run_output.flow_slug
+    and not exists (
+      select 1 from pgflow.deps d
+      where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug)
+    and not exists (
+      select 1 from pgflow.step_states ss
+      where ss.run_id = _run_output.run_id and ss.step_slug = s.step_slug and ss.status = 'skipped');
+  return v_output;
+end;
+$$;
+
 -- Counts steps_done[i] completed steps off run run_ids[i] (runs locked by the
--- caller); a started run left with no step completes in the same update: its
--- output holds every leaf step's output (a skipped leaf is left out), and it
--- announces run:completed. The runs are found by key alone and their status
--- tested in the SET: given "status = 'started'" in the WHERE, a plan cached
--- while the tables were small could read every started run.
+-- caller); a started run left with no step completes in the same update, with
+-- its _run_output, and announces run:completed. The runs are found by key
+-- alone and their status tested in the SET: given "status = 'started'" in the
+-- WHERE, a plan cached while the tables were small could read every started run.
 create or replace function pgflow._count_down_runs(run_ids uuid[], steps_done int[])
 returns void
 language plpgsql
@@ -1435,8 +1483,6 @@ declare
   v_ids uuid[];
   v_payloads jsonb[];
 begin
-  -- The output is one SQL query (no per-leaf function call), computed only for
-  -- the runs that complete: a leaf's output as _step_output gives it.
   with counted as (
     update pgflow.runs r
        set remaining_steps = r.remaining_steps - k.n,
@@ -1444,25 +1490,8 @@ begin
                          then 'completed' else r.status end,
            completed_at = case when r.remaining_steps - k.n = 0 and r.status = 'started'
                                then v_now else r.completed_at end,
-           output = case when r.remaining_steps - k.n = 0 and r.status = 'started' then (
-             select coalesce(jsonb_object_agg(s.step_slug,
-                      case when s.step_type = 'map' then
-                        (select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb)
-                         from pgflow.step_tasks t
-                         where t.run_id = r.run_id and t.step_slug = s.step_slug)
-                      else
-                        (select t.output from pgflow.step_tasks t
-                         where t.run_id = r.run_id and t.step_slug = s.step_slug and t.task_index = 0)
-                      end), '{}'::jsonb)
-             from pgflow.steps s
-             where s.flow_slug = r.flow_slug
-               and not exists (
-                 select 1 from pgflow.deps d
-                 where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug)
-               and not exists (
-                 select 1 from pgflow.step_states ss
-                 where ss.run_id = r.run_id and ss.step_slug = s.step_slug and ss.status = 'skipped'))
-           else r.output end
+           output = case when r.remaining_steps - k.n = 0 and r.status = 'started'
+                         then pgflow._run_output(r.run_id, r.flow_slug) else r.output end
       from unnest(_count_down_runs.run_ids, _count_down_runs.steps_done) as k(run_id, n)
      where r.run_id = k.run_id
     returning r.run_id, r.flow_slug, r.status, r.remaining_steps, r.output, r.completed_at
@@ -3009,49 +3038,134 @@ set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
+  v_found record;
   v_task pgflow.step_tasks;
-  v_step record;
+  v_state pgflow.step_states;
+  v_now timestamptz;
   -- SQL NULL is stored as SQL NULL (pgflow does the same); 'null'::jsonb as JSON null.
   v_output jsonb := complete_task.output;
+  v_step_output jsonb;
+  v_map_dependent text;
   v_error text;
+  v_run record;
+  v_events text[];
+  v_payloads jsonb[];
 begin
-  v_task := pgflow._lock_task('complete_task', complete_task.run_id, complete_task.step_slug, complete_task.task_index);
+  -- The task and its run, both locked (the run row serialises all state
+  -- changes of a run), with what the completion needs of the step: one query.
+  select t as task, r.status as run_status, s.step_type,
+         exists (select 1 from pgflow.deps d
+                 where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug) as has_dependents
+    into v_found
+  from pgflow.runs r
+  join pgflow.step_tasks t on t.run_id = r.run_id
+  join pgflow.steps s on s.flow_slug = t.flow_slug and s.step_slug = t.step_slug
+  where r.run_id = complete_task.run_id and t.step_slug = complete_task.step_slug
+    and t.task_index = complete_task.task_index
+  for update of r, t;
+  if not found then
+    -- Raises the error that names what is missing.
+    perform pgflow._lock_task('complete_task', complete_task.run_id, complete_task.step_slug,
+      complete_task.task_index);
+  end if;
+  v_task := v_found.task;
   -- Late or duplicate reports (task already completed/failed/requeued) change nothing.
   if v_task.status <> 'started' then
     return query select v_task.*;
     return;
   end if;
 
-  select s.step_type,
-         (select m.step_slug from pgflow.deps d
-          join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
-          where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map'
-          order by m.step_index limit 1) as map_dependent
-    into v_step
-  from pgflow.steps s
-  where s.flow_slug = v_task.flow_slug and s.step_slug = complete_task.step_slug;
-
   -- A single step feeding a map must produce an array; otherwise the run fails,
   -- keeping the offending output on the task for debugging.
-  if v_step.map_dependent is not null and v_step.step_type = 'single'
+  if v_found.has_dependents and v_found.step_type = 'single'
      and coalesce(jsonb_typeof(v_output), 'SQL NULL') <> 'array' then
-    v_error := format('[TYPE_VIOLATION] step %L must return an array because map step %L maps over it; got %s',
-                      complete_task.step_slug, v_step.map_dependent, coalesce(jsonb_typeof(v_output), 'SQL NULL'));
-    return query select (pgflow._fail_task_terminally(complete_task.run_id, complete_task.step_slug,
-      complete_task.task_index, v_error, v_output)).*;
-    return;
+    select m.step_slug into v_map_dependent
+    from pgflow.deps d
+    join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
+    where d.flow_slug = v_task.flow_slug and d.dep_slug = complete_task.step_slug
+      and m.step_type = 'map'
+    order by m.step_index
+    limit 1;
+    if v_map_dependent is not null then
+      v_error := format('[TYPE_VIOLATION] step %L must return an array because map step %L maps over it; got %s',
+                        complete_task.step_slug, v_map_dependent, coalesce(jsonb_typeof(v_output), 'SQL NULL'));
+      return query select (pgflow._fail_task_terminally(complete_task.run_id, complete_task.step_slug,
+        complete_task.task_index, v_error, v_output)).*;
+      return;
+    end if;
   end if;
 
+  v_now := pgflow.now();
   -- error_message keeps the last failed attempt's message, as in pgflow.
   update pgflow.step_tasks
-     set status = 'completed', completed_at = pgflow.now(), output = v_output
+     set status = 'completed', completed_at = v_now, output = v_output
    where run_id = complete_task.run_id and step_slug = complete_task.step_slug
      and task_index = complete_task.task_index
   returning * into v_task;
   perform pgflow._queue_archive(v_task.flow_slug, array[v_task.message_id]);
 
-  perform pgflow._count_down_step(complete_task.run_id, complete_task.step_slug,
-    v_step.step_type, 1, v_output);
+  if v_found.run_status <> 'started' then
+    perform pgflow._count_down_step(complete_task.run_id, complete_task.step_slug,
+      v_found.step_type, 1, v_output);
+    return query select v_task.*;
+    return;
+  end if;
+
+  -- A started run: _count_down_step's work in as few statements as the step
+  -- allows.
+  update pgflow.step_states
+     set remaining_tasks = greatest(remaining_tasks - 1, 0),
+         status = case when remaining_tasks <= 1 then 'completed' else status end,
+         started_at = case when remaining_tasks <= 1 then coalesce(started_at, v_now) else started_at end,
+         completed_at = case when remaining_tasks <= 1 then v_now else completed_at end
+   where run_id = complete_task.run_id and step_slug = complete_task.step_slug
+  returning * into v_state;
+  if v_state.status <> 'completed' then
+    return query select v_task.*;
+    return;
+  end if;
+  v_step_output := case when v_found.step_type = 'map'
+    then pgflow._step_output(complete_task.run_id, complete_task.step_slug, 'map') else v_output end;
+
+  if v_found.has_dependents then
+    -- In _count_down_steps' order: the step's event, its dependents, the run's
+    -- count, then the dependents that became ready (and, through the
+    -- empty-map cascade, maybe the end of the run).
+    perform pgflow._emit_step(complete_task.run_id, complete_task.step_slug, 'completed',
+      jsonb_build_object('output', v_step_output, 'started_at', v_state.started_at,
+                         'completed_at', v_state.completed_at));
+    perform pgflow._hand_on_output(v_state, v_found.step_type, v_step_output);
+    perform pgflow._count_down_runs(array[complete_task.run_id], array[1]);
+    perform pgflow.start_ready_steps(complete_task.run_id);
+    perform pgflow.maybe_complete_run(complete_task.run_id);
+    return query select v_task.*;
+    return;
+  end if;
+
+  -- A leaf step can only end the run: one update counts it off and completes
+  -- a run left with no step (as _count_down_runs), and its events go out with
+  -- one trust check of realtime.send (their bodies are _emit_step's and
+  -- _emit_run's, written out as start_flow does).
+  update pgflow.runs r
+     set remaining_steps = r.remaining_steps - 1,
+         status = case when r.remaining_steps = 1 then 'completed' else r.status end,
+         completed_at = case when r.remaining_steps = 1 then v_now else r.completed_at end,
+         output = case when r.remaining_steps = 1
+                       then pgflow._run_output(r.run_id, r.flow_slug) else r.output end
+   where r.run_id = complete_task.run_id
+  returning r.flow_slug, r.status, r.output, r.completed_at into v_run;
+  v_events := array['step:' || complete_task.step_slug || ':completed'];
+  v_payloads := array[jsonb_build_object('event_type', 'step:completed', 'run_id', complete_task.run_id,
+    'step_slug', complete_task.step_slug, 'status', 'completed', 'output', v_step_output,
+    'started_at', v_state.started_at, 'completed_at', v_state.completed_at)];
+  if v_run.status = 'completed' then
+    v_events := v_events || 'run:completed'::text;
+    v_payloads := v_payloads || jsonb_build_object('event_type', 'run:completed',
+      'run_id', complete_task.run_id, 'status', 'completed', 'flow_slug', v_run.flow_slug,
+      'output', v_run.output, 'completed_at', v_run.completed_at);
+  end if;
+  perform pgflow._emit_each(array_fill(complete_task.run_id, array[cardinality(v_events)]),
+    v_events, v_payloads);
 
   return query select v_task.*;
 end;

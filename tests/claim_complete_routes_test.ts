@@ -4,10 +4,12 @@
  * completion) and any completion route (complete_task; complete_tasks in a batch, set-based
  * for map tasks; complete_task_and_claim; complete_tasks_and_claim, a batch that claims) ends
  * in the same state: the same run, step and task rows (timestamps and ids aside), the same
- * inputs seen by each task, and no message left.
+ * inputs seen by each task, the same events (in causal order; steps completed in one batch
+ * announce it in step order, one by one in report order), and no message left.
  */
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
+import { eventually } from "./_support/eventually.ts";
 import type { Sql } from "../src/db/connect.ts";
 import { readMessages } from "../src/db/queue.ts";
 import { startFlow } from "../src/db/runs.ts";
@@ -112,9 +114,21 @@ async function complete(
   return claimed;
 }
 
-/** Drives one run to its end; returns the inputs each task saw, by step and index. */
-async function drive(sql: Sql, claimRoute: ClaimRoute, completeRoute: CompleteRoute) {
-  const run = await startFlow(sql, { flowSlug: FLOW, input: { n: 7 } });
+/** Drives one run to its end; returns the inputs each task saw and the run's events. */
+async function drive(
+  sql: Sql,
+  listener: Sql,
+  claimRoute: ClaimRoute,
+  completeRoute: CompleteRoute,
+) {
+  const runId = crypto.randomUUID();
+  // The run's events as pg_notify carries them (no Realtime here), times left out.
+  const events: string[] = [];
+  const subscription = await listener.listen(`pgflow:run:${runId}`, (payload) => {
+    const { event, status, step_slug } = JSON.parse(payload);
+    events.push([event, status, step_slug ?? ""].join(" "));
+  });
+  const run = await startFlow(sql, { flowSlug: FLOW, input: { n: 7 }, runId });
   const inputs: Record<string, Json> = {};
   let pending = await claim(sql, claimRoute);
   for (let round = 0; pending.length > 0; round++) {
@@ -123,7 +137,32 @@ async function drive(sql: Sql, claimRoute: ClaimRoute, completeRoute: CompleteRo
     const claimed = await complete(sql, completeRoute, pending);
     pending = claimed.length > 0 ? claimed : await claim(sql, claimRoute);
   }
-  return { runId: run.run_id, inputs };
+  await eventually("run:completed event", () => events.at(-1)?.startsWith("run:completed"));
+  await subscription.unlisten();
+  return { runId: run.run_id, inputs, events };
+}
+
+/** The run starts first and completes last; each step starts after its dependencies complete. */
+function assertCausalOrder(route: string, events: string[]) {
+  const at = (event: string) => {
+    const index = events.findIndex((e) => e.startsWith(`${event} `));
+    assert.ok(index >= 0, `${route}: no ${event} in ${events.join(", ")}`);
+    return index;
+  };
+  assert.equal(at("run:started"), 0, route);
+  assert.equal(at("run:completed"), events.length - 1, route);
+  const deps: Record<string, string[]> = {
+    split: [],
+    double: ["split"],
+    label: ["split"],
+    join: ["double", "label"],
+  };
+  for (const [step, before] of Object.entries(deps)) {
+    assert.ok(at(`step:${step}:started`) < at(`step:${step}:completed`), `${route}: ${step}`);
+    for (const dep of before) {
+      assert.ok(at(`step:${dep}:completed`) < at(`step:${step}:started`), `${route}: ${step}`);
+    }
+  }
 }
 
 /** A run's state without ids and timestamps. */
@@ -144,7 +183,8 @@ async function stateOf(sql: Sql, runId: string) {
   return { run, steps: [...steps], tasks: [...tasks], queue };
 }
 
-dbTest("every claim and completion route leaves the same state", async ({ sql }) => {
+dbTest("every claim and completion route leaves the same state", async ({ sql, connect }) => {
+  const listener = connect(1);
   await sql.unsafe(`
     select pgflow.create_flow('${FLOW}');
     select pgflow.add_step('${FLOW}', 'split');
@@ -167,10 +207,12 @@ dbTest("every claim and completion route leaves the same state", async ({ sql })
   }
   const results = [];
   for (const [claimRoute, completeRoute] of routes) {
-    const { runId, inputs } = await drive(sql, claimRoute, completeRoute);
+    const { runId, inputs, events } = await drive(sql, listener, claimRoute, completeRoute);
+    assertCausalOrder(`${claimRoute} + ${completeRoute}`, events);
     results.push({
       route: `${claimRoute} + ${completeRoute}`,
       inputs,
+      events: events.toSorted(),
       ...await stateOf(sql, runId),
     });
   }

@@ -52,49 +52,134 @@ set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
+  v_found record;
   v_task pgflow.step_tasks;
-  v_step record;
+  v_state pgflow.step_states;
+  v_now timestamptz;
   -- SQL NULL is stored as SQL NULL (pgflow does the same); 'null'::jsonb as JSON null.
   v_output jsonb := complete_task.output;
+  v_step_output jsonb;
+  v_map_dependent text;
   v_error text;
+  v_run record;
+  v_events text[];
+  v_payloads jsonb[];
 begin
-  v_task := pgflow._lock_task('complete_task', complete_task.run_id, complete_task.step_slug, complete_task.task_index);
+  -- The task and its run, both locked (the run row serialises all state
+  -- changes of a run), with what the completion needs of the step: one query.
+  select t as task, r.status as run_status, s.step_type,
+         exists (select 1 from pgflow.deps d
+                 where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug) as has_dependents
+    into v_found
+  from pgflow.runs r
+  join pgflow.step_tasks t on t.run_id = r.run_id
+  join pgflow.steps s on s.flow_slug = t.flow_slug and s.step_slug = t.step_slug
+  where r.run_id = complete_task.run_id and t.step_slug = complete_task.step_slug
+    and t.task_index = complete_task.task_index
+  for update of r, t;
+  if not found then
+    -- Raises the error that names what is missing.
+    perform pgflow._lock_task('complete_task', complete_task.run_id, complete_task.step_slug,
+      complete_task.task_index);
+  end if;
+  v_task := v_found.task;
   -- Late or duplicate reports (task already completed/failed/requeued) change nothing.
   if v_task.status <> 'started' then
     return query select v_task.*;
     return;
   end if;
 
-  select s.step_type,
-         (select m.step_slug from pgflow.deps d
-          join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
-          where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map'
-          order by m.step_index limit 1) as map_dependent
-    into v_step
-  from pgflow.steps s
-  where s.flow_slug = v_task.flow_slug and s.step_slug = complete_task.step_slug;
-
   -- A single step feeding a map must produce an array; otherwise the run fails,
   -- keeping the offending output on the task for debugging.
-  if v_step.map_dependent is not null and v_step.step_type = 'single'
+  if v_found.has_dependents and v_found.step_type = 'single'
      and coalesce(jsonb_typeof(v_output), 'SQL NULL') <> 'array' then
-    v_error := format('[TYPE_VIOLATION] step %L must return an array because map step %L maps over it; got %s',
-                      complete_task.step_slug, v_step.map_dependent, coalesce(jsonb_typeof(v_output), 'SQL NULL'));
-    return query select (pgflow._fail_task_terminally(complete_task.run_id, complete_task.step_slug,
-      complete_task.task_index, v_error, v_output)).*;
-    return;
+    select m.step_slug into v_map_dependent
+    from pgflow.deps d
+    join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
+    where d.flow_slug = v_task.flow_slug and d.dep_slug = complete_task.step_slug
+      and m.step_type = 'map'
+    order by m.step_index
+    limit 1;
+    if v_map_dependent is not null then
+      v_error := format('[TYPE_VIOLATION] step %L must return an array because map step %L maps over it; got %s',
+                        complete_task.step_slug, v_map_dependent, coalesce(jsonb_typeof(v_output), 'SQL NULL'));
+      return query select (pgflow._fail_task_terminally(complete_task.run_id, complete_task.step_slug,
+        complete_task.task_index, v_error, v_output)).*;
+      return;
+    end if;
   end if;
 
+  v_now := pgflow.now();
   -- error_message keeps the last failed attempt's message, as in pgflow.
   update pgflow.step_tasks
-     set status = 'completed', completed_at = pgflow.now(), output = v_output
+     set status = 'completed', completed_at = v_now, output = v_output
    where run_id = complete_task.run_id and step_slug = complete_task.step_slug
      and task_index = complete_task.task_index
   returning * into v_task;
   perform pgflow._queue_archive(v_task.flow_slug, array[v_task.message_id]);
 
-  perform pgflow._count_down_step(complete_task.run_id, complete_task.step_slug,
-    v_step.step_type, 1, v_output);
+  if v_found.run_status <> 'started' then
+    perform pgflow._count_down_step(complete_task.run_id, complete_task.step_slug,
+      v_found.step_type, 1, v_output);
+    return query select v_task.*;
+    return;
+  end if;
+
+  -- A started run: _count_down_step's work in as few statements as the step
+  -- allows.
+  update pgflow.step_states
+     set remaining_tasks = greatest(remaining_tasks - 1, 0),
+         status = case when remaining_tasks <= 1 then 'completed' else status end,
+         started_at = case when remaining_tasks <= 1 then coalesce(started_at, v_now) else started_at end,
+         completed_at = case when remaining_tasks <= 1 then v_now else completed_at end
+   where run_id = complete_task.run_id and step_slug = complete_task.step_slug
+  returning * into v_state;
+  if v_state.status <> 'completed' then
+    return query select v_task.*;
+    return;
+  end if;
+  v_step_output := case when v_found.step_type = 'map'
+    then pgflow._step_output(complete_task.run_id, complete_task.step_slug, 'map') else v_output end;
+
+  if v_found.has_dependents then
+    -- In _count_down_steps' order: the step's event, its dependents, the run's
+    -- count, then the dependents that became ready (and, through the
+    -- empty-map cascade, maybe the end of the run).
+    perform pgflow._emit_step(complete_task.run_id, complete_task.step_slug, 'completed',
+      jsonb_build_object('output', v_step_output, 'started_at', v_state.started_at,
+                         'completed_at', v_state.completed_at));
+    perform pgflow._hand_on_output(v_state, v_found.step_type, v_step_output);
+    perform pgflow._count_down_runs(array[complete_task.run_id], array[1]);
+    perform pgflow.start_ready_steps(complete_task.run_id);
+    perform pgflow.maybe_complete_run(complete_task.run_id);
+    return query select v_task.*;
+    return;
+  end if;
+
+  -- A leaf step can only end the run: one update counts it off and completes
+  -- a run left with no step (as _count_down_runs), and its events go out with
+  -- one trust check of realtime.send (their bodies are _emit_step's and
+  -- _emit_run's, written out as start_flow does).
+  update pgflow.runs r
+     set remaining_steps = r.remaining_steps - 1,
+         status = case when r.remaining_steps = 1 then 'completed' else r.status end,
+         completed_at = case when r.remaining_steps = 1 then v_now else r.completed_at end,
+         output = case when r.remaining_steps = 1
+                       then pgflow._run_output(r.run_id, r.flow_slug) else r.output end
+   where r.run_id = complete_task.run_id
+  returning r.flow_slug, r.status, r.output, r.completed_at into v_run;
+  v_events := array['step:' || complete_task.step_slug || ':completed'];
+  v_payloads := array[jsonb_build_object('event_type', 'step:completed', 'run_id', complete_task.run_id,
+    'step_slug', complete_task.step_slug, 'status', 'completed', 'output', v_step_output,
+    'started_at', v_state.started_at, 'completed_at', v_state.completed_at)];
+  if v_run.status = 'completed' then
+    v_events := v_events || 'run:completed'::text;
+    v_payloads := v_payloads || jsonb_build_object('event_type', 'run:completed',
+      'run_id', complete_task.run_id, 'status', 'completed', 'flow_slug', v_run.flow_slug,
+      'output', v_run.output, 'completed_at', v_run.completed_at);
+  end if;
+  perform pgflow._emit_each(array_fill(complete_task.run_id, array[cardinality(v_events)]),
+    v_events, v_payloads);
 
   return query select v_task.*;
 end;

@@ -62,36 +62,48 @@ set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
-  v_size int;
   v_remaining int;
 begin
   perform pgflow._emit_step(_step_completed.state.run_id, _step_completed.state.step_slug, 'completed',
     jsonb_build_object('output', _step_completed.output, 'started_at', _step_completed.state.started_at,
                        'completed_at', _step_completed.state.completed_at));
+  perform pgflow._hand_on_output(_step_completed.state, _step_completed.step_type, _step_completed.output);
 
-  -- A map that depends on this step now knows its size: this map's task count,
-  -- or the length of this single step's array output (checked by the caller).
+  update pgflow.runs set remaining_steps = remaining_steps - 1
+  where run_id = _step_completed.state.run_id
+  returning remaining_steps into v_remaining;
+  return v_remaining;
+end;
+$$;
+
+-- A completed step's dependents count it off. A map that depends on it now
+-- knows its size: this map's task count, or the length of this single step's
+-- array output (checked by the caller).
+create or replace function pgflow._hand_on_output(state pgflow.step_states, step_type text, output jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_size int;
+begin
   -- Computed here, not in the UPDATE: the planner may fold jsonb_array_length
   -- of a parameter even in a CASE branch that is not taken.
-  if _step_completed.step_type = 'map' then
-    v_size := _step_completed.state.initial_tasks;
-  elsif jsonb_typeof(_step_completed.output) = 'array' then
-    v_size := jsonb_array_length(_step_completed.output);
+  if _hand_on_output.step_type = 'map' then
+    v_size := _hand_on_output.state.initial_tasks;
+  elsif jsonb_typeof(_hand_on_output.output) = 'array' then
+    v_size := jsonb_array_length(_hand_on_output.output);
   end if;
   update pgflow.step_states ss
      set remaining_deps = ss.remaining_deps - 1,
          initial_tasks = case when s.step_type = 'map' then v_size else ss.initial_tasks end
     from pgflow.deps d
     join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
-   where d.flow_slug = _step_completed.state.flow_slug
-     and d.dep_slug = _step_completed.state.step_slug
-     and ss.run_id = _step_completed.state.run_id
+   where d.flow_slug = _hand_on_output.state.flow_slug
+     and d.dep_slug = _hand_on_output.state.step_slug
+     and ss.run_id = _hand_on_output.state.run_id
      and ss.step_slug = d.step_slug;
-
-  update pgflow.runs set remaining_steps = remaining_steps - 1
-  where run_id = _step_completed.state.run_id
-  returning remaining_steps into v_remaining;
-  return v_remaining;
 end;
 $$;
 
@@ -234,12 +246,45 @@ begin
 end;
 $$;
 
+-- A completed run's output: every leaf step's output as _step_output gives it
+-- (a skipped leaf is left out), in one query.
+create or replace function pgflow._run_output(run_id uuid, flow_slug text)
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_output jsonb;
+begin
+  select coalesce(jsonb_object_agg(s.step_slug,
+           case when s.step_type = 'map' then
+             (select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb)
+              from pgflow.step_tasks t
+              where t.run_id = _run_output.run_id and t.step_slug = s.step_slug)
+           else
+             (select t.output from pgflow.step_tasks t
+              where t.run_id = _run_output.run_id and t.step_slug = s.step_slug and t.task_index = 0)
+           end), '{}'::jsonb)
+    into v_output
+  from pgflow.steps s
+  where s.flow_slug = _run_output.flow_slug
+    and not exists (
+      select 1 from pgflow.deps d
+      where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug)
+    and not exists (
+      select 1 from pgflow.step_states ss
+      where ss.run_id = _run_output.run_id and ss.step_slug = s.step_slug and ss.status = 'skipped');
+  return v_output;
+end;
+$$;
+
 -- Counts steps_done[i] completed steps off run run_ids[i] (runs locked by the
--- caller); a started run left with no step completes in the same update: its
--- output holds every leaf step's output (a skipped leaf is left out), and it
--- announces run:completed. The runs are found by key alone and their status
--- tested in the SET: given "status = 'started'" in the WHERE, a plan cached
--- while the tables were small could read every started run.
+-- caller); a started run left with no step completes in the same update, with
+-- its _run_output, and announces run:completed. The runs are found by key
+-- alone and their status tested in the SET: given "status = 'started'" in the
+-- WHERE, a plan cached while the tables were small could read every started run.
 create or replace function pgflow._count_down_runs(run_ids uuid[], steps_done int[])
 returns void
 language plpgsql
@@ -251,8 +296,6 @@ declare
   v_ids uuid[];
   v_payloads jsonb[];
 begin
-  -- The output is one SQL query (no per-leaf function call), computed only for
-  -- the runs that complete: a leaf's output as _step_output gives it.
   with counted as (
     update pgflow.runs r
        set remaining_steps = r.remaining_steps - k.n,
@@ -260,25 +303,8 @@ begin
                          then 'completed' else r.status end,
            completed_at = case when r.remaining_steps - k.n = 0 and r.status = 'started'
                                then v_now else r.completed_at end,
-           output = case when r.remaining_steps - k.n = 0 and r.status = 'started' then (
-             select coalesce(jsonb_object_agg(s.step_slug,
-                      case when s.step_type = 'map' then
-                        (select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb)
-                         from pgflow.step_tasks t
-                         where t.run_id = r.run_id and t.step_slug = s.step_slug)
-                      else
-                        (select t.output from pgflow.step_tasks t
-                         where t.run_id = r.run_id and t.step_slug = s.step_slug and t.task_index = 0)
-                      end), '{}'::jsonb)
-             from pgflow.steps s
-             where s.flow_slug = r.flow_slug
-               and not exists (
-                 select 1 from pgflow.deps d
-                 where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug)
-               and not exists (
-                 select 1 from pgflow.step_states ss
-                 where ss.run_id = r.run_id and ss.step_slug = s.step_slug and ss.status = 'skipped'))
-           else r.output end
+           output = case when r.remaining_steps - k.n = 0 and r.status = 'started'
+                         then pgflow._run_output(r.run_id, r.flow_slug) else r.output end
       from unnest(_count_down_runs.run_ids, _count_down_runs.steps_done) as k(run_id, n)
      where r.run_id = k.run_id
     returning r.run_id, r.flow_slug, r.status, r.remaining_steps, r.output, r.completed_at
