@@ -62,48 +62,36 @@ set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
+  v_size int;
   v_remaining int;
 begin
   perform pgflow._emit_step(_step_completed.state.run_id, _step_completed.state.step_slug, 'completed',
     jsonb_build_object('output', _step_completed.output, 'started_at', _step_completed.state.started_at,
                        'completed_at', _step_completed.state.completed_at));
-  perform pgflow._hand_on_output(_step_completed.state, _step_completed.step_type, _step_completed.output);
 
-  update pgflow.runs set remaining_steps = remaining_steps - 1
-  where run_id = _step_completed.state.run_id
-  returning remaining_steps into v_remaining;
-  return v_remaining;
-end;
-$$;
-
--- A completed step's dependents count it off. A map that depends on it now
--- knows its size: this map's task count, or the length of this single step's
--- array output (checked by the caller).
-create or replace function pgflow._hand_on_output(state pgflow.step_states, step_type text, output jsonb)
-returns void
-language plpgsql
-set search_path = pg_catalog, pg_temp
-as $$
-#variable_conflict use_column
-declare
-  v_size int;
-begin
+  -- A map that depends on this step now knows its size: this map's task count,
+  -- or the length of this single step's array output (checked by the caller).
   -- Computed here, not in the UPDATE: the planner may fold jsonb_array_length
   -- of a parameter even in a CASE branch that is not taken.
-  if _hand_on_output.step_type = 'map' then
-    v_size := _hand_on_output.state.initial_tasks;
-  elsif jsonb_typeof(_hand_on_output.output) = 'array' then
-    v_size := jsonb_array_length(_hand_on_output.output);
+  if _step_completed.step_type = 'map' then
+    v_size := _step_completed.state.initial_tasks;
+  elsif jsonb_typeof(_step_completed.output) = 'array' then
+    v_size := jsonb_array_length(_step_completed.output);
   end if;
   update pgflow.step_states ss
      set remaining_deps = ss.remaining_deps - 1,
          initial_tasks = case when s.step_type = 'map' then v_size else ss.initial_tasks end
     from pgflow.deps d
     join pgflow.steps s on s.flow_slug = d.flow_slug and s.step_slug = d.step_slug
-   where d.flow_slug = _hand_on_output.state.flow_slug
-     and d.dep_slug = _hand_on_output.state.step_slug
-     and ss.run_id = _hand_on_output.state.run_id
+   where d.flow_slug = _step_completed.state.flow_slug
+     and d.dep_slug = _step_completed.state.step_slug
+     and ss.run_id = _step_completed.state.run_id
      and ss.step_slug = d.step_slug;
+
+  update pgflow.runs set remaining_steps = remaining_steps - 1
+  where run_id = _step_completed.state.run_id
+  returning remaining_steps into v_remaining;
+  return v_remaining;
 end;
 $$;
 
