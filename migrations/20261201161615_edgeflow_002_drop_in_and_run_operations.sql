@@ -1328,6 +1328,9 @@ declare
   v_state pgflow.step_states;
   v_now timestamptz;
   v_to_settle boolean;
+  v_run_ids uuid[] := '{}';
+  v_events text[] := '{}';
+  v_payloads jsonb[] := '{}';
 begin
   -- Most calls find nothing ready (a step whose dependents wait for others):
   -- one probe of step_states_ready_idx answers those. It also tells whether a
@@ -1381,11 +1384,18 @@ begin
       perform pg_notify('pgflow:queue:' || v_step.flow_slug, '');
     end if;
 
-    perform pgflow._emit_step(start_ready_steps.run_id, v_step.step_slug, 'started',
-      jsonb_build_object('remaining_tasks', v_state.remaining_tasks,
-                         'remaining_deps', v_state.remaining_deps,
-                         'started_at', v_state.started_at));
+    -- The body _emit_step would build; the events go out after the loop with
+    -- one trust check of realtime.send, in step order.
+    v_run_ids := v_run_ids || start_ready_steps.run_id;
+    v_events := v_events || ('step:' || v_step.step_slug || ':started');
+    v_payloads := v_payloads || jsonb_build_object('event_type', 'step:started',
+      'run_id', start_ready_steps.run_id, 'step_slug', v_step.step_slug, 'status', 'started',
+      'remaining_tasks', v_state.remaining_tasks, 'remaining_deps', v_state.remaining_deps,
+      'started_at', v_state.started_at);
   end loop;
+  if cardinality(v_events) > 0 then
+    perform pgflow._emit_each(v_run_ids, v_events, v_payloads);
+  end if;
 end;
 $$;
 
