@@ -148,3 +148,35 @@ dbTest("a planted vault.decrypted_secrets is never read", async (db) => {
     await assertNeverRan(db.sql);
   });
 });
+
+dbTest("trusted owners: the owner of schema pgflow and superusers, no one else", async (db) => {
+  // Roles are cluster-wide: names per process, as PLANTER.
+  const plain = `trust_plain_${Deno.pid}`;
+  const superuser = `trust_super_${Deno.pid}`;
+  const member = `trust_member_${Deno.pid}`;
+  const [{ bootstrap }] = await db.sql`select rolname as bootstrap from pg_roles where oid = 10`;
+  await db.sql.unsafe(`
+    create role ${plain} nologin;
+    create role ${superuser} nologin superuser;
+    -- A member of the bootstrap superuser can become it (SET ROLE): as trusted as a superuser.
+    create role ${member} nologin;
+    grant "${bootstrap}" to ${member};`);
+  try {
+    const trusted = async (owner: string, schemaOwner: string) => {
+      const [{ ok }] = await db.sql`
+        select pgflow._trusted_owners(
+          (select oid from pg_roles where rolname = ${owner}),
+          (select oid from pg_roles where rolname = ${schemaOwner})) as ok`;
+      return ok;
+    };
+    const [{ pgflowOwner }] = await db.sql`
+      select pg_get_userbyid(nspowner) as "pgflowOwner" from pg_namespace where nspname = 'pgflow'`;
+    assert.equal(await trusted(pgflowOwner, pgflowOwner), true);
+    assert.equal(await trusted(superuser, pgflowOwner), true);
+    assert.equal(await trusted(member, superuser), true);
+    assert.equal(await trusted(plain, pgflowOwner), false, "an untrusted object owner");
+    assert.equal(await trusted(superuser, plain), false, "an untrusted schema owner");
+  } finally {
+    await db.sql.unsafe(`drop role ${member}; drop role ${superuser}; drop role ${plain}`);
+  }
+});
