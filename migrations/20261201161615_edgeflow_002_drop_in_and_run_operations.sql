@@ -520,8 +520,9 @@ $$;
 -- those components, a role with CREATE on the database could plant them, so
 -- such an object is used only when it and its schema belong to a trusted role
 -- (_trusted_owners):
--- a superuser (Supabase's supabase_admin owns realtime, net and vault), or the
--- owner of schema pgflow (whoever installed edgeflow).
+-- a superuser (Supabase's supabase_admin owns realtime, net and vault) or a
+-- member of the bootstrap superuser, or the owner of schema pgflow (whoever
+-- installed edgeflow).
 create or replace function pgflow._trusted_owners(p_owner oid, p_schema_owner oid)
 returns boolean
 language plpgsql
@@ -532,8 +533,8 @@ begin
   -- One query on one catalog: every event asks (through _trusted_function).
   -- pg_has_role(role, 10, 'MEMBER') is true for every superuser (superusers are
   -- members of every role) and for members of the bootstrap superuser (oid 10),
-  -- who can become it; reading rolsuper from pg_roles cost this check half of
-  -- an event's time.
+  -- who can become it: no need to read rolsuper through pg_roles, a view that
+  -- joins two more catalogs.
   return exists (
     select 1 from pg_catalog.pg_namespace s
     where s.nspname = 'pgflow'
