@@ -141,4 +141,47 @@ for (const warmUp of WARM_UPS) {
       }
     },
   );
+
+  dbTest(
+    `one report through complete_task reads only its own task and run${warmUp.name}`,
+    async ({ sql }) => {
+      await define(
+        sql,
+        `select pgflow.create_flow('one');
+       select pgflow.add_step('one', 's');`,
+      );
+      const conn = await genericPlans(sql);
+      const completeOne = async () => {
+        const [task] = await conn<Task[]>`
+          select run_id, step_slug, task_index
+          from pgflow.read_and_start_tasks('one', 30, 1, ${WORKER_ID}::uuid)`;
+        await conn`select status from pgflow.complete_task(${task.run_id}::uuid, ${task.step_slug},
+                                                           ${task.task_index}::int, '1'::jsonb)`;
+      };
+      try {
+        // Plans made now, on one run.
+        await conn`select pgflow.start_flow('one', '1')`;
+        await completeOne();
+        if (warmUp.analyze) await sql`analyze`;
+        await conn`select pgflow.start_flow('one', to_jsonb(i)) from generate_series(1, 3000) i`;
+
+        for (const table of ["pgflow.step_tasks", "pgflow.runs"]) {
+          await conn`begin`;
+          try {
+            const before = await rowsRead(conn, table);
+            await completeOne();
+            const read = (await rowsRead(conn, table)) - before;
+            assert.ok(
+              read <= ROWS_PER_TASK * BATCH,
+              `one claim and report read ${read} of ${table}`,
+            );
+          } finally {
+            await conn`commit`;
+          }
+        }
+      } finally {
+        conn.release();
+      }
+    },
+  );
 }

@@ -3,6 +3,7 @@ import { dbTest } from "./_support/db.ts";
 import { eventually } from "./_support/eventually.ts";
 import { define, failOne, runUntilIdle, takeTasks } from "./_support/drive.ts";
 import { startFlow } from "../src/db/runs.ts";
+import { completeTask } from "../src/db/tasks.ts";
 
 const DIAMOND = `
   select pgflow.create_flow('diamond');
@@ -122,3 +123,48 @@ dbTest("where Supabase's realtime.send exists, events go through it", async ({ s
     assert.equal(s.payload.run_id, run.run_id);
   }
 });
+
+dbTest(
+  "a run that fails announces it once: a type violation, a task out of attempts",
+  async ({ sql }) => {
+    // Realtime records every call (pg_notify folds identical notifications of a transaction).
+    await sql.unsafe(`
+      create schema realtime;
+      create table realtime.sent (id serial, event text, topic text);
+      create function realtime.send(payload jsonb, event text, topic text, private boolean default true)
+      returns void language sql as
+      $$ insert into realtime.sent (event, topic) values (event, topic) $$;`);
+    await define(
+      sql,
+      `select pgflow.create_flow('typed');
+       select pgflow.add_step('typed', 'list');
+       select pgflow.add_step('typed', 'each', deps_slugs => array['list'], step_type => 'map');
+       select pgflow.create_flow('once', max_attempts => 1);
+       select pgflow.add_step('once', 'a');`,
+    );
+    const typed = await startFlow(sql, { flowSlug: "typed", input: {} });
+    const [list] = await takeTasks(sql, "typed");
+    const row = await completeTask(sql, {
+      runId: typed.run_id,
+      stepSlug: "list",
+      taskIndex: 0,
+      output: { not: "an array" },
+    });
+    assert.equal(row.status, "failed");
+    assert.equal(list.step_slug, "list");
+    const once = await startFlow(sql, { flowSlug: "once", input: {} });
+    const [a] = await takeTasks(sql, "once");
+    assert.equal((await failOne(sql, a, "nope")).status, "failed");
+
+    for (const [run, step] of [[typed.run_id, "list"], [once.run_id, "a"]]) {
+      const sent = await sql`
+        select event from realtime.sent where topic = ${`pgflow:run:${run}`} order by id`;
+      assert.deepEqual(sent.map((s) => s.event), [
+        "run:started",
+        `step:${step}:started`,
+        `step:${step}:failed`,
+        "run:failed",
+      ]);
+    }
+  },
+);

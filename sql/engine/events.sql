@@ -6,9 +6,8 @@
 -- those components, a role with CREATE on the database could plant them, so
 -- such an object is used only when it and its schema belong to a trusted role
 -- (_trusted_owners):
--- a superuser (Supabase's supabase_admin owns realtime, net and vault) or a
--- member of the bootstrap superuser, or the owner of schema pgflow (whoever
--- installed edgeflow).
+-- a superuser (Supabase's supabase_admin owns realtime, net and vault), or the
+-- owner of schema pgflow (whoever installed edgeflow).
 create or replace function pgflow._trusted_owners(p_owner oid, p_schema_owner oid)
 returns boolean
 language plpgsql
@@ -16,16 +15,16 @@ stable
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  -- One query on one catalog: every event asks (through _trusted_function).
-  -- pg_has_role(role, 10, 'MEMBER') is true for every superuser (superusers are
-  -- members of every role) and for members of the bootstrap superuser (oid 10),
-  -- who can become it: no need to read rolsuper through pg_roles, a view that
-  -- joins two more catalogs.
+  -- One query: every event asks (through _trusted_function). pg_roles (a view
+  -- over two more catalogs) is read by key, and only for an owner that is not
+  -- the owner of schema pgflow.
   return exists (
     select 1 from pg_catalog.pg_namespace s
     where s.nspname = 'pgflow'
-      and (p_owner = s.nspowner or pg_catalog.pg_has_role(p_owner, 10::oid, 'MEMBER'))
-      and (p_schema_owner = s.nspowner or pg_catalog.pg_has_role(p_schema_owner, 10::oid, 'MEMBER')));
+      and (p_owner = s.nspowner
+           or (select r.rolsuper from pg_catalog.pg_roles r where r.oid = p_owner))
+      and (p_schema_owner = s.nspowner
+           or (select r.rolsuper from pg_catalog.pg_roles r where r.oid = p_schema_owner)));
 end;
 $$;
 

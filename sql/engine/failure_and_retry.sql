@@ -166,8 +166,9 @@ begin
   end if;
 
   -- Out of attempts: the step's when_exhausted decides (sql/engine/step_conditions.sql).
-  return query select (pgflow._exhaust_task(fail_task.run_id, fail_task.step_slug,
-    fail_task.task_index, fail_task.error_message)).*;
+  -- In FROM: "(f(...)).*" would call it once per column of the row.
+  return query select * from pgflow._exhaust_task(fail_task.run_id, fail_task.step_slug,
+    fail_task.task_index, fail_task.error_message);
 end;
 $$;
 

@@ -520,9 +520,8 @@ $$;
 -- those components, a role with CREATE on the database could plant them, so
 -- such an object is used only when it and its schema belong to a trusted role
 -- (_trusted_owners):
--- a superuser (Supabase's supabase_admin owns realtime, net and vault) or a
--- member of the bootstrap superuser, or the owner of schema pgflow (whoever
--- installed edgeflow).
+-- a superuser (Supabase's supabase_admin owns realtime, net and vault), or the
+-- owner of schema pgflow (whoever installed edgeflow).
 create or replace function pgflow._trusted_owners(p_owner oid, p_schema_owner oid)
 returns boolean
 language plpgsql
@@ -530,16 +529,16 @@ stable
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  -- One query on one catalog: every event asks (through _trusted_function).
-  -- pg_has_role(role, 10, 'MEMBER') is true for every superuser (superusers are
-  -- members of every role) and for members of the bootstrap superuser (oid 10),
-  -- who can become it: no need to read rolsuper through pg_roles, a view that
-  -- joins two more catalogs.
+  -- One query: every event asks (through _trusted_function). pg_roles (a view
+  -- over two more catalogs) is read by key, and only for an owner that is not
+  -- the owner of schema pgflow.
   return exists (
     select 1 from pg_catalog.pg_namespace s
     where s.nspname = 'pgflow'
-      and (p_owner = s.nspowner or pg_catalog.pg_has_role(p_owner, 10::oid, 'MEMBER'))
-      and (p_schema_owner = s.nspowner or pg_catalog.pg_has_role(p_schema_owner, 10::oid, 'MEMBER')));
+      and (p_owner = s.nspowner
+           or (select r.rolsuper from pg_catalog.pg_roles r where r.oid = p_owner))
+      and (p_schema_owner = s.nspowner
+           or (select r.rolsuper from pg_catalog.pg_roles r where r.oid = p_schema_owner)));
 end;
 $$;
 
@@ -2612,8 +2611,9 @@ begin
   end if;
 
   -- Out of attempts: the step's when_exhausted decides (sql/engine/step_conditions.sql).
-  return query select (pgflow._exhaust_task(fail_task.run_id, fail_task.step_slug,
-    fail_task.task_index, fail_task.error_message)).*;
+  -- In FROM: "(f(...)).*" would call it once per column of the row.
+  return query select * from pgflow._exhaust_task(fail_task.run_id, fail_task.step_slug,
+    fail_task.task_index, fail_task.error_message);
 end;
 $$;
 
@@ -3038,6 +3038,7 @@ as $$
 #variable_conflict use_column
 declare
   v_found record;
+  v_try int;
   v_task pgflow.step_tasks;
   v_state pgflow.step_states;
   v_now timestamptz;
@@ -3052,20 +3053,35 @@ declare
 begin
   -- The task and its run, both locked (the run row serialises all state
   -- changes of a run), with what the completion needs of the step: one query.
-  select t as task, r.status as run_status, s.step_type,
-         exists (select 1 from pgflow.deps d
-                 where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug) as has_dependents
-    into v_found
-  from pgflow.runs r
-  join pgflow.step_tasks t on t.run_id = r.run_id
-  join pgflow.steps s on s.flow_slug = t.flow_slug and s.step_slug = t.step_slug
-  where r.run_id = complete_task.run_id and t.step_slug = complete_task.step_slug
-    and t.task_index = complete_task.task_index
-  for update of r, t;
-  if not found then
-    -- Raises the error that names what is missing.
+  -- The step is read in a fenced lateral (OFFSET 0): joined, a plan cached
+  -- while the tables were small could reach the task through the step's flow
+  -- and read every task of the flow (ARCHITECTURE.md, "Key lookups stay key
+  -- lookups").
+  for v_try in 1 .. 2 loop
+    select t as task, r.status as run_status, st.step_type, st.has_dependents
+      into v_found
+    from pgflow.runs r
+    join pgflow.step_tasks t on t.run_id = r.run_id
+    cross join lateral (
+      select s.step_type,
+             exists (select 1 from pgflow.deps d
+                     where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug) as has_dependents
+      from pgflow.steps s
+      where s.flow_slug = t.flow_slug and s.step_slug = t.step_slug
+      offset 0) st
+    where r.run_id = complete_task.run_id and t.step_slug = complete_task.step_slug
+      and t.task_index = complete_task.task_index
+    for update of r, t;
+    exit when found;
+    -- Raises the error that names what is missing. It returns only when the
+    -- task was committed after the query above began: then the query, run
+    -- again, sees it.
     perform pgflow._lock_task('complete_task', complete_task.run_id, complete_task.step_slug,
       complete_task.task_index);
+  end loop;
+  if v_found.task is null then
+    perform pgflow._no_such(format('complete_task(%s, %L, %s): the task changed while it was read; report it again',
+      complete_task.run_id, complete_task.step_slug, complete_task.task_index));
   end if;
   v_task := v_found.task;
   -- Late or duplicate reports (task already completed/failed/requeued) change nothing.
@@ -3088,8 +3104,9 @@ begin
     if v_map_dependent is not null then
       v_error := format('[TYPE_VIOLATION] step %L must return an array because map step %L maps over it; got %s',
                         complete_task.step_slug, v_map_dependent, coalesce(jsonb_typeof(v_output), 'SQL NULL'));
-      return query select (pgflow._fail_task_terminally(complete_task.run_id, complete_task.step_slug,
-        complete_task.task_index, v_error, v_output)).*;
+      -- In FROM: "(f(...)).*" would call it once per column of the row.
+      return query select * from pgflow._fail_task_terminally(complete_task.run_id,
+        complete_task.step_slug, complete_task.task_index, v_error, v_output);
       return;
     end if;
   end if;
