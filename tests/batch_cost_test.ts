@@ -70,6 +70,8 @@ async function readsOfOneBatch(conn: Reserved, flow: string, table: string) {
   }
 }
 
+const ONE_STEP_FLOW = `select pgflow.create_flow('one'); select pgflow.add_step('one', 's');`;
+
 /** A connection whose plans are generic (as after five calls) from its first call. */
 async function genericPlans(sql: Sql): Promise<Reserved> {
   const conn = await sql.reserve();
@@ -119,11 +121,7 @@ for (const warmUp of WARM_UPS) {
   dbTest(
     `a batch of reports reads only its own runs, however many runs are started${warmUp.name}`,
     async ({ sql }) => {
-      await define(
-        sql,
-        `select pgflow.create_flow('one');
-       select pgflow.add_step('one', 's');`,
-      );
+      await define(sql, ONE_STEP_FLOW);
       const conn = await genericPlans(sql);
       try {
         // Plans made now, on a few runs.
@@ -145,11 +143,7 @@ for (const warmUp of WARM_UPS) {
   dbTest(
     `one report through complete_task reads only its own task and run${warmUp.name}`,
     async ({ sql }) => {
-      await define(
-        sql,
-        `select pgflow.create_flow('one');
-       select pgflow.add_step('one', 's');`,
-      );
+      await define(sql, ONE_STEP_FLOW);
       const conn = await genericPlans(sql);
       const completeOne = async () => {
         const [task] = await conn<Task[]>`
