@@ -171,8 +171,7 @@ begin
 
   -- A leaf step can only end the run: one update counts it off and completes
   -- a run left with no step (as _count_down_runs), and its events go out with
-  -- one trust check of realtime.send (their bodies are _emit_step's and
-  -- _emit_run's, written out as start_flow does).
+  -- one trust check of realtime.send.
   update pgflow.runs r
      set remaining_steps = r.remaining_steps - 1,
          status = case when r.remaining_steps = 1 then 'completed' else r.status end,
@@ -182,13 +181,11 @@ begin
    where r.run_id = complete_task.run_id
   returning r.flow_slug, r.status, r.output, r.completed_at into v_run;
   v_events := array['step:' || complete_task.step_slug || ':completed'];
-  v_payloads := array[jsonb_build_object('event_type', 'step:completed', 'run_id', complete_task.run_id,
-    'step_slug', complete_task.step_slug, 'status', 'completed', 'output', v_step_output,
+  v_payloads := array[jsonb_build_object('output', v_step_output,
     'started_at', v_state.started_at, 'completed_at', v_state.completed_at)];
   if v_run.status = 'completed' then
     v_events := v_events || 'run:completed'::text;
-    v_payloads := v_payloads || jsonb_build_object('event_type', 'run:completed',
-      'run_id', complete_task.run_id, 'status', 'completed', 'flow_slug', v_run.flow_slug,
+    v_payloads := v_payloads || jsonb_build_object('flow_slug', v_run.flow_slug,
       'output', v_run.output, 'completed_at', v_run.completed_at);
   end if;
   perform pgflow._emit_each(array_fill(complete_task.run_id, array[cardinality(v_events)]),

@@ -76,25 +76,14 @@ $$;
 -- on a channel named like the topic, which any role may LISTEN to: those
 -- notifications carry ids, slugs, statuses and timestamps only, never inputs,
 -- outputs or error messages (read them with get_run_with_states).
--- Events of one transaction arrive in order.
+-- Events of one transaction arrive in order. One event is _emit_each of one.
 create or replace function pgflow._emit(run_id uuid, event text, payload jsonb)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  v_topic text := 'pgflow:run:' || run_id::text;
-  v_body jsonb := payload || jsonb_build_object('event', event);
 begin
-  if pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null then
-    -- A static call (planned once per session, replanned if the function
-    -- changes) rather than EXECUTE, which parses and plans on every event.
-    -- The argument types match the checked signature exactly, so this
-    -- resolves to the function just checked.
-    perform realtime.send(v_body, event, v_topic, false);
-    return;
-  end if;
-  perform pgflow._notify_event(v_topic, v_body);
+  perform pgflow._emit_each(array[_emit.run_id], array[_emit.event], array[_emit.payload]);
 end;
 $$;
 
@@ -116,29 +105,45 @@ begin
 end;
 $$;
 
--- _emit for many events, in array order, with one trust check of
--- realtime.send for the batch: a set-based caller (start_flows) emits
--- thousands in one call, and the check costs about as much as the send.
+-- Events in array order, with one trust check of realtime.send for them all:
+-- a set-based caller (start_flows) emits thousands in one call, and the check
+-- costs about as much as a send. An event is named run:<status> or
+-- step:<slug>:<status> (slugs hold no colon); its body is {event, event_type
+-- (run:<status> or step:<status>), run_id, status, step_slug for a step}
+-- followed by its payload, whose keys win (run:resumed says status 'started').
 create or replace function pgflow._emit_each(run_ids uuid[], events text[], payloads jsonb[])
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_realtime boolean :=
-    pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null;
+  v_realtime boolean;
+  v_event text;
+  v_body jsonb;
 begin
+  if coalesce(cardinality(_emit_each.run_ids), 0) = 0 then
+    return;
+  end if;
+  v_realtime := pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null;
   -- A loop of simple statements rather than one query over unnest(): a query
   -- with array parameters is planned again on every call.
   for i in 1 .. coalesce(cardinality(_emit_each.run_ids), 0) loop
+    v_event := _emit_each.events[i];
+    v_body := case when split_part(v_event, ':', 1) = 'step'
+        then jsonb_build_object('event_type', 'step:' || split_part(v_event, ':', 3),
+               'run_id', _emit_each.run_ids[i], 'step_slug', split_part(v_event, ':', 2),
+               'status', split_part(v_event, ':', 3))
+        else jsonb_build_object('event_type', v_event, 'run_id', _emit_each.run_ids[i],
+               'status', split_part(v_event, ':', 2))
+      end || _emit_each.payloads[i] || jsonb_build_object('event', v_event);
     if v_realtime then
-      -- As in _emit: the types match the checked signature exactly.
-      perform realtime.send(_emit_each.payloads[i] || jsonb_build_object('event', _emit_each.events[i]),
-                            _emit_each.events[i], 'pgflow:run:' || _emit_each.run_ids[i]::text, false);
+      -- A static call (planned once per session, replanned if the function
+      -- changes) rather than EXECUTE, which parses and plans on every event.
+      -- The argument types match the checked signature exactly, so this
+      -- resolves to the function just checked.
+      perform realtime.send(v_body, v_event, 'pgflow:run:' || _emit_each.run_ids[i]::text, false);
     else
-      -- Straight to the pg_notify form: _emit would check realtime.send again.
-      perform pgflow._notify_event('pgflow:run:' || _emit_each.run_ids[i]::text,
-        _emit_each.payloads[i] || jsonb_build_object('event', _emit_each.events[i]));
+      perform pgflow._notify_event('pgflow:run:' || _emit_each.run_ids[i]::text, v_body);
     end if;
   end loop;
 end;
@@ -146,26 +151,18 @@ $$;
 
 -- Helpers on the hot path are PL/pgSQL rather than SQL functions: a SQL
 -- function with a SET clause is re-planned on every call, a PL/pgSQL one
--- keeps its plans for the session. A single event goes straight to _emit
--- (each level of calls costs), many through _emit_each.
+-- keeps its plans for the session.
 create or replace function pgflow._emit_step(run_id uuid, step_slug text, status text, payload jsonb)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit(
-    run_id,
-    'step:' || step_slug || ':' || status,
-    jsonb_build_object('event_type', 'step:' || status, 'run_id', run_id,
-      'step_slug', step_slug, 'status', status) || payload);
+  perform pgflow._emit(run_id, 'step:' || step_slug || ':' || status, payload);
 end;
 $$;
 
--- step:<status> events of many (run, step) pairs, in array order. The body is
--- _emit_step's, written out in both: a shared helper costs every event a call.
--- None costs nothing; one goes to _emit_step: _emit_each's batch check and loop
--- cost more.
+-- step:<status> events of many (run, step) pairs, in array order.
 create or replace function pgflow._emit_steps(run_ids uuid[], step_slugs text[], status text, payloads jsonb[])
 returns void
 language plpgsql
@@ -173,23 +170,11 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_events text[] := '{}';
-  v_payloads jsonb[] := '{}';
 begin
-  if coalesce(cardinality(_emit_steps.run_ids), 0) = 0 then
-    return;
-  end if;
-  if cardinality(_emit_steps.run_ids) = 1 then
-    perform pgflow._emit_step(_emit_steps.run_ids[1], _emit_steps.step_slugs[1], _emit_steps.status,
-      _emit_steps.payloads[1]);
-    return;
-  end if;
-  for i in 1 .. cardinality(_emit_steps.run_ids) loop
+  for i in 1 .. coalesce(cardinality(_emit_steps.run_ids), 0) loop
     v_events[i] := 'step:' || _emit_steps.step_slugs[i] || ':' || _emit_steps.status;
-    v_payloads[i] := jsonb_build_object('event_type', 'step:' || _emit_steps.status,
-                       'run_id', _emit_steps.run_ids[i], 'step_slug', _emit_steps.step_slugs[i],
-                       'status', _emit_steps.status) || _emit_steps.payloads[i];
   end loop;
-  perform pgflow._emit_each(_emit_steps.run_ids, v_events, v_payloads);
+  perform pgflow._emit_each(_emit_steps.run_ids, v_events, _emit_steps.payloads);
 end;
 $$;
 
@@ -199,38 +184,19 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit(
-    run_id,
-    'run:' || status,
-    jsonb_build_object('event_type', 'run:' || status, 'run_id', run_id, 'status', status)
-      || payload);
+  perform pgflow._emit(run_id, 'run:' || status, payload);
 end;
 $$;
 
--- run:<status> events of many runs, in array order (the body is _emit_run's;
--- one event goes to _emit_run, as in _emit_steps).
+-- run:<status> events of many runs, in array order.
 create or replace function pgflow._emit_runs(run_ids uuid[], status text, payloads jsonb[])
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  v_events text[] := '{}';
-  v_payloads jsonb[] := '{}';
 begin
-  if coalesce(cardinality(_emit_runs.run_ids), 0) = 0 then
-    return;
-  end if;
-  if cardinality(_emit_runs.run_ids) = 1 then
-    perform pgflow._emit_run(_emit_runs.run_ids[1], _emit_runs.status, _emit_runs.payloads[1]);
-    return;
-  end if;
-  for i in 1 .. cardinality(_emit_runs.run_ids) loop
-    v_events[i] := 'run:' || _emit_runs.status;
-    v_payloads[i] := jsonb_build_object('event_type', 'run:' || _emit_runs.status,
-                       'run_id', _emit_runs.run_ids[i], 'status', _emit_runs.status)
-                     || _emit_runs.payloads[i];
-  end loop;
-  perform pgflow._emit_each(_emit_runs.run_ids, v_events, v_payloads);
+  perform pgflow._emit_each(_emit_runs.run_ids,
+    array_fill('run:' || _emit_runs.status, array[coalesce(cardinality(_emit_runs.run_ids), 0)]),
+    _emit_runs.payloads);
 end;
 $$;

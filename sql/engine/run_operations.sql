@@ -141,8 +141,8 @@ begin
   where run_id = v_run.run_id
   returning * into v_run;
   perform pgflow._emit(v_run.run_id, 'run:resumed',
-    jsonb_build_object('event_type', 'run:resumed', 'run_id', v_run.run_id, 'status', 'started',
-                       'flow_slug', v_run.flow_slug, 'remaining_steps', v_run.remaining_steps));
+    jsonb_build_object('status', 'started', 'flow_slug', v_run.flow_slug,
+                       'remaining_steps', v_run.remaining_steps));
 
   for v_step in
     select ss.step_slug, s.step_type
@@ -244,8 +244,8 @@ begin
   where run_id = v_new.run_id
   returning * into v_new;
   perform pgflow._emit(v_run.run_id, 'run:restarted',
-    jsonb_build_object('event_type', 'run:restarted', 'run_id', v_run.run_id, 'status', v_run.status,
-                       'flow_slug', v_run.flow_slug, 'restarted_as', v_new.run_id));
+    jsonb_build_object('status', v_run.status, 'flow_slug', v_run.flow_slug,
+                       'restarted_as', v_new.run_id));
   return v_new;
 end;
 $$;

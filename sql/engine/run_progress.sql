@@ -197,18 +197,14 @@ begin
       perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || v_step.flow_slug, '');
     end if;
 
-    -- The body _emit_step would build; the events go out after the loop with
-    -- one trust check of realtime.send, in step order.
+    -- The events go out after the loop with one trust check of realtime.send,
+    -- in step order.
     v_run_ids := v_run_ids || start_ready_steps.run_id;
     v_events := v_events || ('step:' || v_step.step_slug || ':started');
-    v_payloads := v_payloads || jsonb_build_object('event_type', 'step:started',
-      'run_id', start_ready_steps.run_id, 'step_slug', v_step.step_slug, 'status', 'started',
-      'remaining_tasks', v_state.remaining_tasks, 'remaining_deps', v_state.remaining_deps,
-      'started_at', v_state.started_at);
+    v_payloads := v_payloads || jsonb_build_object('remaining_tasks', v_state.remaining_tasks,
+      'remaining_deps', v_state.remaining_deps, 'started_at', v_state.started_at);
   end loop;
-  if cardinality(v_events) > 0 then
-    perform pgflow._emit_each(v_run_ids, v_events, v_payloads);
-  end if;
+  perform pgflow._emit_each(v_run_ids, v_events, v_payloads);
 end;
 $$;
 

@@ -104,11 +104,10 @@ begin
   from pgflow.steps s
   where s.flow_slug = start_flow.flow_slug;
 
-  -- The bodies _emit_run and _emit_step would build, for one _emit_each.
+  -- The events _emit_run and _emit_step would send, for one _emit_each.
   v_run_ids := array[v_run.run_id];
   v_events := array['run:started'];
-  v_payloads := array[jsonb_build_object('event_type', 'run:started', 'run_id', v_run.run_id,
-    'status', 'started', 'flow_slug', v_run.flow_slug, 'input', v_run.input,
+  v_payloads := array[jsonb_build_object('flow_slug', v_run.flow_slug, 'input', v_run.input,
     'remaining_steps', v_run.remaining_steps, 'started_at', v_run.started_at)];
   for v_step in
     select s.step_slug, coalesce(s.opt_start_delay, 0) as start_delay
@@ -127,9 +126,8 @@ begin
     end if;
     v_run_ids := v_run_ids || v_run.run_id;
     v_events := v_events || ('step:' || v_step.step_slug || ':started');
-    v_payloads := v_payloads || jsonb_build_object('event_type', 'step:started', 'run_id', v_run.run_id,
-      'step_slug', v_step.step_slug, 'status', 'started',
-      'remaining_tasks', 1, 'remaining_deps', 0, 'started_at', v_run.started_at);
+    v_payloads := v_payloads || jsonb_build_object('remaining_tasks', 1, 'remaining_deps', 0,
+      'started_at', v_run.started_at);
   end loop;
   -- One trust check of realtime.send for all of the run's events.
   perform pgflow._emit_each(v_run_ids, v_events, v_payloads);

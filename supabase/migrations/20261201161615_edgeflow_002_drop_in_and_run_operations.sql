@@ -590,25 +590,14 @@ $$;
 -- on a channel named like the topic, which any role may LISTEN to: those
 -- notifications carry ids, slugs, statuses and timestamps only, never inputs,
 -- outputs or error messages (read them with get_run_with_states).
--- Events of one transaction arrive in order.
+-- Events of one transaction arrive in order. One event is _emit_each of one.
 create or replace function pgflow._emit(run_id uuid, event text, payload jsonb)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  v_topic text := 'pgflow:run:' || run_id::text;
-  v_body jsonb := payload || jsonb_build_object('event', event);
 begin
-  if pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null then
-    -- A static call (planned once per session, replanned if the function
-    -- changes) rather than EXECUTE, which parses and plans on every event.
-    -- The argument types match the checked signature exactly, so this
-    -- resolves to the function just checked.
-    perform realtime.send(v_body, event, v_topic, false);
-    return;
-  end if;
-  perform pgflow._notify_event(v_topic, v_body);
+  perform pgflow._emit_each(array[_emit.run_id], array[_emit.event], array[_emit.payload]);
 end;
 $$;
 
@@ -630,29 +619,45 @@ begin
 end;
 $$;
 
--- _emit for many events, in array order, with one trust check of
--- realtime.send for the batch: a set-based caller (start_flows) emits
--- thousands in one call, and the check costs about as much as the send.
+-- Events in array order, with one trust check of realtime.send for them all:
+-- a set-based caller (start_flows) emits thousands in one call, and the check
+-- costs about as much as a send. An event is named run:<status> or
+-- step:<slug>:<status> (slugs hold no colon); its body is {event, event_type
+-- (run:<status> or step:<status>), run_id, status, step_slug for a step}
+-- followed by its payload, whose keys win (run:resumed says status 'started').
 create or replace function pgflow._emit_each(run_ids uuid[], events text[], payloads jsonb[])
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_realtime boolean :=
-    pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null;
+  v_realtime boolean;
+  v_event text;
+  v_body jsonb;
 begin
+  if coalesce(cardinality(_emit_each.run_ids), 0) = 0 then
+    return;
+  end if;
+  v_realtime := pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null;
   -- A loop of simple statements rather than one query over unnest(): a query
   -- with array parameters is planned again on every call.
   for i in 1 .. coalesce(cardinality(_emit_each.run_ids), 0) loop
+    v_event := _emit_each.events[i];
+    v_body := case when split_part(v_event, ':', 1) = 'step'
+        then jsonb_build_object('event_type', 'step:' || split_part(v_event, ':', 3),
+               'run_id', _emit_each.run_ids[i], 'step_slug', split_part(v_event, ':', 2),
+               'status', split_part(v_event, ':', 3))
+        else jsonb_build_object('event_type', v_event, 'run_id', _emit_each.run_ids[i],
+               'status', split_part(v_event, ':', 2))
+      end || _emit_each.payloads[i] || jsonb_build_object('event', v_event);
     if v_realtime then
-      -- As in _emit: the types match the checked signature exactly.
-      perform realtime.send(_emit_each.payloads[i] || jsonb_build_object('event', _emit_each.events[i]),
-                            _emit_each.events[i], 'pgflow:run:' || _emit_each.run_ids[i]::text, false);
+      -- A static call (planned once per session, replanned if the function
+      -- changes) rather than EXECUTE, which parses and plans on every event.
+      -- The argument types match the checked signature exactly, so this
+      -- resolves to the function just checked.
+      perform realtime.send(v_body, v_event, 'pgflow:run:' || _emit_each.run_ids[i]::text, false);
     else
-      -- Straight to the pg_notify form: _emit would check realtime.send again.
-      perform pgflow._notify_event('pgflow:run:' || _emit_each.run_ids[i]::text,
-        _emit_each.payloads[i] || jsonb_build_object('event', _emit_each.events[i]));
+      perform pgflow._notify_event('pgflow:run:' || _emit_each.run_ids[i]::text, v_body);
     end if;
   end loop;
 end;
@@ -660,26 +665,18 @@ $$;
 
 -- Helpers on the hot path are PL/pgSQL rather than SQL functions: a SQL
 -- function with a SET clause is re-planned on every call, a PL/pgSQL one
--- keeps its plans for the session. A single event goes straight to _emit
--- (each level of calls costs), many through _emit_each.
+-- keeps its plans for the session.
 create or replace function pgflow._emit_step(run_id uuid, step_slug text, status text, payload jsonb)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit(
-    run_id,
-    'step:' || step_slug || ':' || status,
-    jsonb_build_object('event_type', 'step:' || status, 'run_id', run_id,
-      'step_slug', step_slug, 'status', status) || payload);
+  perform pgflow._emit(run_id, 'step:' || step_slug || ':' || status, payload);
 end;
 $$;
 
--- step:<status> events of many (run, step) pairs, in array order. The body is
--- _emit_step's, written out in both: a shared helper costs every event a call.
--- None costs nothing; one goes to _emit_step: _emit_each's batch check and loop
--- cost more.
+-- step:<status> events of many (run, step) pairs, in array order.
 create or replace function pgflow._emit_steps(run_ids uuid[], step_slugs text[], status text, payloads jsonb[])
 returns void
 language plpgsql
@@ -687,23 +684,11 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_events text[] := '{}';
-  v_payloads jsonb[] := '{}';
 begin
-  if coalesce(cardinality(_emit_steps.run_ids), 0) = 0 then
-    return;
-  end if;
-  if cardinality(_emit_steps.run_ids) = 1 then
-    perform pgflow._emit_step(_emit_steps.run_ids[1], _emit_steps.step_slugs[1], _emit_steps.status,
-      _emit_steps.payloads[1]);
-    return;
-  end if;
-  for i in 1 .. cardinality(_emit_steps.run_ids) loop
+  for i in 1 .. coalesce(cardinality(_emit_steps.run_ids), 0) loop
     v_events[i] := 'step:' || _emit_steps.step_slugs[i] || ':' || _emit_steps.status;
-    v_payloads[i] := jsonb_build_object('event_type', 'step:' || _emit_steps.status,
-                       'run_id', _emit_steps.run_ids[i], 'step_slug', _emit_steps.step_slugs[i],
-                       'status', _emit_steps.status) || _emit_steps.payloads[i];
   end loop;
-  perform pgflow._emit_each(_emit_steps.run_ids, v_events, v_payloads);
+  perform pgflow._emit_each(_emit_steps.run_ids, v_events, _emit_steps.payloads);
 end;
 $$;
 
@@ -713,39 +698,20 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit(
-    run_id,
-    'run:' || status,
-    jsonb_build_object('event_type', 'run:' || status, 'run_id', run_id, 'status', status)
-      || payload);
+  perform pgflow._emit(run_id, 'run:' || status, payload);
 end;
 $$;
 
--- run:<status> events of many runs, in array order (the body is _emit_run's;
--- one event goes to _emit_run, as in _emit_steps).
+-- run:<status> events of many runs, in array order.
 create or replace function pgflow._emit_runs(run_ids uuid[], status text, payloads jsonb[])
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  v_events text[] := '{}';
-  v_payloads jsonb[] := '{}';
 begin
-  if coalesce(cardinality(_emit_runs.run_ids), 0) = 0 then
-    return;
-  end if;
-  if cardinality(_emit_runs.run_ids) = 1 then
-    perform pgflow._emit_run(_emit_runs.run_ids[1], _emit_runs.status, _emit_runs.payloads[1]);
-    return;
-  end if;
-  for i in 1 .. cardinality(_emit_runs.run_ids) loop
-    v_events[i] := 'run:' || _emit_runs.status;
-    v_payloads[i] := jsonb_build_object('event_type', 'run:' || _emit_runs.status,
-                       'run_id', _emit_runs.run_ids[i], 'status', _emit_runs.status)
-                     || _emit_runs.payloads[i];
-  end loop;
-  perform pgflow._emit_each(_emit_runs.run_ids, v_events, v_payloads);
+  perform pgflow._emit_each(_emit_runs.run_ids,
+    array_fill('run:' || _emit_runs.status, array[coalesce(cardinality(_emit_runs.run_ids), 0)]),
+    _emit_runs.payloads);
 end;
 $$;
 
@@ -1384,18 +1350,14 @@ begin
       perform pg_notify('pgflow:queue:' || v_step.flow_slug, '');
     end if;
 
-    -- The body _emit_step would build; the events go out after the loop with
-    -- one trust check of realtime.send, in step order.
+    -- The events go out after the loop with one trust check of realtime.send,
+    -- in step order.
     v_run_ids := v_run_ids || start_ready_steps.run_id;
     v_events := v_events || ('step:' || v_step.step_slug || ':started');
-    v_payloads := v_payloads || jsonb_build_object('event_type', 'step:started',
-      'run_id', start_ready_steps.run_id, 'step_slug', v_step.step_slug, 'status', 'started',
-      'remaining_tasks', v_state.remaining_tasks, 'remaining_deps', v_state.remaining_deps,
-      'started_at', v_state.started_at);
+    v_payloads := v_payloads || jsonb_build_object('remaining_tasks', v_state.remaining_tasks,
+      'remaining_deps', v_state.remaining_deps, 'started_at', v_state.started_at);
   end loop;
-  if cardinality(v_events) > 0 then
-    perform pgflow._emit_each(v_run_ids, v_events, v_payloads);
-  end if;
+  perform pgflow._emit_each(v_run_ids, v_events, v_payloads);
 end;
 $$;
 
@@ -1851,11 +1813,10 @@ begin
   from pgflow.steps s
   where s.flow_slug = start_flow.flow_slug;
 
-  -- The bodies _emit_run and _emit_step would build, for one _emit_each.
+  -- The events _emit_run and _emit_step would send, for one _emit_each.
   v_run_ids := array[v_run.run_id];
   v_events := array['run:started'];
-  v_payloads := array[jsonb_build_object('event_type', 'run:started', 'run_id', v_run.run_id,
-    'status', 'started', 'flow_slug', v_run.flow_slug, 'input', v_run.input,
+  v_payloads := array[jsonb_build_object('flow_slug', v_run.flow_slug, 'input', v_run.input,
     'remaining_steps', v_run.remaining_steps, 'started_at', v_run.started_at)];
   for v_step in
     select s.step_slug, coalesce(s.opt_start_delay, 0) as start_delay
@@ -1874,9 +1835,8 @@ begin
     end if;
     v_run_ids := v_run_ids || v_run.run_id;
     v_events := v_events || ('step:' || v_step.step_slug || ':started');
-    v_payloads := v_payloads || jsonb_build_object('event_type', 'step:started', 'run_id', v_run.run_id,
-      'step_slug', v_step.step_slug, 'status', 'started',
-      'remaining_tasks', 1, 'remaining_deps', 0, 'started_at', v_run.started_at);
+    v_payloads := v_payloads || jsonb_build_object('remaining_tasks', 1, 'remaining_deps', 0,
+      'started_at', v_run.started_at);
   end loop;
   -- One trust check of realtime.send for all of the run's events.
   perform pgflow._emit_each(v_run_ids, v_events, v_payloads);
@@ -3156,8 +3116,7 @@ begin
 
   -- A leaf step can only end the run: one update counts it off and completes
   -- a run left with no step (as _count_down_runs), and its events go out with
-  -- one trust check of realtime.send (their bodies are _emit_step's and
-  -- _emit_run's, written out as start_flow does).
+  -- one trust check of realtime.send.
   update pgflow.runs r
      set remaining_steps = r.remaining_steps - 1,
          status = case when r.remaining_steps = 1 then 'completed' else r.status end,
@@ -3167,13 +3126,11 @@ begin
    where r.run_id = complete_task.run_id
   returning r.flow_slug, r.status, r.output, r.completed_at into v_run;
   v_events := array['step:' || complete_task.step_slug || ':completed'];
-  v_payloads := array[jsonb_build_object('event_type', 'step:completed', 'run_id', complete_task.run_id,
-    'step_slug', complete_task.step_slug, 'status', 'completed', 'output', v_step_output,
+  v_payloads := array[jsonb_build_object('output', v_step_output,
     'started_at', v_state.started_at, 'completed_at', v_state.completed_at)];
   if v_run.status = 'completed' then
     v_events := v_events || 'run:completed'::text;
-    v_payloads := v_payloads || jsonb_build_object('event_type', 'run:completed',
-      'run_id', complete_task.run_id, 'status', 'completed', 'flow_slug', v_run.flow_slug,
+    v_payloads := v_payloads || jsonb_build_object('flow_slug', v_run.flow_slug,
       'output', v_run.output, 'completed_at', v_run.completed_at);
   end if;
   perform pgflow._emit_each(array_fill(complete_task.run_id, array[cardinality(v_events)]),
@@ -3592,8 +3549,8 @@ begin
   where run_id = v_run.run_id
   returning * into v_run;
   perform pgflow._emit(v_run.run_id, 'run:resumed',
-    jsonb_build_object('event_type', 'run:resumed', 'run_id', v_run.run_id, 'status', 'started',
-                       'flow_slug', v_run.flow_slug, 'remaining_steps', v_run.remaining_steps));
+    jsonb_build_object('status', 'started', 'flow_slug', v_run.flow_slug,
+                       'remaining_steps', v_run.remaining_steps));
 
   for v_step in
     select ss.step_slug, s.step_type
@@ -3695,8 +3652,8 @@ begin
   where run_id = v_new.run_id
   returning * into v_new;
   perform pgflow._emit(v_run.run_id, 'run:restarted',
-    jsonb_build_object('event_type', 'run:restarted', 'run_id', v_run.run_id, 'status', v_run.status,
-                       'flow_slug', v_run.flow_slug, 'restarted_as', v_new.run_id));
+    jsonb_build_object('status', v_run.status, 'flow_slug', v_run.flow_slug,
+                       'restarted_as', v_new.run_id));
   return v_new;
 end;
 $$;
