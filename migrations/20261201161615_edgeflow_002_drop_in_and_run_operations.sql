@@ -1058,19 +1058,21 @@ declare
     'set enable_seqscan = off set plan_cache_mode = force_generic_plan';
   -- The claim, one text for both paths: %1$s is the queue's table, %2$s-%5$s
   -- the most messages, the steps, their seconds hidden and the default seconds.
+  -- The picked ids reach the update as one array, so the update can only look
+  -- them up by key. As a join (pgmq.read's form), a plan made while the queue
+  -- was tiny could read the whole queue for each claim: a nested loop over a
+  -- full scan of it, which made draining a queue quadratic in its length.
   v_claim_sql constant text := $sql$
-        with picked as (
-          select m.msg_id from %1$s m
-           where m.vt <= clock_timestamp()
-           order by m.msg_id
-           limit %2$s
-           for update skip locked)
         update %1$s q
            set vt = clock_timestamp() + make_interval(secs =>
                  coalesce(%4$s[array_position(%3$s, q.message ->> 'step_slug')], %5$s)),
                read_ct = q.read_ct + 1
-          from picked
-         where q.msg_id = picked.msg_id
+         where q.msg_id = any (array(
+           select m.msg_id from %1$s m
+            where m.vt <= clock_timestamp()
+            order by m.msg_id
+            limit %2$s
+            for update skip locked))
         returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers$sql$;
 begin
   -- One compiler at a time (two replacing a function at once would fail); the

@@ -3,7 +3,8 @@
  * number of started runs. A worker's connection keeps the plans of the engine's statements
  * from its first calls, often made while the tables were small. Such plans once read every
  * started task of a wide map on each claim and each batch of reports (a map's cost grew with
- * the square of its width), and every started run on each report. Here the plans are generic
+ * the square of its width), every started run on each report, and every message of the queue on
+ * each claim (draining a queue grew with the square of its length). Here the plans are generic
  * and made on small tables, then the rows one batch reads are counted.
  */
 import assert from "node:assert/strict";
@@ -134,6 +135,28 @@ for (const warmUp of WARM_UPS) {
         const most = ROWS_PER_TASK * BATCH;
         assert.ok(reads.claim <= most, `the claim read ${reads.claim} runs for ${BATCH} tasks`);
         assert.ok(reads.report <= most, `the reports read ${reads.report} runs for ${BATCH} tasks`);
+      } finally {
+        conn.release();
+      }
+    },
+  );
+
+  dbTest(
+    `a claim reads only the messages it claims, however long the queue${warmUp.name}`,
+    async ({ sql }) => {
+      await define(sql, ONE_STEP_FLOW);
+      const conn = await genericPlans(sql);
+      try {
+        // Plans made now, on a queue of one message.
+        await conn`select pgflow.start_flow('one', '1')`;
+        await drain(conn, "one");
+        if (warmUp.analyze) await sql`analyze`;
+        await conn`select count(*) from pgflow.start_flows('one',
+                     array(select to_jsonb(i) from generate_series(1, 3000) i))`;
+
+        const reads = await readsOfOneBatch(conn, "one", "pgmq.q_one");
+        const most = ROWS_PER_TASK * BATCH;
+        assert.ok(reads.claim <= most, `the claim read ${reads.claim} messages for ${BATCH}`);
       } finally {
         conn.release();
       }
