@@ -4,7 +4,8 @@
  * from its first calls, often made while the tables were small. Such plans once read every
  * started task of a wide map on each claim and each batch of reports (a map's cost grew with
  * the square of its width), every started run on each report, and every message of the queue on
- * each claim (draining a queue grew with the square of its length). Here the plans are generic
+ * each claim (draining a queue grew with the square of its length), and every cancelled run on
+ * each worker's check for cancelled runs. Here the plans are generic
  * and made on small tables, then the rows one batch reads are counted.
  */
 import assert from "node:assert/strict";
@@ -49,6 +50,17 @@ async function rowsRead(conn: Reserved, table: string): Promise<number> {
     select (coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0))::int as n
     from pg_stat_xact_user_tables where relid = ${table}::regclass`;
   return row?.n ?? 0;
+}
+
+/**
+ * Pages of a table's indexes this backend's transaction has read: an index-only scan reads no
+ * row, so rowsRead does not see it.
+ */
+async function indexPagesRead(conn: Reserved, table: string): Promise<number> {
+  const [row] = await conn<{ n: number }[]>`
+    select coalesce(sum(pg_stat_get_xact_blocks_fetched(i.indexrelid)), 0)::int as n
+    from pg_index i where i.indrelid = ${table}::regclass`;
+  return row.n;
 }
 
 /**
@@ -157,6 +169,51 @@ for (const warmUp of WARM_UPS) {
         const reads = await readsOfOneBatch(conn, "one", "pgmq.q_one");
         const most = ROWS_PER_TASK * BATCH;
         assert.ok(reads.claim <= most, `the claim read ${reads.claim} messages for ${BATCH}`);
+      } finally {
+        conn.release();
+      }
+    },
+  );
+
+  dbTest(
+    `a worker's check for cancelled runs reads only the runs it asks about${warmUp.name}`,
+    async ({ sql }) => {
+      await define(sql, ONE_STEP_FLOW);
+      const conn = await genericPlans(sql);
+      const cancelledOf = async (ids: string[]) =>
+        (await conn<{ id: string }[]>`select id from pgflow.cancelled_runs(${ids}::uuid[]) as id`)
+          .map((row) => row.id);
+      try {
+        // Plans made now, on two runs, one of them cancelled.
+        const [first, second] = await conn<{ run_id: string }[]>`
+          select run_id from pgflow.start_flows('one', array['1', '2']::jsonb[])`;
+        await conn`select pgflow.cancel_run(${first.run_id}::uuid)`;
+        assert.deepEqual(await cancelledOf([first.run_id, second.run_id]), [first.run_id]);
+        if (warmUp.analyze) await sql`analyze`;
+        // Many cancelled runs (written directly: how they were cancelled does not matter here).
+        await conn`insert into pgflow.runs (flow_slug, input, status, remaining_steps, started_at,
+                                            cancelled_at)
+                   select 'one', to_jsonb(i), 'cancelled', 1, now(), now()
+                   from generate_series(1, 30000) i`;
+        const asked = await conn<{ run_id: string }[]>`
+          select run_id from pgflow.start_flows('one',
+            array(select to_jsonb(i) from generate_series(1, ${BATCH}) i))`;
+        await conn`select pgflow.cancel_run(${asked[0].run_id}::uuid)`;
+
+        await conn`begin`;
+        try {
+          const rowsBefore = await rowsRead(conn, "pgflow.runs");
+          const pagesBefore = await indexPagesRead(conn, "pgflow.runs");
+          const cancelled = await cancelledOf(asked.map((r) => r.run_id));
+          const rows = (await rowsRead(conn, "pgflow.runs")) - rowsBefore;
+          const pages = (await indexPagesRead(conn, "pgflow.runs")) - pagesBefore;
+          assert.deepEqual(cancelled, [asked[0].run_id]);
+          assert.ok(rows <= BATCH, `the check read ${rows} runs for ${BATCH}`);
+          // A key lookup reads a page per level of the index (three here).
+          assert.ok(pages <= 4 * BATCH, `the check read ${pages} index pages for ${BATCH} runs`);
+        } finally {
+          await conn`commit`;
+        }
       } finally {
         conn.release();
       }

@@ -251,17 +251,25 @@ end;
 $$;
 
 -- For workers: which of these runs (those of their in-flight tasks) are
--- cancelled, so that they abort the handlers.
+-- cancelled, so that they abort the handlers. Every worker asks at every
+-- heartbeat: each run is read by key and its status tested after, so the
+-- check reads only the runs asked about. With the status in the same
+-- condition, a plan could read every cancelled run through the status index
+-- (the run id is its last column), and cancelled runs pile up.
 create or replace function pgflow.cancelled_runs(run_ids uuid[])
 returns setof uuid
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
 begin
   return query
-    select r.run_id from pgflow.runs r
-    where r.run_id = any(cancelled_runs.run_ids) and r.status = 'cancelled';
+    select u.id
+    from (select distinct i.id from unnest(cancelled_runs.run_ids) as i(id)) u
+    cross join lateral (
+      select r.status from pgflow.runs r where r.run_id = u.id offset 0) r
+    where r.status = 'cancelled';
 end;
 $$;
