@@ -259,3 +259,62 @@ for (const warmUp of WARM_UPS) {
     },
   );
 }
+
+/**
+ * Plans made while `runs` held no run or one, just analysed: PostgreSQL then looked a run up by
+ * id through whichever run-list index had the run id as a column (reading the whole index on each
+ * lookup, since the id was not its first column) rather than through the primary key.
+ */
+for (const runsWhenAnalysed of [0, 1]) {
+  dbTest(
+    `each report and start reads runs by key, with plans made on ${runsWhenAnalysed} analysed run(s)`,
+    async ({ sql }) => {
+      await define(sql, ONE_STEP_FLOW);
+      const conn = await genericPlans(sql);
+      try {
+        if (runsWhenAnalysed > 0) await conn`select pgflow.start_flow('one', '0')`;
+        await sql`analyze`;
+        // Plans made now.
+        await conn`select pgflow.start_flow('one', '1')`;
+        await drain(conn, "one");
+        await conn`select pgflow.start_flow('one', '2')`;
+        const [one] = await conn<Task[]>`
+          select run_id, step_slug, task_index
+          from pgflow.read_and_start_tasks('one', 30, 1, ${WORKER_ID}::uuid)`;
+        await conn`select status from pgflow.complete_task(${one.run_id}::uuid, ${one.step_slug},
+                                                           ${one.task_index}::int, '1'::jsonb)`;
+        await conn`select count(*) from pgflow.start_flows('one',
+                     array(select to_jsonb(i) from generate_series(1, 3000) i))`;
+
+        const pagesOf = async (what: () => Promise<unknown>) => {
+          await conn`begin`;
+          try {
+            const before = await indexPagesRead(conn, "pgflow.runs");
+            await what();
+            return (await indexPagesRead(conn, "pgflow.runs")) - before;
+          } finally {
+            await conn`commit`;
+          }
+        };
+        // A lookup by key reads a page per level of the primary key (two or three here); a
+        // report looks its run up a handful of times.
+        const most = 40;
+        const batch = await pagesOf(async () => report(conn, await claim(conn, "one")));
+        const single = await pagesOf(async () => {
+          const [task] = await conn<Task[]>`
+            select run_id, step_slug, task_index
+            from pgflow.read_and_start_tasks('one', 30, 1, ${WORKER_ID}::uuid)`;
+          await conn`select status from pgflow.complete_task(${task.run_id}::uuid,
+                       ${task.step_slug}, ${task.task_index}::int, '1'::jsonb)`;
+        });
+        const start = await pagesOf(() => conn`select pgflow.start_flow('one', '3')`);
+        // Index pages include those a write touches (a completed run's new index entries).
+        assert.ok(batch <= most * BATCH, `a batch of ${BATCH} read ${batch} index pages of runs`);
+        assert.ok(single <= most, `one claim and complete_task read ${single} index pages of runs`);
+        assert.ok(start <= most, `one start_flow read ${start} index pages of runs`);
+      } finally {
+        conn.release();
+      }
+    },
+  );
+}

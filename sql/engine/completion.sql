@@ -329,9 +329,10 @@ begin
                join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
                where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map')
                as feeds_map
-      from pgflow.runs r
+      -- The run by its key alone: joined to its steps, a plan could find the
+      -- run among all of its flow's (runs_flow_started_idx).
+      from (select r.flow_slug, r.status from pgflow.runs r where r.run_id = u.run_id offset 0) r
       join pgflow.steps s on s.flow_slug = r.flow_slug and s.step_slug = u.step_slug
-      where r.run_id = u.run_id
       offset 0) k
     where k.run_status = 'started' and (k.step_type = 'map' or not k.feeds_map)
     -- A task reported twice in one batch: the first report counts, as in two calls.

@@ -238,9 +238,11 @@ declare
   v_task pgflow.step_tasks;
   v_mode text;
 begin
+  -- The run by its key alone (see complete_tasks).
   select s.when_exhausted into v_mode
-  from pgflow.runs r join pgflow.steps s on s.flow_slug = r.flow_slug
-  where r.run_id = _exhaust_task.run_id and s.step_slug = _exhaust_task.step_slug;
+  from (select r.flow_slug from pgflow.runs r where r.run_id = _exhaust_task.run_id offset 0) r
+  join pgflow.steps s on s.flow_slug = r.flow_slug
+  where s.step_slug = _exhaust_task.step_slug;
   if v_mode is distinct from 'skip' and v_mode is distinct from 'skip-cascade' then
     return pgflow._fail_task_terminally(_exhaust_task.run_id, _exhaust_task.step_slug,
       _exhaust_task.task_index, _exhaust_task.error_message);

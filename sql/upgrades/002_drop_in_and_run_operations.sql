@@ -311,20 +311,28 @@ alter table pgflow.step_tasks
 -- complete_task_and_claim returns each claimed task's "attempt" (1 = the first), so a
 -- handler knows which attempt it is on every claiming path (engine change only).
 
--- The inspector's list of runs, newest first, paged by (started_at, run_id):
--- each filter the page offers is an index range scan that stops after one page,
--- however many runs there are: all runs, by status, by flow (runs_flow_started_idx
--- gains run_id for the tie-break), by flow and status.
+-- The inspector's list of runs, newest first, paged by started_at and the run
+-- id: each filter the page offers is an index range scan that stops after one
+-- page, however many runs there are: all runs, by status, by flow
+-- (runs_flow_started_idx gains the tie-break), by flow and status.
 -- The status filters index every run but completed ones (most runs end completed,
 -- and each index a run's completion writes to costs every run): the page finds
 -- completed runs by scanning the newest runs, almost all of them completed.
-create index if not exists runs_started_idx on pgflow.runs (started_at, run_id);
-create index if not exists runs_status_started_idx on pgflow.runs (status, started_at, run_id)
+-- The tie-break is the id's bytes (uuid_send: 16 bytes, in the uuid's order),
+-- not the id: a lookup by id cannot use these indexes. Planned while runs held
+-- one run, lookups by id took one of them (the id in any column matches) and
+-- read all of it on each lookup.
+create index if not exists runs_started_idx on pgflow.runs
+  (started_at, (pg_catalog.uuid_send(run_id)));
+create index if not exists runs_status_started_idx on pgflow.runs
+  (status, started_at, (pg_catalog.uuid_send(run_id)))
   where status <> 'completed';
-create index if not exists runs_flow_status_started_idx on pgflow.runs (flow_slug, status, started_at, run_id)
+create index if not exists runs_flow_status_started_idx on pgflow.runs
+  (flow_slug, status, started_at, (pg_catalog.uuid_send(run_id)))
   where status <> 'completed';
 drop index if exists pgflow.runs_flow_started_idx;
-create index runs_flow_started_idx on pgflow.runs (flow_slug, started_at, run_id);
+create index runs_flow_started_idx on pgflow.runs
+  (flow_slug, started_at, (pg_catalog.uuid_send(run_id)));
 
 -- The trust check of objects outside the schema is one helper of both owners
 -- (pgflow._trusted_owners); the one-role helper it replaces goes.

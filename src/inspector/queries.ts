@@ -1,8 +1,8 @@
 /**
  * What the inspector reads, straight from the pgflow tables: flows with their steps and
- * dependencies, a page of runs (keyset pagination on started_at, run_id; the indexes of
- * release 002 keep every filter combination an index scan), and one run with its steps and
- * tasks. Rows come back as JSON built in SQL, so columns added by later releases (a run's
+ * dependencies, a page of runs (keyset pagination on started_at, then the run id's bytes; the
+ * indexes of release 002 keep every filter combination an index scan), and one run with its
+ * steps and tasks. Rows come back as JSON built in SQL, so columns added by later releases (a run's
  * cancelled_at, restart_of_run_id) reach the page without changes here.
  */
 import type { Sql } from "../db/connect.ts";
@@ -108,14 +108,16 @@ export function runPageQuery(sql: Sql, query: RunPageQuery, limit: number) {
       : sql`and r.status = ${query.status} and r.status <> 'completed'`
   }
       ${
-    at === undefined
-      ? sql``
-      : ascending
-      ? sql`and (r.started_at, r.run_id) > (${at.startedAt}::text::timestamptz, ${at.runId}::uuid)`
-      : sql`and (r.started_at, r.run_id) < (${at.startedAt}::text::timestamptz, ${at.runId}::uuid)`
+    at === undefined ? sql`` : ascending
+      ? sql`and (r.started_at, pg_catalog.uuid_send(r.run_id))
+                > (${at.startedAt}::text::timestamptz, pg_catalog.uuid_send(${at.runId}::uuid))`
+      : sql`and (r.started_at, pg_catalog.uuid_send(r.run_id))
+                < (${at.startedAt}::text::timestamptz, pg_catalog.uuid_send(${at.runId}::uuid))`
   }
     order by ${
-    ascending ? sql`r.started_at asc, r.run_id asc` : sql`r.started_at desc, r.run_id desc`
+    ascending
+      ? sql`r.started_at asc, pg_catalog.uuid_send(r.run_id) asc`
+      : sql`r.started_at desc, pg_catalog.uuid_send(r.run_id) desc`
   }
     limit ${limit}`;
 }

@@ -315,20 +315,28 @@ alter table pgflow.step_tasks
 -- complete_task_and_claim returns each claimed task's "attempt" (1 = the first), so a
 -- handler knows which attempt it is on every claiming path (engine change only).
 
--- The inspector's list of runs, newest first, paged by (started_at, run_id):
--- each filter the page offers is an index range scan that stops after one page,
--- however many runs there are: all runs, by status, by flow (runs_flow_started_idx
--- gains run_id for the tie-break), by flow and status.
+-- The inspector's list of runs, newest first, paged by started_at and the run
+-- id: each filter the page offers is an index range scan that stops after one
+-- page, however many runs there are: all runs, by status, by flow
+-- (runs_flow_started_idx gains the tie-break), by flow and status.
 -- The status filters index every run but completed ones (most runs end completed,
 -- and each index a run's completion writes to costs every run): the page finds
 -- completed runs by scanning the newest runs, almost all of them completed.
-create index if not exists runs_started_idx on pgflow.runs (started_at, run_id);
-create index if not exists runs_status_started_idx on pgflow.runs (status, started_at, run_id)
+-- The tie-break is the id's bytes (uuid_send: 16 bytes, in the uuid's order),
+-- not the id: a lookup by id cannot use these indexes. Planned while runs held
+-- one run, lookups by id took one of them (the id in any column matches) and
+-- read all of it on each lookup.
+create index if not exists runs_started_idx on pgflow.runs
+  (started_at, (pg_catalog.uuid_send(run_id)));
+create index if not exists runs_status_started_idx on pgflow.runs
+  (status, started_at, (pg_catalog.uuid_send(run_id)))
   where status <> 'completed';
-create index if not exists runs_flow_status_started_idx on pgflow.runs (flow_slug, status, started_at, run_id)
+create index if not exists runs_flow_status_started_idx on pgflow.runs
+  (flow_slug, status, started_at, (pg_catalog.uuid_send(run_id)))
   where status <> 'completed';
 drop index if exists pgflow.runs_flow_started_idx;
-create index runs_flow_started_idx on pgflow.runs (flow_slug, started_at, run_id);
+create index runs_flow_started_idx on pgflow.runs
+  (flow_slug, started_at, (pg_catalog.uuid_send(run_id)));
 
 -- The trust check of objects outside the schema is one helper of both owners
 -- (pgflow._trusted_owners); the one-role helper it replaces goes.
@@ -2854,9 +2862,11 @@ declare
   v_task pgflow.step_tasks;
   v_mode text;
 begin
+  -- The run by its key alone (see complete_tasks).
   select s.when_exhausted into v_mode
-  from pgflow.runs r join pgflow.steps s on s.flow_slug = r.flow_slug
-  where r.run_id = _exhaust_task.run_id and s.step_slug = _exhaust_task.step_slug;
+  from (select r.flow_slug from pgflow.runs r where r.run_id = _exhaust_task.run_id offset 0) r
+  join pgflow.steps s on s.flow_slug = r.flow_slug
+  where s.step_slug = _exhaust_task.step_slug;
   if v_mode is distinct from 'skip' and v_mode is distinct from 'skip-cascade' then
     return pgflow._fail_task_terminally(_exhaust_task.run_id, _exhaust_task.step_slug,
       _exhaust_task.task_index, _exhaust_task.error_message);
@@ -3276,9 +3286,10 @@ begin
                join pgflow.steps m on m.flow_slug = d.flow_slug and m.step_slug = d.step_slug
                where d.flow_slug = s.flow_slug and d.dep_slug = s.step_slug and m.step_type = 'map')
                as feeds_map
-      from pgflow.runs r
+      -- The run by its key alone: joined to its steps, a plan could find the
+      -- run among all of its flow's (runs_flow_started_idx).
+      from (select r.flow_slug, r.status from pgflow.runs r where r.run_id = u.run_id offset 0) r
       join pgflow.steps s on s.flow_slug = r.flow_slug and s.step_slug = u.step_slug
-      where r.run_id = u.run_id
       offset 0) k
     where k.run_status = 'started' and (k.step_type = 'map' or not k.feeds_map)
     -- A task reported twice in one batch: the first report counts, as in two calls.
