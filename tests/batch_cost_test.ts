@@ -318,3 +318,46 @@ for (const runsWhenAnalysed of [0, 1]) {
     },
   );
 }
+
+dbTest(
+  "a claim of a wide map reads its tasks' elements, not the map's whole array",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('wide');
+     select pgflow.add_step('wide', 'each', step_type => 'map');`,
+    );
+    const conn = await genericPlans(sql);
+    try {
+      // An array stored compressed out of line (several hundred kilobytes).
+      await conn`select pgflow.start_flow('wide',
+                 (select jsonb_agg(jsonb_build_object('id', i, 'key', md5(i::text)))
+                  from generate_series(1, 5000) i))`;
+      const [{ toast }] = await conn<{ toast: string }[]>`
+      select reltoastrelid::regclass::text as toast from pg_class where oid = 'pgflow.runs'::regclass`;
+      const toastPages = async () => {
+        const [row] = await conn<{ n: number }[]>`
+        select (pg_stat_get_xact_blocks_fetched(${toast}::regclass)
+                + coalesce(sum(pg_stat_get_xact_blocks_fetched(i.indexrelid)), 0))::int as n
+        from pg_index i where i.indrelid = ${toast}::regclass`;
+        return row.n;
+      };
+      await conn`begin`;
+      try {
+        const before = await toastPages();
+        const tasks = await claim(conn, "wide");
+        const read = (await toastPages()) - before;
+        assert.equal(tasks.length, BATCH);
+        assert.equal(
+          read,
+          0,
+          `the claim read ${read} pages of the run input's out-of-line storage`,
+        );
+      } finally {
+        await conn`commit`;
+      }
+    } finally {
+      conn.release();
+    }
+  },
+);

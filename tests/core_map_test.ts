@@ -361,3 +361,63 @@ dbTest(
     );
   },
 );
+
+/** Each task's stored element (step_tasks.element), by task index. */
+async function elements(sql: Parameters<typeof define>[0], runId: string, step: string) {
+  const rows = await sql<{ element: Json | null }[]>`
+    select element from pgflow.step_tasks
+    where run_id = ${runId} and step_slug = ${step} order by task_index`;
+  return rows.map((row) => row.element);
+}
+
+dbTest(
+  "a map's tasks carry their elements from its start until they complete",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('pick');
+     select pgflow.add_step('pick', 'each', step_type => 'map');
+     select pgflow.create_flow('split');
+     select pgflow.add_step('split', 'list');
+     select pgflow.add_step('split', 'each', deps_slugs => array['list'], step_type => 'map');`,
+    );
+    const root = await startFlow(sql, { flowSlug: "pick", input: [10, { a: 1 }, null, "x"] });
+    assert.deepEqual(await elements(sql, root.run_id, "each"), [10, { a: 1 }, null, "x"]);
+    const tasks = await takeTasks(sql, "pick");
+    assert.deepEqual(tasks.map((t) => t.input), [10, { a: 1 }, null, "x"]);
+    await completeTask(sql, { runId: root.run_id, stepSlug: "each", taskIndex: 1, output: 1 });
+    // A completed task's element is cleared: the array still holds it.
+    assert.deepEqual(await elements(sql, root.run_id, "each"), [10, null, null, "x"]);
+    const [{ element }] = await sql<{ element: Json | null }[]>`
+      select element is null as element from pgflow.step_tasks
+      where run_id = ${root.run_id} and step_slug = 'each' and task_index = 2`;
+    assert.equal(element, false, "a JSON null element is stored, not SQL NULL");
+
+    const dependent = await startFlow(sql, { flowSlug: "split", input: {} });
+    const [list] = await takeTasks(sql, "split");
+    await completeTask(sql, {
+      runId: dependent.run_id,
+      stepSlug: list.step_slug,
+      taskIndex: 0,
+      output: ["a", "b"],
+    });
+    assert.deepEqual(await elements(sql, dependent.run_id, "each"), ["a", "b"]);
+    assert.deepEqual((await takeTasks(sql, "split")).map((t) => t.input), ["a", "b"]);
+  },
+);
+
+dbTest(
+  "a map task without a stored element (as pgflow creates them) gets it from the array",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('pick');
+     select pgflow.add_step('pick', 'each', step_type => 'map');`,
+    );
+    const run = await startFlow(sql, { flowSlug: "pick", input: [1, 2, 3] });
+    await sql`update pgflow.step_tasks set element = null
+              where run_id = ${run.run_id} and task_index in (0, 2)`;
+    const tasks = await takeTasks(sql, "pick");
+    assert.deepEqual(tasks.map((t) => [t.task_index, t.input]), [[0, 1], [1, 2], [2, 3]]);
+  },
+);

@@ -80,6 +80,7 @@ declare
   v_steps text[];
   v_indexes int[];
   v_msgs bigint[];
+  v_stored jsonb[];
   v_group record;
   v_input jsonb;
   v_elements jsonb;
@@ -110,10 +111,11 @@ begin
        -- inserted) and read every task of the run by run_id on each claim,
        -- which made a map's cost grow with the square of its width.
        and (select r.status from pgflow.runs r where r.run_id = t.run_id) = 'started'
-    returning t.run_id, t.step_slug, t.task_index, t.message_id
+    returning t.run_id, t.step_slug, t.task_index, t.message_id, t.element
   )
-  select array_agg(run_id), array_agg(step_slug), array_agg(task_index), array_agg(message_id)
-    into v_runs, v_steps, v_indexes, v_msgs
+  select array_agg(run_id), array_agg(step_slug), array_agg(task_index), array_agg(message_id),
+         array_agg(element)
+    into v_runs, v_steps, v_indexes, v_msgs, v_stored
   from picked;
 
   if v_msgs is null then
@@ -157,8 +159,11 @@ begin
   for v_group in
     select p.run_id, p.step_slug,
            array_agg(p.task_index order by p.task_index) as task_indexes,
-           array_agg(p.message_id order by p.task_index) as message_ids
-    from unnest(v_runs, v_steps, v_indexes, v_msgs) as p(run_id, step_slug, task_index, message_id)
+           array_agg(p.message_id order by p.task_index) as message_ids,
+           array_agg(p.element order by p.task_index) as elements,
+           bool_and(p.element is not null) as all_stored
+    from unnest(v_runs, v_steps, v_indexes, v_msgs, v_stored)
+           as p(run_id, step_slug, task_index, message_id, element)
     join pgflow.steps s on s.flow_slug = _start_tasks.flow_slug and s.step_slug = p.step_slug
     where s.step_type = 'map'
     group by p.run_id, p.step_slug
@@ -184,7 +189,18 @@ begin
       continue;
     end if;
 
-    -- Root map (the flow input) or map over a single step's array output.
+    -- Root map (the flow input) or map over a single step's array output: the
+    -- elements the map's start wrote with its tasks (step_tasks.element).
+    if v_group.all_stored then
+      return query
+        select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug,
+               v_group.elements[u.ord], u.msg_id, u.idx, null::jsonb
+        from unnest(v_group.task_indexes, v_group.message_ids) with ordinality as u(idx, msg_id, ord)
+        order by u.idx;
+      continue;
+    end if;
+    -- Tasks created before their elements were written (by pgflow, or before
+    -- release 002): the elements from the array itself.
     if v_dep.dep_slug is null then
       select r.input into v_input from pgflow.runs r where r.run_id = v_group.run_id;
     else

@@ -127,9 +127,10 @@ begin
   end if;
 
   v_now := pgflow.now();
-  -- error_message keeps the last failed attempt's message, as in pgflow.
+  -- error_message keeps the last failed attempt's message, as in pgflow. A map
+  -- task's element has served its purpose (see step_tasks.element).
   update pgflow.step_tasks
-     set status = 'completed', completed_at = v_now, output = v_output
+     set status = 'completed', completed_at = v_now, output = v_output, element = null
    where run_id = complete_task.run_id and step_slug = complete_task.step_slug
      and task_index = complete_task.task_index
   returning * into v_task;
@@ -341,7 +342,7 @@ begin
   done as (
     -- Each task by its primary key (one lookup per report, fenced by the CTE).
     update pgflow.step_tasks t
-       set status = 'completed', completed_at = v_now, output = r.output
+       set status = 'completed', completed_at = v_now, output = r.output, element = null
       from reports r
      where t.run_id = r.run_id and t.step_slug = r.step_slug
        and t.task_index = r.task_index and t.status = 'started'

@@ -128,6 +128,41 @@ begin
 end;
 $$;
 
+-- The array a map step of this run maps over: the run's input for a root map,
+-- the output of the single step it depends on otherwise; NULL for a map over a
+-- map (each of its tasks reads its own source task's output) or anything but an
+-- array (its claims then fail the way they always did).
+create or replace function pgflow._map_source(run_id uuid, flow_slug text, step_slug text,
+                                              deps_count int)
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_dep record;
+  v_source jsonb;
+begin
+  if _map_source.deps_count = 0 then
+    select case when jsonb_typeof(r.input) = 'array' then r.input end into v_source
+    from pgflow.runs r where r.run_id = _map_source.run_id;
+    return v_source;
+  end if;
+  select d.dep_slug, ds.step_type into v_dep
+  from pgflow.deps d
+  join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+  where d.flow_slug = _map_source.flow_slug and d.step_slug = _map_source.step_slug;
+  if v_dep.step_type is distinct from 'single' then
+    return null;
+  end if;
+  select case when jsonb_typeof(t.output) = 'array' then t.output end into v_source
+  from pgflow.step_tasks t
+  where t.run_id = _map_source.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
+  return v_source;
+end;
+$$;
+
 -- Starts every step of the run whose dependencies are all completed: creates
 -- its tasks and sends their messages (delayed by the step's start_delay).
 create or replace function pgflow.start_ready_steps(run_id uuid)
@@ -140,6 +175,7 @@ declare
   v_step record;
   v_state pgflow.step_states;
   v_now timestamptz;
+  v_source jsonb;
   v_to_settle boolean;
   v_run_ids uuid[] := '{}';
   v_events text[] := '{}';
@@ -166,7 +202,8 @@ begin
   end if;
 
   for v_step in
-    select ss.flow_slug, ss.step_slug, ss.initial_tasks, coalesce(s.opt_start_delay, 0) as start_delay
+    select ss.flow_slug, ss.step_slug, ss.initial_tasks, coalesce(s.opt_start_delay, 0) as start_delay,
+           s.step_type, s.deps_count
     from pgflow.step_states ss
     join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
     where ss.run_id = start_ready_steps.run_id
@@ -179,17 +216,27 @@ begin
      where run_id = start_ready_steps.run_id and step_slug = v_step.step_slug
     returning * into v_state;
 
+    v_source := case when v_step.step_type = 'map'
+      then pgflow._map_source(start_ready_steps.run_id, v_step.flow_slug, v_step.step_slug,
+                              v_step.deps_count) end;
     -- pgmq assigns ascending ids in array order, so the n-th smallest id is task n.
-    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
-    select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug,
-           (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id, v_now
-    from pgflow._queue_send(
-      v_step.flow_slug,
-      array(
-        select pgflow._task_message(v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, i)
-        from generate_series(0, v_step.initial_tasks - 1) as i
-        order by i),
-      v_step.start_delay) as sent(msg_id);
+    -- A map's elements come from one pass over its array (jsonb_array_elements
+    -- fetches and decompresses it once; "v_source -> i" would for every task).
+    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at,
+                                   element)
+    select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, t.idx, t.msg_id, v_now,
+           e.value
+    from (
+      select (row_number() over (order by sent.msg_id) - 1)::int as idx, sent.msg_id
+      from pgflow._queue_send(
+        v_step.flow_slug,
+        array(
+          select pgflow._task_message(v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, i)
+          from generate_series(0, v_step.initial_tasks - 1) as i
+          order by i),
+        v_step.start_delay) as sent(msg_id)) t
+    left join jsonb_array_elements(v_source) with ordinality as e(value, ord)
+      on e.ord = t.idx + 1;
 
     -- A hint for workers that LISTEN (see README, "Worker wake-up"); polling
     -- stays the fallback. Identical notifications in a transaction fold into one.
@@ -454,8 +501,8 @@ $$;
 
 -- start_ready_steps, then maybe_complete_run, for many runs at once (the runs of
 -- a batch of reports, locked by the caller). One probe finds the ready steps of
--- every run. A run with a ready step that has a condition or no tasks goes
--- through start_ready_steps and maybe_complete_run alone, since settling may
+-- every run. A run with a ready step that has a condition, no tasks or a map's
+-- elements to write goes through start_ready_steps and maybe_complete_run alone, since settling may
 -- skip, fail or complete steps and so end the run. The other runs' ready steps
 -- start together: one update of their states, one send per flow and start
 -- delay for all their tasks (pgmq assigns ascending ids in array order, so the
@@ -494,8 +541,10 @@ begin
   from (
     select r.run_id, ss.step_slug, ss.flow_slug, ss.initial_tasks, s.step_index,
            coalesce(s.opt_start_delay, 0) as start_delay,
+           -- A run with a ready map step too: start_ready_steps writes its elements.
            bool_or(s.required_input_pattern is not null or s.forbidden_input_pattern is not null
-                   or coalesce(ss.initial_tasks, 0) = 0) over (partition by r.run_id) as run_settles
+                   or coalesce(ss.initial_tasks, 0) = 0 or s.step_type = 'map')
+             over (partition by r.run_id) as run_settles
     from unnest(_start_ready_steps_of.run_ids) as r(run_id)
     cross join lateral (
       select ss.step_slug, ss.flow_slug, ss.initial_tasks from pgflow.step_states ss

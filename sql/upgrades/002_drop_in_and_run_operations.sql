@@ -378,3 +378,11 @@ drop index if exists pgflow.step_tasks_open_idx;
 drop index if exists pgflow.step_tasks_started_idx;
 create index step_tasks_started_idx on pgflow.step_tasks (started_at)
   where status = 'started' and started_at is not null;
+
+-- A map task's element of the array it maps over, written when the map starts,
+-- so that a claim reads only its own tasks' elements: reading the array, stored
+-- compressed out of line, cost every claim in proportion to the map's width.
+-- Cleared when the task completes. NULL for a map over a map's outputs (its
+-- task reads its own source task) and for tasks created before this release,
+-- whose claims read the array as before.
+alter table pgflow.step_tasks add column if not exists element jsonb;

@@ -383,6 +383,14 @@ drop index if exists pgflow.step_tasks_started_idx;
 create index step_tasks_started_idx on pgflow.step_tasks (started_at)
   where status = 'started' and started_at is not null;
 
+-- A map task's element of the array it maps over, written when the map starts,
+-- so that a claim reads only its own tasks' elements: reading the array, stored
+-- compressed out of line, cost every claim in proportion to the map's width.
+-- Cleared when the task completes. NULL for a map over a map's outputs (its
+-- task reads its own source task) and for tasks created before this release,
+-- whose claims read the array as before.
+alter table pgflow.step_tasks add column if not exists element jsonb;
+
 -- ==== sql/engine/clock.sql ====
 -- The engine's clock. Every engine function reads time through pgflow.now()
 -- (the transaction's time) or pgflow.clock_now() (the statement's moment, for
@@ -1291,6 +1299,41 @@ begin
 end;
 $$;
 
+-- The array a map step of this run maps over: the run's input for a root map,
+-- the output of the single step it depends on otherwise; NULL for a map over a
+-- map (each of its tasks reads its own source task's output) or anything but an
+-- array (its claims then fail the way they always did).
+create or replace function pgflow._map_source(run_id uuid, flow_slug text, step_slug text,
+                                              deps_count int)
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_dep record;
+  v_source jsonb;
+begin
+  if _map_source.deps_count = 0 then
+    select case when jsonb_typeof(r.input) = 'array' then r.input end into v_source
+    from pgflow.runs r where r.run_id = _map_source.run_id;
+    return v_source;
+  end if;
+  select d.dep_slug, ds.step_type into v_dep
+  from pgflow.deps d
+  join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+  where d.flow_slug = _map_source.flow_slug and d.step_slug = _map_source.step_slug;
+  if v_dep.step_type is distinct from 'single' then
+    return null;
+  end if;
+  select case when jsonb_typeof(t.output) = 'array' then t.output end into v_source
+  from pgflow.step_tasks t
+  where t.run_id = _map_source.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
+  return v_source;
+end;
+$$;
+
 -- Starts every step of the run whose dependencies are all completed: creates
 -- its tasks and sends their messages (delayed by the step's start_delay).
 create or replace function pgflow.start_ready_steps(run_id uuid)
@@ -1303,6 +1346,7 @@ declare
   v_step record;
   v_state pgflow.step_states;
   v_now timestamptz;
+  v_source jsonb;
   v_to_settle boolean;
   v_run_ids uuid[] := '{}';
   v_events text[] := '{}';
@@ -1329,7 +1373,8 @@ begin
   end if;
 
   for v_step in
-    select ss.flow_slug, ss.step_slug, ss.initial_tasks, coalesce(s.opt_start_delay, 0) as start_delay
+    select ss.flow_slug, ss.step_slug, ss.initial_tasks, coalesce(s.opt_start_delay, 0) as start_delay,
+           s.step_type, s.deps_count
     from pgflow.step_states ss
     join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
     where ss.run_id = start_ready_steps.run_id
@@ -1342,17 +1387,27 @@ begin
      where run_id = start_ready_steps.run_id and step_slug = v_step.step_slug
     returning * into v_state;
 
+    v_source := case when v_step.step_type = 'map'
+      then pgflow._map_source(start_ready_steps.run_id, v_step.flow_slug, v_step.step_slug,
+                              v_step.deps_count) end;
     -- pgmq assigns ascending ids in array order, so the n-th smallest id is task n.
-    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
-    select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug,
-           (row_number() over (order by sent.msg_id) - 1)::int, sent.msg_id, v_now
-    from pgflow._queue_send(
-      v_step.flow_slug,
-      array(
-        select pgflow._task_message(v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, i)
-        from generate_series(0, v_step.initial_tasks - 1) as i
-        order by i),
-      v_step.start_delay) as sent(msg_id);
+    -- A map's elements come from one pass over its array (jsonb_array_elements
+    -- fetches and decompresses it once; "v_source -> i" would for every task).
+    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at,
+                                   element)
+    select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, t.idx, t.msg_id, v_now,
+           e.value
+    from (
+      select (row_number() over (order by sent.msg_id) - 1)::int as idx, sent.msg_id
+      from pgflow._queue_send(
+        v_step.flow_slug,
+        array(
+          select pgflow._task_message(v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, i)
+          from generate_series(0, v_step.initial_tasks - 1) as i
+          order by i),
+        v_step.start_delay) as sent(msg_id)) t
+    left join jsonb_array_elements(v_source) with ordinality as e(value, ord)
+      on e.ord = t.idx + 1;
 
     -- A hint for workers that LISTEN (see README, "Worker wake-up"); polling
     -- stays the fallback. Identical notifications in a transaction fold into one.
@@ -1617,8 +1672,8 @@ $$;
 
 -- start_ready_steps, then maybe_complete_run, for many runs at once (the runs of
 -- a batch of reports, locked by the caller). One probe finds the ready steps of
--- every run. A run with a ready step that has a condition or no tasks goes
--- through start_ready_steps and maybe_complete_run alone, since settling may
+-- every run. A run with a ready step that has a condition, no tasks or a map's
+-- elements to write goes through start_ready_steps and maybe_complete_run alone, since settling may
 -- skip, fail or complete steps and so end the run. The other runs' ready steps
 -- start together: one update of their states, one send per flow and start
 -- delay for all their tasks (pgmq assigns ascending ids in array order, so the
@@ -1657,8 +1712,10 @@ begin
   from (
     select r.run_id, ss.step_slug, ss.flow_slug, ss.initial_tasks, s.step_index,
            coalesce(s.opt_start_delay, 0) as start_delay,
+           -- A run with a ready map step too: start_ready_steps writes its elements.
            bool_or(s.required_input_pattern is not null or s.forbidden_input_pattern is not null
-                   or coalesce(ss.initial_tasks, 0) = 0) over (partition by r.run_id) as run_settles
+                   or coalesce(ss.initial_tasks, 0) = 0 or s.step_type = 'map')
+             over (partition by r.run_id) as run_settles
     from unnest(_start_ready_steps_of.run_ids) as r(run_id)
     cross join lateral (
       select ss.step_slug, ss.flow_slug, ss.initial_tasks from pgflow.step_states ss
@@ -2119,6 +2176,7 @@ declare
   v_steps text[];
   v_indexes int[];
   v_msgs bigint[];
+  v_stored jsonb[];
   v_group record;
   v_input jsonb;
   v_elements jsonb;
@@ -2149,10 +2207,11 @@ begin
        -- inserted) and read every task of the run by run_id on each claim,
        -- which made a map's cost grow with the square of its width.
        and (select r.status from pgflow.runs r where r.run_id = t.run_id) = 'started'
-    returning t.run_id, t.step_slug, t.task_index, t.message_id
+    returning t.run_id, t.step_slug, t.task_index, t.message_id, t.element
   )
-  select array_agg(run_id), array_agg(step_slug), array_agg(task_index), array_agg(message_id)
-    into v_runs, v_steps, v_indexes, v_msgs
+  select array_agg(run_id), array_agg(step_slug), array_agg(task_index), array_agg(message_id),
+         array_agg(element)
+    into v_runs, v_steps, v_indexes, v_msgs, v_stored
   from picked;
 
   if v_msgs is null then
@@ -2196,8 +2255,11 @@ begin
   for v_group in
     select p.run_id, p.step_slug,
            array_agg(p.task_index order by p.task_index) as task_indexes,
-           array_agg(p.message_id order by p.task_index) as message_ids
-    from unnest(v_runs, v_steps, v_indexes, v_msgs) as p(run_id, step_slug, task_index, message_id)
+           array_agg(p.message_id order by p.task_index) as message_ids,
+           array_agg(p.element order by p.task_index) as elements,
+           bool_and(p.element is not null) as all_stored
+    from unnest(v_runs, v_steps, v_indexes, v_msgs, v_stored)
+           as p(run_id, step_slug, task_index, message_id, element)
     join pgflow.steps s on s.flow_slug = _start_tasks.flow_slug and s.step_slug = p.step_slug
     where s.step_type = 'map'
     group by p.run_id, p.step_slug
@@ -2223,7 +2285,18 @@ begin
       continue;
     end if;
 
-    -- Root map (the flow input) or map over a single step's array output.
+    -- Root map (the flow input) or map over a single step's array output: the
+    -- elements the map's start wrote with its tasks (step_tasks.element).
+    if v_group.all_stored then
+      return query
+        select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug,
+               v_group.elements[u.ord], u.msg_id, u.idx, null::jsonb
+        from unnest(v_group.task_indexes, v_group.message_ids) with ordinality as u(idx, msg_id, ord)
+        order by u.idx;
+      continue;
+    end if;
+    -- Tasks created before their elements were written (by pgflow, or before
+    -- release 002): the elements from the array itself.
     if v_dep.dep_slug is null then
       select r.input into v_input from pgflow.runs r where r.run_id = v_group.run_id;
     else
@@ -3084,9 +3157,10 @@ begin
   end if;
 
   v_now := pgflow.now();
-  -- error_message keeps the last failed attempt's message, as in pgflow.
+  -- error_message keeps the last failed attempt's message, as in pgflow. A map
+  -- task's element has served its purpose (see step_tasks.element).
   update pgflow.step_tasks
-     set status = 'completed', completed_at = v_now, output = v_output
+     set status = 'completed', completed_at = v_now, output = v_output, element = null
    where run_id = complete_task.run_id and step_slug = complete_task.step_slug
      and task_index = complete_task.task_index
   returning * into v_task;
@@ -3298,7 +3372,7 @@ begin
   done as (
     -- Each task by its primary key (one lookup per report, fenced by the CTE).
     update pgflow.step_tasks t
-       set status = 'completed', completed_at = v_now, output = r.output
+       set status = 'completed', completed_at = v_now, output = r.output, element = null
       from reports r
      where t.run_id = r.run_id and t.step_slug = r.step_slug
        and t.task_index = r.task_index and t.status = 'started'
