@@ -163,7 +163,10 @@ export async function getRunDetail(sql: Sql, runId: string): Promise<RunDetail |
         join pgflow.steps s on s.flow_slug = ss.flow_slug and s.step_slug = ss.step_slug
         where ss.run_id = r.run_id), '[]'::jsonb),
       'tasks', coalesce((
-        select jsonb_agg(to_jsonb(t) || jsonb_build_object('input', ${TASK_INPUT(sql)})
+        -- A map task's stored element is its input, shown as such.
+        select jsonb_agg((to_jsonb(t) - 'element') || jsonb_build_object('input', ${
+    TASK_INPUT(sql)
+  })
                order by s.step_index, t.task_index)
         from pgflow.step_tasks t
         join pgflow.steps s on s.flow_slug = t.flow_slug and s.step_slug = t.step_slug
