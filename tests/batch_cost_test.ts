@@ -84,6 +84,8 @@ async function readsOfOneBatch(conn: Reserved, flow: string, table: string) {
 }
 
 const ONE_STEP_FLOW = `select pgflow.create_flow('one'); select pgflow.add_step('one', 's');`;
+const WIDE_MAP_FLOW = `select pgflow.create_flow('wide');
+                       select pgflow.add_step('wide', 'each', step_type => 'map');`;
 
 /** A connection whose plans are generic (as after five calls) from its first call. */
 async function genericPlans(sql: Sql): Promise<Reserved> {
@@ -106,11 +108,7 @@ for (const warmUp of WARM_UPS) {
   dbTest(
     `a claim and a batch of reports of a wide map read only their own tasks${warmUp.name}`,
     async ({ sql }) => {
-      await define(
-        sql,
-        `select pgflow.create_flow('wide');
-       select pgflow.add_step('wide', 'each', step_type => 'map');`,
-      );
+      await define(sql, WIDE_MAP_FLOW);
       const conn = await genericPlans(sql);
       try {
         // Plans made now, on a map of 1,000.
@@ -322,11 +320,7 @@ for (const runsWhenAnalysed of [0, 1]) {
 dbTest(
   "a claim of a wide map reads its tasks' elements, not the map's whole array",
   async ({ sql }) => {
-    await define(
-      sql,
-      `select pgflow.create_flow('wide');
-     select pgflow.add_step('wide', 'each', step_type => 'map');`,
-    );
+    await define(sql, WIDE_MAP_FLOW);
     const conn = await genericPlans(sql);
     try {
       // An array stored compressed out of line (several hundred kilobytes).

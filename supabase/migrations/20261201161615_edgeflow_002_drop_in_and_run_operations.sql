@@ -2286,29 +2286,24 @@ begin
     end if;
 
     -- Root map (the flow input) or map over a single step's array output: the
-    -- elements the map's start wrote with its tasks (step_tasks.element).
+    -- elements the map's start wrote with its tasks (step_tasks.element), or,
+    -- for tasks created without them (by pgflow, or before release 002), the
+    -- array's, in one call: a large array is stored compressed out of line, and
+    -- each "v_input -> i" would fetch and decompress all of it again (a claim's
+    -- cost would grow with the map's width). The path lists the indexes in task
+    -- order; strict, so a missing element is an error, not a shift.
     if v_group.all_stored then
-      return query
-        select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug,
-               v_group.elements[u.ord], u.msg_id, u.idx, null::jsonb
-        from unnest(v_group.task_indexes, v_group.message_ids) with ordinality as u(idx, msg_id, ord)
-        order by u.idx;
-      continue;
-    end if;
-    -- Tasks created before their elements were written (by pgflow, or before
-    -- release 002): the elements from the array itself.
-    if v_dep.dep_slug is null then
-      select r.input into v_input from pgflow.runs r where r.run_id = v_group.run_id;
+      v_elements := to_jsonb(v_group.elements);
     else
-      select t.output into v_input from pgflow.step_tasks t
-      where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
+      if v_dep.dep_slug is null then
+        select r.input into v_input from pgflow.runs r where r.run_id = v_group.run_id;
+      else
+        select t.output into v_input from pgflow.step_tasks t
+        where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
+      end if;
+      v_elements := jsonb_path_query_array(v_input,
+        format('strict $[%s]', array_to_string(v_group.task_indexes, ','))::jsonpath);
     end if;
-    -- The claimed elements in one call: a large array is stored compressed out of
-    -- line, and each "v_input -> i" would fetch and decompress all of it again
-    -- (a claim's cost would grow with the map's width). The path lists the
-    -- indexes in task order; strict, so a missing element is an error, not a shift.
-    v_elements := jsonb_path_query_array(v_input,
-      format('strict $[%s]', array_to_string(v_group.task_indexes, ','))::jsonpath);
     return query
       select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug,
              v_elements -> (u.ord - 1)::int, u.msg_id, u.idx, null::jsonb
