@@ -1519,6 +1519,7 @@ begin
                          then pgflow._run_output(r.run_id, r.flow_slug) else r.output end
       from unnest(_count_down_runs.run_ids, _count_down_runs.steps_done) as k(run_id, n)
      where r.run_id = k.run_id
+       and r.run_id = any(_count_down_runs.run_ids) -- by key, as in _count_down_steps
     returning r.run_id, r.flow_slug, r.status, r.remaining_steps, r.output, r.completed_at
   )
   select array_agg(c.run_id order by c.run_id),
@@ -1614,6 +1615,11 @@ begin
                   _count_down_steps.ns, _count_down_steps.single_outputs)
              with ordinality as g(run_id, step_slug, step_type, n, output, ord)
      where ss.run_id = g.run_id and ss.step_slug = g.step_slug
+       -- The keys again, as conditions of the table alone: whichever side the
+       -- plan reads first, the table is read by key (ARCHITECTURE.md, "Key
+       -- lookups stay key lookups").
+       and ss.run_id = any(_count_down_steps.run_ids)
+       and ss.step_slug = any(_count_down_steps.step_slugs)
     returning ss.run_id, ss.step_slug, ss.flow_slug, ss.status, ss.initial_tasks, ss.started_at,
               ss.completed_at, g.step_type, g.output, g.ord
   )
@@ -1649,6 +1655,7 @@ begin
         group by c.run_id, d.step_slug, s.step_type
       ) x
      where ss.run_id = x.run_id and ss.step_slug = x.step_slug
+       and ss.run_id = any(v_runs)
     returning ss.run_id
   )
   select array_agg(distinct c.run_id) into v_feeding from counted c;
@@ -3371,6 +3378,9 @@ begin
       from reports r
      where t.run_id = r.run_id and t.step_slug = r.step_slug
        and t.task_index = r.task_index and t.status = 'started'
+       -- The keys again, as conditions of the table alone (see _count_down_steps).
+       and t.run_id = any(complete_tasks.run_ids) and t.step_slug = any(complete_tasks.step_slugs)
+       and t.task_index = any(complete_tasks.task_indexes)
     returning r.ord, r.flow_slug, r.run_id, r.step_slug, r.step_type, t.message_id, t.output,
               t.error_message
   )

@@ -346,6 +346,9 @@ begin
       from reports r
      where t.run_id = r.run_id and t.step_slug = r.step_slug
        and t.task_index = r.task_index and t.status = 'started'
+       -- The keys again, as conditions of the table alone (see _count_down_steps).
+       and t.run_id = any(complete_tasks.run_ids) and t.step_slug = any(complete_tasks.step_slugs)
+       and t.task_index = any(complete_tasks.task_indexes)
     returning r.ord, r.flow_slug, r.run_id, r.step_slug, r.step_type, t.message_id, t.output,
               t.error_message
   )
