@@ -1735,7 +1735,8 @@ begin
     update pgflow.step_states ss
        set status = 'started', started_at = v_now, remaining_tasks = f.n
       from unnest(v_runs, v_steps, v_counts) as f(run_id, step_slug, n)
-     where ss.run_id = f.run_id and ss.step_slug = f.step_slug;
+     where ss.run_id = f.run_id and ss.step_slug = f.step_slug
+       and ss.run_id = any(v_runs) and ss.step_slug = any(v_steps); -- by key (_count_down_steps)
 
     for v_send in
       select distinct f.flow_slug, f.start_delay
@@ -2096,6 +2097,7 @@ begin
   return query
     select r.* from unnest(v_run_ids) with ordinality u(run_id, ord)
     join pgflow.runs r on r.run_id = u.run_id
+    where r.run_id = any(v_run_ids) -- by key, whichever side the plan reads first
     order by u.ord;
 end;
 $$;

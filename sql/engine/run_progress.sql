@@ -564,7 +564,8 @@ begin
     update pgflow.step_states ss
        set status = 'started', started_at = v_now, remaining_tasks = f.n
       from unnest(v_runs, v_steps, v_counts) as f(run_id, step_slug, n)
-     where ss.run_id = f.run_id and ss.step_slug = f.step_slug;
+     where ss.run_id = f.run_id and ss.step_slug = f.step_slug
+       and ss.run_id = any(v_runs) and ss.step_slug = any(v_steps); -- by key (_count_down_steps)
 
     for v_send in
       select distinct f.flow_slug, f.start_delay

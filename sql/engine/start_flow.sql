@@ -313,6 +313,7 @@ begin
   return query
     select r.* from unnest(v_run_ids) with ordinality u(run_id, ord)
     join pgflow.runs r on r.run_id = u.run_id
+    where r.run_id = any(v_run_ids) -- by key, whichever side the plan reads first
     order by u.ord;
 end;
 $$;
