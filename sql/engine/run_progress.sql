@@ -176,6 +176,7 @@ declare
   v_state pgflow.step_states;
   v_now timestamptz;
   v_source jsonb;
+  v_msg_ids bigint[];
   v_to_settle boolean;
   v_run_ids uuid[] := '{}';
   v_events text[] := '{}';
@@ -216,27 +217,35 @@ begin
      where run_id = start_ready_steps.run_id and step_slug = v_step.step_slug
     returning * into v_state;
 
-    v_source := case when v_step.step_type = 'map'
-      then pgflow._map_source(start_ready_steps.run_id, v_step.flow_slug, v_step.step_slug,
-                              v_step.deps_count) end;
     -- pgmq assigns ascending ids in array order, so the n-th smallest id is task n.
-    -- A map's elements come from one pass over its array (jsonb_array_elements
-    -- fetches and decompresses it once; "v_source -> i" would for every task).
-    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at,
-                                   element)
-    select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, t.idx, t.msg_id, v_now,
-           e.value
-    from (
-      select (row_number() over (order by sent.msg_id) - 1)::int as idx, sent.msg_id
+    v_msg_ids := array(
+      select sent.msg_id
       from pgflow._queue_send(
         v_step.flow_slug,
         array(
           select pgflow._task_message(v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, i)
           from generate_series(0, v_step.initial_tasks - 1) as i
           order by i),
-        v_step.start_delay) as sent(msg_id)) t
-    left join jsonb_array_elements(v_source) with ordinality as e(value, ord)
-      on e.ord = t.idx + 1;
+        v_step.start_delay) as sent(msg_id)
+      order by sent.msg_id);
+    if v_step.step_type = 'map' then
+      -- Each task with its element, from one pass over the map's array
+      -- (jsonb_array_elements fetches and decompresses it once; "v_source -> i"
+      -- would for every task).
+      v_source := pgflow._map_source(start_ready_steps.run_id, v_step.flow_slug, v_step.step_slug,
+                                     v_step.deps_count);
+      insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at,
+                                     element)
+      select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, (u.ord - 1)::int,
+             u.msg_id, v_now, e.value
+      from unnest(v_msg_ids) with ordinality as u(msg_id, ord)
+      left join jsonb_array_elements(v_source) with ordinality as e(value, ord) on e.ord = u.ord;
+    else
+      insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
+      select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, (u.ord - 1)::int,
+             u.msg_id, v_now
+      from unnest(v_msg_ids) with ordinality as u(msg_id, ord);
+    end if;
 
     -- A hint for workers that LISTEN (see README, "Worker wake-up"); polling
     -- stays the fallback. Identical notifications in a transaction fold into one.
