@@ -84,6 +84,10 @@ async function readsOfOneBatch(conn: Reserved, flow: string, table: string) {
 }
 
 const ONE_STEP_FLOW = `select pgflow.create_flow('one'); select pgflow.add_step('one', 's');`;
+const DIAMOND_FLOW = `select pgflow.create_flow('dia'); select pgflow.add_step('dia', 'a');
+                      select pgflow.add_step('dia', 'b', array['a']);
+                      select pgflow.add_step('dia', 'c', array['a']);
+                      select pgflow.add_step('dia', 'd', array['b', 'c']);`;
 const WIDE_MAP_FLOW = `select pgflow.create_flow('wide');
                        select pgflow.add_step('wide', 'each', step_type => 'map');`;
 
@@ -263,14 +267,13 @@ for (const warmUp of WARM_UPS) {
  * through whichever run-list index had the run id as a column (reading the whole index on each
  * lookup, since the id was not its first column) rather than through the primary key, and made
  * the batch's updates of runs, step states and tasks read their whole primary keys (a nested loop
- * with the table outside). With no run analysed the old code read by key too: that case stays as
- * the baseline the bounds are drawn from.
+ * with the table outside; with no run analysed too, for the batch start of ready steps).
  */
 for (const runsWhenAnalysed of [0, 1]) {
   dbTest(
     `each report and start reads runs by key, with plans made on ${runsWhenAnalysed} analysed run(s)`,
     async ({ sql }) => {
-      await define(sql, ONE_STEP_FLOW);
+      await define(sql, ONE_STEP_FLOW + DIAMOND_FLOW);
       const conn = await genericPlans(sql);
       try {
         if (runsWhenAnalysed > 0) await conn`select pgflow.start_flow('one', '0')`;
@@ -278,14 +281,18 @@ for (const runsWhenAnalysed of [0, 1]) {
         // Plans made now.
         await conn`select pgflow.start_flow('one', '1')`;
         await drain(conn, "one");
+        await conn`select count(*) from pgflow.start_flows('dia', array['1', '2']::jsonb[])`;
+        await drain(conn, "dia");
         await conn`select pgflow.start_flow('one', '2')`;
         const [one] = await conn<Task[]>`
           select run_id, step_slug, task_index
           from pgflow.read_and_start_tasks('one', 30, 1, ${WORKER_ID}::uuid)`;
         await conn`select status from pgflow.complete_task(${one.run_id}::uuid, ${one.step_slug},
                                                            ${one.task_index}::int, '1'::jsonb)`;
-        await conn`select count(*) from pgflow.start_flows('one',
-                     array(select to_jsonb(i) from generate_series(1, 3000) i))`;
+        for (const flow of ["one", "dia"]) {
+          await conn`select count(*) from pgflow.start_flows(${flow},
+                       array(select to_jsonb(i) from generate_series(1, 3000) i))`;
+        }
 
         const TABLES = ["pgflow.runs", "pgflow.step_states", "pgflow.step_tasks"];
         /** Index pages of runs, and rows of each table, that `what` reads. */
@@ -319,15 +326,26 @@ for (const runsWhenAnalysed of [0, 1]) {
                        ${task.step_slug}, ${task.task_index}::int, '1'::jsonb)`;
         });
         const start = await readsOf(() => conn`select pgflow.start_flow('one', '3')`);
-        const cases = [[`a claim and a batch of ${BATCH} reports`, batch, BATCH], [
-          "one claim and complete_task",
-          single,
-          1,
-        ], ["one start_flow", start, 1]] as const;
-        for (const [what, reads, tasks] of cases) {
+        // Reports that make steps ready in many runs start them together
+        // (_start_ready_steps_of), and start_flows returns its runs.
+        const ready = await readsOf(async () => report(conn, await claim(conn, "dia")));
+        const bulk = await readsOf(() =>
+          conn`select count(*) from pgflow.start_flows('one',
+                 array(select to_jsonb(i) from generate_series(1, ${BATCH}) i))`
+        );
+        // [what, reads, tasks, rows per task]: a diamond's report touches its run's four
+        // step states several times (count-downs, the dependents, their start).
+        const cases = [
+          [`a claim and a batch of ${BATCH} reports`, batch, BATCH, ROWS_PER_TASK],
+          ["one claim and complete_task", single, 1, ROWS_PER_TASK],
+          ["one start_flow", start, 1, ROWS_PER_TASK],
+          [`a batch of ${BATCH} reports that make steps ready`, ready, BATCH, 2 * ROWS_PER_TASK],
+          [`start_flows of ${BATCH} runs`, bulk, BATCH, ROWS_PER_TASK],
+        ] as const;
+        for (const [what, reads, tasks, rowsPerTask] of cases) {
           assert.ok(reads.pages <= most * tasks, `${what} read ${reads.pages} index pages of runs`);
           for (const [table, rows] of Object.entries(reads.rows)) {
-            assert.ok(rows <= ROWS_PER_TASK * tasks, `${what} read ${rows} rows of ${table}`);
+            assert.ok(rows <= rowsPerTask * tasks, `${what} read ${rows} rows of ${table}`);
           }
         }
       } finally {
@@ -337,41 +355,45 @@ for (const runsWhenAnalysed of [0, 1]) {
   );
 }
 
-dbTest(
-  "a claim of a wide map reads its tasks' elements, not the map's whole array",
-  async ({ sql }) => {
-    await define(sql, WIDE_MAP_FLOW);
-    const conn = await genericPlans(sql);
-    try {
-      // An array stored compressed out of line (several hundred kilobytes).
-      await conn`select pgflow.start_flow('wide',
-                 (select jsonb_agg(jsonb_build_object('id', i, 'key', md5(i::text)))
-                  from generate_series(1, 5000) i))`;
-      const [{ toast }] = await conn<{ toast: string }[]>`
+// start_flows starts a root map itself; start_flow through start_ready_steps.
+for (const start of ["start_flow", "start_flows"]) {
+  dbTest(
+    `a claim of a wide map reads its tasks' elements, not the map's whole array (${start})`,
+    async ({ sql }) => {
+      await define(sql, WIDE_MAP_FLOW);
+      const conn = await genericPlans(sql);
+      try {
+        // An array stored compressed out of line (several hundred kilobytes).
+        const input = conn`(select jsonb_agg(jsonb_build_object('id', i, 'key', md5(i::text)))
+                          from generate_series(1, 5000) i)`;
+        if (start === "start_flow") await conn`select pgflow.start_flow('wide', ${input})`;
+        else await conn`select count(*) from pgflow.start_flows('wide', array[${input}])`;
+        const [{ toast }] = await conn<{ toast: string }[]>`
       select reltoastrelid::regclass::text as toast from pg_class where oid = 'pgflow.runs'::regclass`;
-      const toastPages = async () => {
-        const [row] = await conn<{ n: number }[]>`
+        const toastPages = async () => {
+          const [row] = await conn<{ n: number }[]>`
         select (pg_stat_get_xact_blocks_fetched(${toast}::regclass)
                 + coalesce(sum(pg_stat_get_xact_blocks_fetched(i.indexrelid)), 0))::int as n
         from pg_index i where i.indrelid = ${toast}::regclass`;
-        return row.n;
-      };
-      await conn`begin`;
-      try {
-        const before = await toastPages();
-        const tasks = await claim(conn, "wide");
-        const read = (await toastPages()) - before;
-        assert.equal(tasks.length, BATCH);
-        assert.equal(
-          read,
-          0,
-          `the claim read ${read} pages of the run input's out-of-line storage`,
-        );
+          return row.n;
+        };
+        await conn`begin`;
+        try {
+          const before = await toastPages();
+          const tasks = await claim(conn, "wide");
+          const read = (await toastPages()) - before;
+          assert.equal(tasks.length, BATCH);
+          assert.equal(
+            read,
+            0,
+            `the claim read ${read} pages of the run input's out-of-line storage`,
+          );
+        } finally {
+          await conn`commit`;
+        }
       } finally {
-        await conn`commit`;
+        conn.release();
       }
-    } finally {
-      conn.release();
-    }
-  },
-);
+    },
+  );
+}

@@ -377,12 +377,21 @@ dbTest(
       sql,
       `select pgflow.create_flow('pick');
      select pgflow.add_step('pick', 'each', step_type => 'map');
+     select pgflow.create_flow('bulk');
+     select pgflow.add_step('bulk', 'each', step_type => 'map');
      select pgflow.create_flow('split');
      select pgflow.add_step('split', 'list');
      select pgflow.add_step('split', 'each', deps_slugs => array['list'], step_type => 'map');`,
     );
     const root = await startFlow(sql, { flowSlug: "pick", input: [10, { a: 1 }, null, "x"] });
     assert.deepEqual(await elements(sql, root.run_id, "each"), [10, { a: 1 }, null, "x"]);
+    // start_flows starts root maps itself, and writes their elements too.
+    const bulk = await sql<{ run_id: string }[]>`
+      select run_id from pgflow.start_flows('bulk', array['[1, [2]]', '[]', '["z"]']::jsonb[])`;
+    assert.deepEqual(
+      await Promise.all(bulk.map((run) => elements(sql, run.run_id, "each"))),
+      [[1, [2]], [], ["z"]],
+    );
     const tasks = await takeTasks(sql, "pick");
     assert.deepEqual(tasks.map((t) => t.input), [10, { a: 1 }, null, "x"]);
     await completeTask(sql, { runId: root.run_id, stepSlug: "each", taskIndex: 1, output: 1 });

@@ -517,8 +517,10 @@ $$;
 
 -- start_ready_steps, then maybe_complete_run, for many runs at once (the runs of
 -- a batch of reports, locked by the caller). One probe finds the ready steps of
--- every run. A run with a ready step that has a condition, no tasks or a map's
--- elements to write goes through start_ready_steps and maybe_complete_run alone, since settling may
+-- every run. (A map that gets ready here maps over a map: its tasks read their
+-- own source tasks, no elements to write; complete_tasks leaves single steps
+-- that feed a map to complete_task.) A run with a ready step that has a
+-- condition or no tasks goes through start_ready_steps and maybe_complete_run alone, since settling may
 -- skip, fail or complete steps and so end the run. The other runs' ready steps
 -- start together: one update of their states, one send per flow and start
 -- delay for all their tasks (pgmq assigns ascending ids in array order, so the
@@ -557,10 +559,8 @@ begin
   from (
     select r.run_id, ss.step_slug, ss.flow_slug, ss.initial_tasks, s.step_index,
            coalesce(s.opt_start_delay, 0) as start_delay,
-           -- A run with a ready map step too: start_ready_steps writes its elements.
            bool_or(s.required_input_pattern is not null or s.forbidden_input_pattern is not null
-                   or coalesce(ss.initial_tasks, 0) = 0 or s.step_type = 'map')
-             over (partition by r.run_id) as run_settles
+                   or coalesce(ss.initial_tasks, 0) = 0) over (partition by r.run_id) as run_settles
     from unnest(_start_ready_steps_of.run_ids) as r(run_id)
     cross join lateral (
       select ss.step_slug, ss.flow_slug, ss.initial_tasks from pgflow.step_states ss

@@ -1688,8 +1688,10 @@ $$;
 
 -- start_ready_steps, then maybe_complete_run, for many runs at once (the runs of
 -- a batch of reports, locked by the caller). One probe finds the ready steps of
--- every run. A run with a ready step that has a condition, no tasks or a map's
--- elements to write goes through start_ready_steps and maybe_complete_run alone, since settling may
+-- every run. (A map that gets ready here maps over a map: its tasks read their
+-- own source tasks, no elements to write; complete_tasks leaves single steps
+-- that feed a map to complete_task.) A run with a ready step that has a
+-- condition or no tasks goes through start_ready_steps and maybe_complete_run alone, since settling may
 -- skip, fail or complete steps and so end the run. The other runs' ready steps
 -- start together: one update of their states, one send per flow and start
 -- delay for all their tasks (pgmq assigns ascending ids in array order, so the
@@ -1728,10 +1730,8 @@ begin
   from (
     select r.run_id, ss.step_slug, ss.flow_slug, ss.initial_tasks, s.step_index,
            coalesce(s.opt_start_delay, 0) as start_delay,
-           -- A run with a ready map step too: start_ready_steps writes its elements.
            bool_or(s.required_input_pattern is not null or s.forbidden_input_pattern is not null
-                   or coalesce(ss.initial_tasks, 0) = 0 or s.step_type = 'map')
-             over (partition by r.run_id) as run_settles
+                   or coalesce(ss.initial_tasks, 0) = 0) over (partition by r.run_id) as run_settles
     from unnest(_start_ready_steps_of.run_ids) as r(run_id)
     cross join lateral (
       select ss.step_slug, ss.flow_slug, ss.initial_tasks from pgflow.step_states ss
@@ -1975,6 +1975,7 @@ declare
   v_id uuid;
   v_task_runs uuid[];
   v_task_indexes int[];
+  v_task_elements jsonb[];
   v_msg_ids bigint[];
   v_fast_inputs jsonb[];
 begin
@@ -2067,12 +2068,20 @@ begin
     order by s.step_index
   loop
     -- The step's tasks of every run, in run order; pgmq assigns ascending ids in
-    -- array order, so the n-th smallest id is task n's; zipped by position.
-    select coalesce(array_agg(f.run_id order by f.ord, i), '{}'), coalesce(array_agg(i order by f.ord, i), '{}')
-      into v_task_runs, v_task_indexes
+    -- array order, so the n-th smallest id is task n's; zipped by position. A
+    -- root map's tasks carry their elements (step_tasks.element, as
+    -- start_ready_steps writes them), from one pass over each input.
+    select coalesce(array_agg(f.run_id order by f.ord, x.i), '{}'),
+           coalesce(array_agg(x.i order by f.ord, x.i), '{}'),
+           coalesce(array_agg(x.element order by f.ord, x.i), '{}')
+      into v_task_runs, v_task_indexes, v_task_elements
     from unnest(v_fast, v_fast_inputs) with ordinality f(run_id, input, ord)
-    cross join lateral generate_series(0,
-      case when v_step.step_type = 'single' then 1 else jsonb_array_length(f.input) end - 1) i;
+    cross join lateral (
+      select 0 as i, null::jsonb as element where v_step.step_type = 'single'
+      union all
+      select (e.ord - 1)::int, e.value
+      from jsonb_array_elements(case when v_step.step_type = 'map' then f.input end)
+             with ordinality as e(value, ord)) x;
     v_msg_ids := array(
       select b.msg_id
       from pgflow._queue_send(start_flows.flow_slug,
@@ -2081,9 +2090,11 @@ begin
                    order by u.ord),
              v_step.start_delay) as b(msg_id)
       order by b.msg_id);
-    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
-    select start_flows.flow_slug, u.run_id, v_step.step_slug, u.idx, u.msg_id, v_now
-    from unnest(v_task_runs, v_task_indexes, v_msg_ids) u(run_id, idx, msg_id);
+    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at,
+                                   element)
+    select start_flows.flow_slug, u.run_id, v_step.step_slug, u.idx, u.msg_id, v_now, u.element
+    from unnest(v_task_runs, v_task_indexes, v_msg_ids, v_task_elements)
+           u(run_id, idx, msg_id, element);
 
     if v_step.start_delay = 0 and cardinality(v_fast) > 0 then
       perform pg_notify('pgflow:queue:' || start_flows.flow_slug, '');
