@@ -262,15 +262,19 @@ export async function failTask(
   sql: Sql,
   args: TaskKey & { errorMessage: string; attempt?: number },
 ): Promise<StepTaskRow> {
+  // StepTaskRow's columns: a map task's stored element (its input) need not travel back.
+  const columns = sql`flow_slug, run_id, step_slug, message_id, task_index, status, attempts_count,
+    error_message, output, last_worker_id, queued_at, started_at, completed_at, failed_at,
+    cancelled_at`;
   const [row] = args.attempt === undefined
     ? await sql<StepTaskRow[]>`
-      select * from pgflow.fail_task(
+      select ${columns} from pgflow.fail_task(
         run_id => ${args.runId}::uuid,
         step_slug => ${args.stepSlug},
         task_index => ${args.taskIndex}::int,
         error_message => ${args.errorMessage})`
     : await sql<StepTaskRow[]>`
-      select * from pgflow.fail_task_attempt(
+      select ${columns} from pgflow.fail_task_attempt(
         run_id => ${args.runId}::uuid,
         step_slug => ${args.stepSlug},
         task_index => ${args.taskIndex}::int,
