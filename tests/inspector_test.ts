@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import type { Sql } from "../src/db/connect.ts";
 import { startFlow } from "../src/db/runs.ts";
-import { runPageQuery } from "../src/inspector/queries.ts";
+import { getRunDetail, runPageQuery } from "../src/inspector/queries.ts";
+import { completeTask } from "../src/db/tasks.ts";
 import { startInspector } from "../src/inspector/server.ts";
 import { dbTest } from "./_support/db.ts";
 import { define, failOne, runUntilIdle, takeTasks } from "./_support/drive.ts";
@@ -330,3 +331,47 @@ dbTest("operations: cancel a started run; a finished run cannot be cancelled", a
     await inspector.close();
   }
 });
+
+dbTest(
+  "the run detail shows each map task the input its handler got, for every kind of map",
+  async (db) => {
+    await define(
+      db.sql,
+      `select pgflow.create_flow('maps');
+     select pgflow.add_step('maps', 'list');
+     select pgflow.add_step('maps', 'each', step_type => 'map');
+     select pgflow.add_step('maps', 'twice', deps_slugs => array['each'], step_type => 'map');
+     select pgflow.add_step('maps', 'split', deps_slugs => array['list'], step_type => 'map');`,
+    );
+    const run = await startFlow(db.sql, { flowSlug: "maps", input: [1, null, { a: [2] }] });
+    const shown = async () => {
+      const detail = await getRunDetail(db.sql, run.run_id);
+      return new Map(detail!.tasks.map((t) => [`${t.step_slug}/${t.task_index}`, t.input]));
+    };
+    const handed = new Map<string, unknown>();
+    for (
+      let tasks = await takeTasks(db.sql, "maps");
+      tasks.length > 0;
+      tasks = await takeTasks(db.sql, "maps")
+    ) {
+      for (const task of tasks) handed.set(`${task.step_slug}/${task.task_index}`, task.input);
+      // While the tasks run (their elements stored) and after (cleared), the same inputs.
+      const now = await shown();
+      for (const task of tasks) {
+        const key = `${task.step_slug}/${task.task_index}`;
+        assert.deepEqual(now.get(key), handed.get(key), key);
+      }
+      for (const task of tasks) {
+        const output = task.step_slug === "list" ? ["x", "y"] : [task.step_slug, task.task_index];
+        await completeTask(db.sql, {
+          runId: run.run_id,
+          stepSlug: task.step_slug,
+          taskIndex: task.task_index,
+          output,
+        });
+      }
+    }
+    assert.equal(handed.size, 1 + 3 + 3 + 2);
+    assert.deepEqual(await shown(), handed);
+  },
+);
