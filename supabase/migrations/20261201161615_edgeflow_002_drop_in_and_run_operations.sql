@@ -1691,12 +1691,12 @@ $$;
 -- every run. (A map that gets ready here maps over a map: its tasks read their
 -- own source tasks, no elements to write; complete_tasks leaves single steps
 -- that feed a map to complete_task.) A run with a ready step that has a
--- condition or no tasks goes through start_ready_steps and maybe_complete_run alone, since settling may
--- skip, fail or complete steps and so end the run. The other runs' ready steps
--- start together: one update of their states, one send per flow and start
--- delay for all their tasks (pgmq assigns ascending ids in array order, so the
--- messages and tasks are zipped by position), one insert of the tasks and one
--- batch of step:started events. None of those runs can end here: each started
+-- condition or no tasks goes through start_ready_steps and maybe_complete_run
+-- alone, since settling may skip, fail or complete steps and so end the run.
+-- The other runs' ready steps start together: one update of their states, one
+-- send per flow and start delay for all their tasks (pgmq assigns ascending ids
+-- in array order, so the messages and tasks are zipped by position), one insert
+-- of the tasks and one batch of step:started events. None of those runs can end here: each started
 -- a step with tasks.
 create or replace function pgflow._start_ready_steps_of(run_ids uuid[])
 returns void
