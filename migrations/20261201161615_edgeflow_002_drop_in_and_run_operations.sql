@@ -1301,8 +1301,7 @@ $$;
 
 -- The array a map step of this run maps over: the run's input for a root map,
 -- the output of the single step it depends on otherwise; NULL for a map over a
--- map (each of its tasks reads its own source task's output) or anything but an
--- array (its claims then fail the way they always did).
+-- map (each of its tasks reads its own source task's output).
 create or replace function pgflow._map_source(run_id uuid, flow_slug text, step_slug text,
                                               deps_count int)
 returns jsonb
@@ -1316,8 +1315,7 @@ declare
   v_source jsonb;
 begin
   if _map_source.deps_count = 0 then
-    select case when jsonb_typeof(r.input) = 'array' then r.input end into v_source
-    from pgflow.runs r where r.run_id = _map_source.run_id;
+    select r.input into v_source from pgflow.runs r where r.run_id = _map_source.run_id;
     return v_source;
   end if;
   select d.dep_slug, ds.step_type into v_dep
@@ -1327,7 +1325,7 @@ begin
   if v_dep.step_type is distinct from 'single' then
     return null;
   end if;
-  select case when jsonb_typeof(t.output) = 'array' then t.output end into v_source
+  select t.output into v_source
   from pgflow.step_tasks t
   where t.run_id = _map_source.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
   return v_source;
@@ -1402,9 +1400,13 @@ begin
     if v_step.step_type = 'map' then
       -- Each task with its element, from one pass over the map's array
       -- (jsonb_array_elements fetches and decompresses it once; "v_source -> i"
-      -- would for every task).
+      -- would for every task). Anything but an array stores no elements: its
+      -- claims then fail the way they always did.
       v_source := pgflow._map_source(start_ready_steps.run_id, v_step.flow_slug, v_step.step_slug,
                                      v_step.deps_count);
+      if jsonb_typeof(v_source) is distinct from 'array' then
+        v_source := null;
+      end if;
       insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at,
                                      element)
       select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, (u.ord - 1)::int,
@@ -1480,14 +1482,7 @@ declare
   v_output jsonb;
 begin
   select coalesce(jsonb_object_agg(s.step_slug,
-           case when s.step_type = 'map' then
-             (select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb)
-              from pgflow.step_tasks t
-              where t.run_id = _run_output.run_id and t.step_slug = s.step_slug)
-           else
-             (select t.output from pgflow.step_tasks t
-              where t.run_id = _run_output.run_id and t.step_slug = s.step_slug and t.task_index = 0)
-           end), '{}'::jsonb)
+           pgflow._step_output(_run_output.run_id, s.step_slug, s.step_type)), '{}'::jsonb)
     into v_output
   from pgflow.steps s
   where s.flow_slug = _run_output.flow_slug
@@ -1545,6 +1540,31 @@ $$;
 -- Counts `n` completed tasks off a step; when none remains the step completes
 -- (output: a single step's `single_output`, a map's task outputs in order),
 -- dependents that became ready start, and the run completes if nothing is left.
+-- One update counts n completed tasks off a step's state and, when none
+-- remains, completes the step (at now); returns the state afterwards.
+create or replace function pgflow._count_down_state(run_id uuid, step_slug text, n int,
+                                                    now timestamptz)
+returns pgflow.step_states
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_state pgflow.step_states;
+begin
+  update pgflow.step_states
+     set remaining_tasks = greatest(remaining_tasks - _count_down_state.n, 0),
+         status = case when remaining_tasks - _count_down_state.n <= 0 then 'completed' else status end,
+         started_at = case when remaining_tasks - _count_down_state.n <= 0
+                           then coalesce(started_at, _count_down_state.now) else started_at end,
+         completed_at = case when remaining_tasks - _count_down_state.n <= 0
+                             then _count_down_state.now else completed_at end
+   where run_id = _count_down_state.run_id and step_slug = _count_down_state.step_slug
+  returning * into v_state;
+  return v_state;
+end;
+$$;
+
 create or replace function pgflow._count_down_step(
   run_id uuid, step_slug text, step_type text, n int, single_output jsonb)
 returns void
@@ -1556,16 +1576,8 @@ declare
   v_state pgflow.step_states;
   v_remaining_steps int;
 begin
-  -- One update counts the tasks off and, when none remains, completes the step.
-  update pgflow.step_states
-     set remaining_tasks = greatest(remaining_tasks - _count_down_step.n, 0),
-         status = case when remaining_tasks - _count_down_step.n <= 0 then 'completed' else status end,
-         started_at = case when remaining_tasks - _count_down_step.n <= 0
-                           then coalesce(started_at, pgflow.now()) else started_at end,
-         completed_at = case when remaining_tasks - _count_down_step.n <= 0
-                             then pgflow.now() else completed_at end
-   where run_id = _count_down_step.run_id and step_slug = _count_down_step.step_slug
-  returning * into v_state;
+  v_state := pgflow._count_down_state(_count_down_step.run_id, _count_down_step.step_slug,
+    _count_down_step.n, pgflow.now());
   if v_state.status is distinct from 'completed' then
     return;
   end if;
@@ -2207,7 +2219,6 @@ declare
   v_msgs bigint[];
   v_stored jsonb[];
   v_group record;
-  v_input jsonb;
   v_elements jsonb;
   v_dep record;
 begin
@@ -2286,51 +2297,47 @@ begin
            array_agg(p.task_index order by p.task_index) as task_indexes,
            array_agg(p.message_id order by p.task_index) as message_ids,
            array_agg(p.element order by p.task_index) as elements,
-           bool_and(p.element is not null) as all_stored
+           bool_and(p.element is not null) as all_stored, s.deps_count
     from unnest(v_runs, v_steps, v_indexes, v_msgs, v_stored)
            as p(run_id, step_slug, task_index, message_id, element)
     join pgflow.steps s on s.flow_slug = _start_tasks.flow_slug and s.step_slug = p.step_slug
     where s.step_type = 'map'
-    group by p.run_id, p.step_slug
+    group by p.run_id, p.step_slug, s.deps_count
   loop
-    select d.dep_slug, ds.step_type into v_dep
-    from pgflow.deps d
-    join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
-    where d.flow_slug = _start_tasks.flow_slug and d.step_slug = v_group.step_slug;
-
-    if v_dep.step_type = 'map' then
-      -- Map over a map: element i is task i's output of the source map.
-      return query
-        select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx,
-               null::jsonb
-        from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
-        -- One key lookup per element (OFFSET 0: as a join, the plan may read
-        -- every task of the source map).
-        cross join lateral (
-          select t.output from pgflow.step_tasks t
-          where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = u.idx
-          offset 0) src
-        order by u.idx;
-      continue;
-    end if;
-
-    -- Root map (the flow input) or map over a single step's array output: the
-    -- elements the map's start wrote with its tasks (step_tasks.element), or,
-    -- for tasks created without them (by pgflow, or before release 002), the
-    -- array's, in one call: a large array is stored compressed out of line, and
-    -- each "v_input -> i" would fetch and decompress all of it again (a claim's
-    -- cost would grow with the map's width). The path lists the indexes in task
-    -- order; strict, so a missing element is an error, not a shift.
+    -- The elements the map's start wrote with its tasks (step_tasks.element).
     if v_group.all_stored then
       v_elements := to_jsonb(v_group.elements);
     else
-      if v_dep.dep_slug is null then
-        select r.input into v_input from pgflow.runs r where r.run_id = v_group.run_id;
-      else
-        select t.output into v_input from pgflow.step_tasks t
-        where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
+      select d.dep_slug, ds.step_type into v_dep
+      from pgflow.deps d
+      join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+      where d.flow_slug = _start_tasks.flow_slug and d.step_slug = v_group.step_slug;
+
+      if v_dep.step_type = 'map' then
+        -- Map over a map: element i is task i's output of the source map.
+        return query
+          select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id,
+                 u.idx, null::jsonb
+          from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
+          -- One key lookup per element (OFFSET 0: as a join, the plan may read
+          -- every task of the source map).
+          cross join lateral (
+            select t.output from pgflow.step_tasks t
+            where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = u.idx
+            offset 0) src
+          order by u.idx;
+        continue;
       end if;
-      v_elements := jsonb_path_query_array(v_input,
+
+      -- Tasks created without elements (by pgflow, or before release 002): the
+      -- array's, in one call. A large array is stored compressed out of line,
+      -- and each "source -> i" would fetch and decompress all of it again (a
+      -- claim's cost would grow with the map's width). The path lists the
+      -- indexes in task order; strict, so a missing element is an error, not a
+      -- shift.
+      v_elements := jsonb_path_query_array(
+        pgflow._map_source(v_group.run_id, _start_tasks.flow_slug, v_group.step_slug,
+                           v_group.deps_count),
         format('strict $[%s]', array_to_string(v_group.task_indexes, ','))::jsonpath);
     end if;
     return query
@@ -3199,13 +3206,7 @@ begin
 
   -- A started run: _count_down_step's work in as few statements as the step
   -- allows.
-  update pgflow.step_states
-     set remaining_tasks = greatest(remaining_tasks - 1, 0),
-         status = case when remaining_tasks <= 1 then 'completed' else status end,
-         started_at = case when remaining_tasks <= 1 then coalesce(started_at, v_now) else started_at end,
-         completed_at = case when remaining_tasks <= 1 then v_now else completed_at end
-   where run_id = complete_task.run_id and step_slug = complete_task.step_slug
-  returning * into v_state;
+  v_state := pgflow._count_down_state(complete_task.run_id, complete_task.step_slug, 1, v_now);
   if v_state.status <> 'completed' then
     return query select v_task.*;
     return;

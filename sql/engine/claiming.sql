@@ -82,7 +82,6 @@ declare
   v_msgs bigint[];
   v_stored jsonb[];
   v_group record;
-  v_input jsonb;
   v_elements jsonb;
   v_dep record;
 begin
@@ -161,51 +160,47 @@ begin
            array_agg(p.task_index order by p.task_index) as task_indexes,
            array_agg(p.message_id order by p.task_index) as message_ids,
            array_agg(p.element order by p.task_index) as elements,
-           bool_and(p.element is not null) as all_stored
+           bool_and(p.element is not null) as all_stored, s.deps_count
     from unnest(v_runs, v_steps, v_indexes, v_msgs, v_stored)
            as p(run_id, step_slug, task_index, message_id, element)
     join pgflow.steps s on s.flow_slug = _start_tasks.flow_slug and s.step_slug = p.step_slug
     where s.step_type = 'map'
-    group by p.run_id, p.step_slug
+    group by p.run_id, p.step_slug, s.deps_count
   loop
-    select d.dep_slug, ds.step_type into v_dep
-    from pgflow.deps d
-    join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
-    where d.flow_slug = _start_tasks.flow_slug and d.step_slug = v_group.step_slug;
-
-    if v_dep.step_type = 'map' then
-      -- Map over a map: element i is task i's output of the source map.
-      return query
-        select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id, u.idx,
-               null::jsonb
-        from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
-        -- One key lookup per element (OFFSET 0: as a join, the plan may read
-        -- every task of the source map).
-        cross join lateral (
-          select t.output from pgflow.step_tasks t
-          where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = u.idx
-          offset 0) src
-        order by u.idx;
-      continue;
-    end if;
-
-    -- Root map (the flow input) or map over a single step's array output: the
-    -- elements the map's start wrote with its tasks (step_tasks.element), or,
-    -- for tasks created without them (by pgflow, or before release 002), the
-    -- array's, in one call: a large array is stored compressed out of line, and
-    -- each "v_input -> i" would fetch and decompress all of it again (a claim's
-    -- cost would grow with the map's width). The path lists the indexes in task
-    -- order; strict, so a missing element is an error, not a shift.
+    -- The elements the map's start wrote with its tasks (step_tasks.element).
     if v_group.all_stored then
       v_elements := to_jsonb(v_group.elements);
     else
-      if v_dep.dep_slug is null then
-        select r.input into v_input from pgflow.runs r where r.run_id = v_group.run_id;
-      else
-        select t.output into v_input from pgflow.step_tasks t
-        where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
+      select d.dep_slug, ds.step_type into v_dep
+      from pgflow.deps d
+      join pgflow.steps ds on ds.flow_slug = d.flow_slug and ds.step_slug = d.dep_slug
+      where d.flow_slug = _start_tasks.flow_slug and d.step_slug = v_group.step_slug;
+
+      if v_dep.step_type = 'map' then
+        -- Map over a map: element i is task i's output of the source map.
+        return query
+          select _start_tasks.flow_slug, v_group.run_id, v_group.step_slug, src.output, u.msg_id,
+                 u.idx, null::jsonb
+          from unnest(v_group.task_indexes, v_group.message_ids) as u(idx, msg_id)
+          -- One key lookup per element (OFFSET 0: as a join, the plan may read
+          -- every task of the source map).
+          cross join lateral (
+            select t.output from pgflow.step_tasks t
+            where t.run_id = v_group.run_id and t.step_slug = v_dep.dep_slug and t.task_index = u.idx
+            offset 0) src
+          order by u.idx;
+        continue;
       end if;
-      v_elements := jsonb_path_query_array(v_input,
+
+      -- Tasks created without elements (by pgflow, or before release 002): the
+      -- array's, in one call. A large array is stored compressed out of line,
+      -- and each "source -> i" would fetch and decompress all of it again (a
+      -- claim's cost would grow with the map's width). The path lists the
+      -- indexes in task order; strict, so a missing element is an error, not a
+      -- shift.
+      v_elements := jsonb_path_query_array(
+        pgflow._map_source(v_group.run_id, _start_tasks.flow_slug, v_group.step_slug,
+                           v_group.deps_count),
         format('strict $[%s]', array_to_string(v_group.task_indexes, ','))::jsonpath);
     end if;
     return query

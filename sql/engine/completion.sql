@@ -145,13 +145,7 @@ begin
 
   -- A started run: _count_down_step's work in as few statements as the step
   -- allows.
-  update pgflow.step_states
-     set remaining_tasks = greatest(remaining_tasks - 1, 0),
-         status = case when remaining_tasks <= 1 then 'completed' else status end,
-         started_at = case when remaining_tasks <= 1 then coalesce(started_at, v_now) else started_at end,
-         completed_at = case when remaining_tasks <= 1 then v_now else completed_at end
-   where run_id = complete_task.run_id and step_slug = complete_task.step_slug
-  returning * into v_state;
+  v_state := pgflow._count_down_state(complete_task.run_id, complete_task.step_slug, 1, v_now);
   if v_state.status <> 'completed' then
     return query select v_task.*;
     return;

@@ -130,8 +130,7 @@ $$;
 
 -- The array a map step of this run maps over: the run's input for a root map,
 -- the output of the single step it depends on otherwise; NULL for a map over a
--- map (each of its tasks reads its own source task's output) or anything but an
--- array (its claims then fail the way they always did).
+-- map (each of its tasks reads its own source task's output).
 create or replace function pgflow._map_source(run_id uuid, flow_slug text, step_slug text,
                                               deps_count int)
 returns jsonb
@@ -145,8 +144,7 @@ declare
   v_source jsonb;
 begin
   if _map_source.deps_count = 0 then
-    select case when jsonb_typeof(r.input) = 'array' then r.input end into v_source
-    from pgflow.runs r where r.run_id = _map_source.run_id;
+    select r.input into v_source from pgflow.runs r where r.run_id = _map_source.run_id;
     return v_source;
   end if;
   select d.dep_slug, ds.step_type into v_dep
@@ -156,7 +154,7 @@ begin
   if v_dep.step_type is distinct from 'single' then
     return null;
   end if;
-  select case when jsonb_typeof(t.output) = 'array' then t.output end into v_source
+  select t.output into v_source
   from pgflow.step_tasks t
   where t.run_id = _map_source.run_id and t.step_slug = v_dep.dep_slug and t.task_index = 0;
   return v_source;
@@ -231,9 +229,13 @@ begin
     if v_step.step_type = 'map' then
       -- Each task with its element, from one pass over the map's array
       -- (jsonb_array_elements fetches and decompresses it once; "v_source -> i"
-      -- would for every task).
+      -- would for every task). Anything but an array stores no elements: its
+      -- claims then fail the way they always did.
       v_source := pgflow._map_source(start_ready_steps.run_id, v_step.flow_slug, v_step.step_slug,
                                      v_step.deps_count);
+      if jsonb_typeof(v_source) is distinct from 'array' then
+        v_source := null;
+      end if;
       insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at,
                                      element)
       select v_step.flow_slug, start_ready_steps.run_id, v_step.step_slug, (u.ord - 1)::int,
@@ -309,14 +311,7 @@ declare
   v_output jsonb;
 begin
   select coalesce(jsonb_object_agg(s.step_slug,
-           case when s.step_type = 'map' then
-             (select coalesce(jsonb_agg(t.output order by t.task_index), '[]'::jsonb)
-              from pgflow.step_tasks t
-              where t.run_id = _run_output.run_id and t.step_slug = s.step_slug)
-           else
-             (select t.output from pgflow.step_tasks t
-              where t.run_id = _run_output.run_id and t.step_slug = s.step_slug and t.task_index = 0)
-           end), '{}'::jsonb)
+           pgflow._step_output(_run_output.run_id, s.step_slug, s.step_type)), '{}'::jsonb)
     into v_output
   from pgflow.steps s
   where s.flow_slug = _run_output.flow_slug
@@ -374,6 +369,31 @@ $$;
 -- Counts `n` completed tasks off a step; when none remains the step completes
 -- (output: a single step's `single_output`, a map's task outputs in order),
 -- dependents that became ready start, and the run completes if nothing is left.
+-- One update counts n completed tasks off a step's state and, when none
+-- remains, completes the step (at now); returns the state afterwards.
+create or replace function pgflow._count_down_state(run_id uuid, step_slug text, n int,
+                                                    now timestamptz)
+returns pgflow.step_states
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_state pgflow.step_states;
+begin
+  update pgflow.step_states
+     set remaining_tasks = greatest(remaining_tasks - _count_down_state.n, 0),
+         status = case when remaining_tasks - _count_down_state.n <= 0 then 'completed' else status end,
+         started_at = case when remaining_tasks - _count_down_state.n <= 0
+                           then coalesce(started_at, _count_down_state.now) else started_at end,
+         completed_at = case when remaining_tasks - _count_down_state.n <= 0
+                             then _count_down_state.now else completed_at end
+   where run_id = _count_down_state.run_id and step_slug = _count_down_state.step_slug
+  returning * into v_state;
+  return v_state;
+end;
+$$;
+
 create or replace function pgflow._count_down_step(
   run_id uuid, step_slug text, step_type text, n int, single_output jsonb)
 returns void
@@ -385,16 +405,8 @@ declare
   v_state pgflow.step_states;
   v_remaining_steps int;
 begin
-  -- One update counts the tasks off and, when none remains, completes the step.
-  update pgflow.step_states
-     set remaining_tasks = greatest(remaining_tasks - _count_down_step.n, 0),
-         status = case when remaining_tasks - _count_down_step.n <= 0 then 'completed' else status end,
-         started_at = case when remaining_tasks - _count_down_step.n <= 0
-                           then coalesce(started_at, pgflow.now()) else started_at end,
-         completed_at = case when remaining_tasks - _count_down_step.n <= 0
-                             then pgflow.now() else completed_at end
-   where run_id = _count_down_step.run_id and step_slug = _count_down_step.step_slug
-  returning * into v_state;
+  v_state := pgflow._count_down_state(_count_down_step.run_id, _count_down_step.step_slug,
+    _count_down_step.n, pgflow.now());
   if v_state.status is distinct from 'completed' then
     return;
   end if;
