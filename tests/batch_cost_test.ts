@@ -63,24 +63,41 @@ async function indexPagesRead(conn: Reserved, table: string): Promise<number> {
   return row.n;
 }
 
+/** Counters of this backend's statistics not yet reported, by name. */
+type Counters = Record<string, () => Promise<number>>;
+
 /**
- * Rows of `table` read by one claim and by the batch of reports of what it claimed. Inside one
- * transaction: the counters also hold earlier transactions' unflushed counts, but nothing is
- * flushed before it ends.
+ * How much each counter goes up while `what` runs. Inside one transaction: the counters also
+ * hold earlier transactions' unflushed counts, but nothing is flushed before it ends.
  */
-async function readsOfOneBatch(conn: Reserved, flow: string, table: string) {
+async function countedDuring<T>(
+  conn: Reserved,
+  counters: Counters,
+  what: () => Promise<T>,
+): Promise<{ result: T; counts: Record<string, number> }> {
+  const names = Object.keys(counters);
+  const read = () => Promise.all(names.map((name) => counters[name]()));
   await conn`begin`;
   try {
-    const before = await rowsRead(conn, table);
-    const tasks = await claim(conn, flow);
-    assert.equal(tasks.length, BATCH);
-    const claimed = await rowsRead(conn, table);
-    await report(conn, tasks);
-    const reported = await rowsRead(conn, table);
-    return { claim: claimed - before, report: reported - claimed };
+    const before = await read();
+    const result = await what();
+    const after = await read();
+    return {
+      result,
+      counts: Object.fromEntries(names.map((name, i) => [name, after[i] - before[i]])),
+    };
   } finally {
     await conn`commit`;
   }
+}
+
+/** Rows of `table` read by one claim and by the batch of reports of what it claimed. */
+async function readsOfOneBatch(conn: Reserved, flow: string, table: string) {
+  const counters = { rows: () => rowsRead(conn, table) };
+  const claimed = await countedDuring(conn, counters, () => claim(conn, flow));
+  assert.equal(claimed.result.length, BATCH);
+  const reported = await countedDuring(conn, counters, () => report(conn, claimed.result));
+  return { claim: claimed.counts.rows, report: reported.counts.rows };
 }
 
 const ONE_STEP_FLOW = `select pgflow.create_flow('one'); select pgflow.add_step('one', 's');`;
@@ -202,20 +219,18 @@ for (const warmUp of WARM_UPS) {
             array(select to_jsonb(i) from generate_series(1, ${BATCH}) i))`;
         await conn`select pgflow.cancel_run(${asked[0].run_id}::uuid)`;
 
-        await conn`begin`;
-        try {
-          const rowsBefore = await rowsRead(conn, "pgflow.runs");
-          const pagesBefore = await indexPagesRead(conn, "pgflow.runs");
-          const cancelled = await cancelledOf(asked.map((r) => r.run_id));
-          const rows = (await rowsRead(conn, "pgflow.runs")) - rowsBefore;
-          const pages = (await indexPagesRead(conn, "pgflow.runs")) - pagesBefore;
-          assert.deepEqual(cancelled, [asked[0].run_id]);
-          assert.ok(rows <= BATCH, `the check read ${rows} runs for ${BATCH}`);
-          // A key lookup reads a page per level of the index (two or three here).
-          assert.ok(pages <= 4 * BATCH, `the check read ${pages} index pages for ${BATCH} runs`);
-        } finally {
-          await conn`commit`;
-        }
+        const { result: cancelled, counts: { rows, pages } } = await countedDuring(
+          conn,
+          {
+            rows: () => rowsRead(conn, "pgflow.runs"),
+            pages: () => indexPagesRead(conn, "pgflow.runs"),
+          },
+          () => cancelledOf(asked.map((r) => r.run_id)),
+        );
+        assert.deepEqual(cancelled, [asked[0].run_id]);
+        assert.ok(rows <= BATCH, `the check read ${rows} runs for ${BATCH}`);
+        // A key lookup reads a page per level of the index (two or three here).
+        assert.ok(pages <= 4 * BATCH, `the check read ${pages} index pages for ${BATCH} runs`);
       } finally {
         conn.release();
       }
@@ -242,18 +257,12 @@ for (const warmUp of WARM_UPS) {
         await conn`select pgflow.start_flow('one', to_jsonb(i)) from generate_series(1, 3000) i`;
 
         for (const table of ["pgflow.step_tasks", "pgflow.runs"]) {
-          await conn`begin`;
-          try {
-            const before = await rowsRead(conn, table);
-            await completeOne();
-            const read = (await rowsRead(conn, table)) - before;
-            assert.ok(
-              read <= ROWS_PER_TASK * BATCH,
-              `one claim and report read ${read} of ${table}`,
-            );
-          } finally {
-            await conn`commit`;
-          }
+          const { counts: { rows } } = await countedDuring(
+            conn,
+            { rows: () => rowsRead(conn, table) },
+            completeOne,
+          );
+          assert.ok(rows <= ROWS_PER_TASK * BATCH, `one claim and report read ${rows} of ${table}`);
         }
       } finally {
         conn.release();
@@ -297,21 +306,11 @@ for (const runsWhenAnalysed of [0, 1]) {
         const TABLES = ["pgflow.runs", "pgflow.step_states", "pgflow.step_tasks"];
         /** Index pages of runs, and rows of each table, that `what` reads. */
         const readsOf = async (what: () => Promise<unknown>) => {
-          await conn`begin`;
-          try {
-            const pagesBefore = await indexPagesRead(conn, "pgflow.runs");
-            const rowsBefore = await Promise.all(TABLES.map((table) => rowsRead(conn, table)));
-            await what();
-            const rowsAfter = await Promise.all(TABLES.map((table) => rowsRead(conn, table)));
-            return {
-              pages: (await indexPagesRead(conn, "pgflow.runs")) - pagesBefore,
-              rows: Object.fromEntries(
-                TABLES.map((table, i) => [table, rowsAfter[i] - rowsBefore[i]]),
-              ),
-            };
-          } finally {
-            await conn`commit`;
-          }
+          const { counts: { pages, ...rows } } = await countedDuring(conn, {
+            pages: () => indexPagesRead(conn, "pgflow.runs"),
+            ...Object.fromEntries(TABLES.map((table) => [table, () => rowsRead(conn, table)])),
+          }, what);
+          return { pages, rows };
         };
         // A lookup by key reads a page per level of the primary key (two or three here); a
         // report looks its run up a handful of times. Index pages include those a write
@@ -377,20 +376,17 @@ for (const start of ["start_flow", "start_flows"]) {
         from pg_index i where i.indrelid = ${toast}::regclass`;
           return row.n;
         };
-        await conn`begin`;
-        try {
-          const before = await toastPages();
-          const tasks = await claim(conn, "wide");
-          const read = (await toastPages()) - before;
-          assert.equal(tasks.length, BATCH);
-          assert.equal(
-            read,
-            0,
-            `the claim read ${read} pages of the run input's out-of-line storage`,
-          );
-        } finally {
-          await conn`commit`;
-        }
+        const { result: tasks, counts: { read } } = await countedDuring(
+          conn,
+          { read: toastPages },
+          () => claim(conn, "wide"),
+        );
+        assert.equal(tasks.length, BATCH);
+        assert.equal(
+          read,
+          0,
+          `the claim read ${read} pages of the run input's out-of-line storage`,
+        );
       } finally {
         conn.release();
       }
