@@ -1015,6 +1015,83 @@ as $$
                             'step_slug', step_slug, 'task_index', task_index);
 $$;
 
+-- ==== sql/engine/wakeups.sql ====
+-- Wake-up hints (README, "Worker wake-up"): a statement that queues messages
+-- visible at once tells LISTENing workers with NOTIFY "pgflow:queue:<flow>".
+--
+-- A report that claims in the same transaction (complete_task_and_claim,
+-- complete_tasks_and_claim) holds back the hints its completions would send,
+-- and after its claim sends only those its claim may have left work for: a
+-- flow it did not claim from, or its own flow when the claim took as many
+-- tasks as it asked for. A claim that took fewer found nothing else visible,
+-- so the tasks the report made ready are all claimed already (by it, or by a
+-- concurrent claimer it skipped over). Without the hold, each such report woke
+-- every idle worker of the flow for a read that found nothing, and on a busy
+-- machine that read competed with the next step's report.
+--
+-- The hold is a transaction-local setting. Any role may set it in its own
+-- transaction; that withholds only that transaction's hints, which cost
+-- latency (a worker's idle wait ends by itself), never work.
+
+-- Announces visible messages of a flow, or records the hint while a report
+-- holds hints back.
+create or replace function pgflow._announce_ready(flow_slug text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_held text[];
+begin
+  if current_setting('edgeflow.hold_wakeups', true) is distinct from 'on' then
+    perform pg_notify('pgflow:queue:' || _announce_ready.flow_slug, '');
+    return;
+  end if;
+  v_held := coalesce(nullif(current_setting('edgeflow.held_wakeups', true), ''), '{}')::text[];
+  if not (_announce_ready.flow_slug = any(v_held)) then
+    perform set_config('edgeflow.held_wakeups',
+      array_append(v_held, _announce_ready.flow_slug)::text, true);
+  end if;
+end;
+$$;
+
+-- Starts holding hints back, for a report about to claim.
+create or replace function pgflow._hold_wakeups()
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform set_config('edgeflow.hold_wakeups', 'on', true);
+  perform set_config('edgeflow.held_wakeups', '', true);
+end;
+$$;
+
+-- Ends the hold after the claim on claimed_flow: sends the hints held back for
+-- other flows, and for claimed_flow if the claim was full (it may have left
+-- visible messages behind).
+create or replace function pgflow._release_wakeups(claimed_flow text, claim_was_full boolean)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_flow text;
+begin
+  perform set_config('edgeflow.hold_wakeups', 'off', true);
+  for v_flow in
+    select h.flow_slug
+    from unnest(coalesce(nullif(current_setting('edgeflow.held_wakeups', true), ''), '{}')::text[])
+      as h(flow_slug)
+  loop
+    if v_flow is distinct from claimed_flow or claim_was_full then
+      perform pg_notify('pgflow:queue:' || v_flow, '');
+    end if;
+  end loop;
+  perform set_config('edgeflow.held_wakeups', '', true);
+end;
+$$;
+
 -- ==== sql/engine/queue_access.sql ====
 -- Queue access compiled per flow: claiming, archiving and sending a flow's task
 -- messages with statements planned once per connection.
@@ -1420,10 +1497,9 @@ begin
       from unnest(v_msg_ids) with ordinality as u(msg_id, ord);
     end if;
 
-    -- A hint for workers that LISTEN (see README, "Worker wake-up"); polling
-    -- stays the fallback. Identical notifications in a transaction fold into one.
+    -- A hint for workers that LISTEN (wakeups.sql); polling stays the fallback.
     if v_step.start_delay = 0 then
-      perform pg_notify('pgflow:queue:' || v_step.flow_slug, '');
+      perform pgflow._announce_ready(v_step.flow_slug);
     end if;
 
     -- The events go out after the loop with one trust check of realtime.send,
@@ -1785,7 +1861,7 @@ begin
       from unnest(v_task_runs, v_task_steps, v_task_indexes, v_msg_ids) as u(run_id, step_slug, idx, msg_id);
       -- A hint for workers that LISTEN, as in start_ready_steps.
       if v_send.start_delay = 0 then
-        perform pg_notify('pgflow:queue:' || v_send.flow_slug, '');
+        perform pgflow._announce_ready(v_send.flow_slug);
       end if;
     end loop;
 
@@ -1927,7 +2003,7 @@ begin
       v_step.start_delay) as sent(msg_id);
     -- A hint for workers that LISTEN (see README, "Worker wake-up").
     if v_step.start_delay = 0 then
-      perform pg_notify('pgflow:queue:' || start_flow.flow_slug, '');
+      perform pgflow._announce_ready(start_flow.flow_slug);
     end if;
     v_run_ids := v_run_ids || v_run.run_id;
     v_events := v_events || ('step:' || v_step.step_slug || ':started');
@@ -2109,7 +2185,7 @@ begin
            u(run_id, idx, msg_id, element);
 
     if v_step.start_delay = 0 and cardinality(v_fast) > 0 then
-      perform pg_notify('pgflow:queue:' || start_flows.flow_slug, '');
+      perform pgflow._announce_ready(start_flows.flow_slug);
     end if;
 
     perform pgflow._emit_steps(v_fast, array_fill(v_step.step_slug::text, array[cardinality(v_fast)]),
@@ -3279,6 +3355,11 @@ declare
 begin
   perform pgflow._check_claim_size('complete_task_and_claim', complete_task_and_claim.vt,
     complete_task_and_claim.qty);
+  -- The claim below takes what the completion makes ready: no wake-up for it
+  -- unless the claim is full (wakeups.sql).
+  if complete_task_and_claim.qty > 0 then
+    perform pgflow._hold_wakeups();
+  end if;
   select * into v_task
   from pgflow.complete_task(complete_task_and_claim.run_id, complete_task_and_claim.step_slug,
                             complete_task_and_claim.task_index, complete_task_and_claim.output);
@@ -3289,6 +3370,8 @@ begin
     select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed
     from pgflow.read_and_start_tasks(v_task.flow_slug, complete_task_and_claim.vt,
            complete_task_and_claim.qty, complete_task_and_claim.worker_id) c;
+    perform pgflow._release_wakeups(v_task.flow_slug,
+      jsonb_array_length(v_claimed) >= complete_task_and_claim.qty);
   end if;
 
   return jsonb_build_object('status', v_task.status, 'error_message', v_task.error_message,
@@ -3504,6 +3587,11 @@ begin
   perform pgflow._check_claim_size('complete_tasks_and_claim', complete_tasks_and_claim.vt,
     complete_tasks_and_claim.qty);
   perform pgflow._require_flow('complete_tasks_and_claim', complete_tasks_and_claim.flow_slug);
+  -- The claim below takes what the reports make ready: no wake-up for it
+  -- unless the claim is full (wakeups.sql).
+  if complete_tasks_and_claim.qty > 0 then
+    perform pgflow._hold_wakeups();
+  end if;
 
   select coalesce(jsonb_agg(jsonb_build_object('status', c.status, 'error_message', c.error_message)
                             order by c.ord), '[]'::jsonb)
@@ -3515,6 +3603,8 @@ begin
     select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed
     from pgflow.read_and_start_tasks(complete_tasks_and_claim.flow_slug, complete_tasks_and_claim.vt,
            complete_tasks_and_claim.qty, complete_tasks_and_claim.worker_id) c;
+    perform pgflow._release_wakeups(complete_tasks_and_claim.flow_slug,
+      jsonb_array_length(v_claimed) >= complete_tasks_and_claim.qty);
   end if;
   return jsonb_build_object('results', v_results, 'claimed', v_claimed);
 end;
@@ -3732,7 +3822,7 @@ begin
   end loop;
 
   if v_sent then
-    perform pg_notify('pgflow:queue:' || v_run.flow_slug, '');
+    perform pgflow._announce_ready(v_run.flow_slug);
   end if;
   perform pgflow.start_ready_steps(v_run.run_id);
   perform pgflow.maybe_complete_run(v_run.run_id);

@@ -11,7 +11,7 @@ import { eventually } from "./_support/eventually.ts";
 import { loadSupabaseStandIns } from "./_support/supabase_standin.ts";
 import type { Sql } from "../src/db/connect.ts";
 import type { Json } from "../src/db/types.ts";
-import { QUEUE_CHANNEL_PREFIX } from "../src/limits.ts";
+import { listenForWakeUps } from "./_support/wakeups.ts";
 
 /** `direct` starts its roots directly; `settled` is the same flow but for a condition on `fetch`. */
 async function defineFlows(sql: Sql) {
@@ -121,27 +121,6 @@ dbTest("a start whose only root step is delayed wakes no worker, on either path"
   await start(sql, "late_settled");
   assert.deepEqual(await wakeUps(sql), { late_direct: 0, late_settled: 0 });
 });
-
-/**
- * Counts the queue wake-ups of `flows`. The count is final once a marker sent afterwards on each
- * channel has arrived: notifications arrive in the order their transactions committed.
- */
-async function listenForWakeUps(listener: Sql, flows: string[]) {
-  const counts: Record<string, number> = {};
-  const marked = new Set<string>();
-  for (const flow of flows) {
-    counts[flow] = 0;
-    await listener.listen(QUEUE_CHANNEL_PREFIX + flow, (payload) => {
-      if (payload === "marker") marked.add(flow);
-      else counts[flow]++;
-    });
-  }
-  return async (sql: Sql) => {
-    for (const flow of flows) await sql`select pg_notify(${QUEUE_CHANNEL_PREFIX + flow}, 'marker')`;
-    await eventually("the markers", () => marked.size === flows.length);
-    return counts;
-  };
-}
 
 /** A run's start time as its events carry it (JSON text of the timestamptz). */
 async function startedAtInEvents(sql: Sql, runId: Json): Promise<string> {

@@ -218,6 +218,11 @@ declare
 begin
   perform pgflow._check_claim_size('complete_task_and_claim', complete_task_and_claim.vt,
     complete_task_and_claim.qty);
+  -- The claim below takes what the completion makes ready: no wake-up for it
+  -- unless the claim is full (wakeups.sql).
+  if complete_task_and_claim.qty > 0 then
+    perform pgflow._hold_wakeups();
+  end if;
   select * into v_task
   from pgflow.complete_task(complete_task_and_claim.run_id, complete_task_and_claim.step_slug,
                             complete_task_and_claim.task_index, complete_task_and_claim.output);
@@ -228,6 +233,8 @@ begin
     select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed
     from pgflow.read_and_start_tasks(v_task.flow_slug, complete_task_and_claim.vt,
            complete_task_and_claim.qty, complete_task_and_claim.worker_id) c;
+    perform pgflow._release_wakeups(v_task.flow_slug,
+      jsonb_array_length(v_claimed) >= complete_task_and_claim.qty);
   end if;
 
   return jsonb_build_object('status', v_task.status, 'error_message', v_task.error_message,
@@ -443,6 +450,11 @@ begin
   perform pgflow._check_claim_size('complete_tasks_and_claim', complete_tasks_and_claim.vt,
     complete_tasks_and_claim.qty);
   perform pgflow._require_flow('complete_tasks_and_claim', complete_tasks_and_claim.flow_slug);
+  -- The claim below takes what the reports make ready: no wake-up for it
+  -- unless the claim is full (wakeups.sql).
+  if complete_tasks_and_claim.qty > 0 then
+    perform pgflow._hold_wakeups();
+  end if;
 
   select coalesce(jsonb_agg(jsonb_build_object('status', c.status, 'error_message', c.error_message)
                             order by c.ord), '[]'::jsonb)
@@ -454,6 +466,8 @@ begin
     select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed
     from pgflow.read_and_start_tasks(complete_tasks_and_claim.flow_slug, complete_tasks_and_claim.vt,
            complete_tasks_and_claim.qty, complete_tasks_and_claim.worker_id) c;
+    perform pgflow._release_wakeups(complete_tasks_and_claim.flow_slug,
+      jsonb_array_length(v_claimed) >= complete_tasks_and_claim.qty);
   end if;
   return jsonb_build_object('results', v_results, 'claimed', v_claimed);
 end;

@@ -209,7 +209,7 @@ begin
   end loop;
 
   if v_sent then
-    perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || v_run.flow_slug, '');
+    perform pgflow._announce_ready(v_run.flow_slug);
   end if;
   perform pgflow.start_ready_steps(v_run.run_id);
   perform pgflow.maybe_complete_run(v_run.run_id);

@@ -249,10 +249,9 @@ begin
       from unnest(v_msg_ids) with ordinality as u(msg_id, ord);
     end if;
 
-    -- A hint for workers that LISTEN (see README, "Worker wake-up"); polling
-    -- stays the fallback. Identical notifications in a transaction fold into one.
+    -- A hint for workers that LISTEN (wakeups.sql); polling stays the fallback.
     if v_step.start_delay = 0 then
-      perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || v_step.flow_slug, '');
+      perform pgflow._announce_ready(v_step.flow_slug);
     end if;
 
     -- The events go out after the loop with one trust check of realtime.send,
@@ -614,7 +613,7 @@ begin
       from unnest(v_task_runs, v_task_steps, v_task_indexes, v_msg_ids) as u(run_id, step_slug, idx, msg_id);
       -- A hint for workers that LISTEN, as in start_ready_steps.
       if v_send.start_delay = 0 then
-        perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || v_send.flow_slug, '');
+        perform pgflow._announce_ready(v_send.flow_slug);
       end if;
     end loop;
 

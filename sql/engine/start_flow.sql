@@ -122,7 +122,7 @@ begin
       v_step.start_delay) as sent(msg_id);
     -- A hint for workers that LISTEN (see README, "Worker wake-up").
     if v_step.start_delay = 0 then
-      perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || start_flow.flow_slug, '');
+      perform pgflow._announce_ready(start_flow.flow_slug);
     end if;
     v_run_ids := v_run_ids || v_run.run_id;
     v_events := v_events || ('step:' || v_step.step_slug || ':started');
@@ -304,7 +304,7 @@ begin
            u(run_id, idx, msg_id, element);
 
     if v_step.start_delay = 0 and cardinality(v_fast) > 0 then
-      perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || start_flows.flow_slug, '');
+      perform pgflow._announce_ready(start_flows.flow_slug);
     end if;
 
     perform pgflow._emit_steps(v_fast, array_fill(v_step.step_slug::text, array[cardinality(v_fast)]),

@@ -31,6 +31,7 @@ export const ENGINE_FILES = [
   "events.sql",
   "flow_definitions.sql",
   "task_messages.sql",
+  "wakeups.sql",
   "queue_access.sql",
   "run_progress.sql",
   "start_flow.sql",
