@@ -113,6 +113,23 @@ dbTest(
   },
 );
 
+dbTest("a claim full of messages that start no task still wakes the flow's workers", async (db) => {
+  const { sql } = db;
+  await defineFlows(sql);
+  const wakeUps = await listenForWakeUps(db.connect(1), ["fork", "other"]);
+  const root = await claimRoot(sql, "fork");
+  // A message naming no task, older than those the report sends: the claim of one takes it and
+  // starts nothing, while b and c stay visible.
+  await sql`select pgmq.send('fork', '{"not": "a task"}'::jsonb)`;
+  let claimed: StartedTask[] = [];
+  const woken = await wakeUpsDuring(sql, wakeUps, async () => {
+    ({ claimed } = await completeTasksAndClaim(sql, [report(root)], claim("fork", 1)));
+  });
+  assert.equal(claimed.length, 0);
+  assert.deepEqual(woken, { fork: 1, other: 0 });
+  assert.equal(await visible(sql, "fork"), 2);
+});
+
 dbTest("a report holds back no wake-up of another flow's queue", async (db) => {
   const { sql } = db;
   await defineFlows(sql);

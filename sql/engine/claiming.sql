@@ -294,6 +294,9 @@ begin
   v_messages := array(
     select m from pgflow._read_claimed_messages(read_and_start_tasks.flow_slug,
                     read_and_start_tasks.vt, read_and_start_tasks.qty) m);
+  -- For a report holding back wake-ups (wakeups.sql): whether the claim took
+  -- as many messages as it could, started tasks or not.
+  perform pgflow._note_claim(cardinality(v_messages) >= read_and_start_tasks.qty);
   if cardinality(v_messages) = 0 then
     return;
   end if;

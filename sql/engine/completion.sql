@@ -233,8 +233,7 @@ begin
     select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed
     from pgflow.read_and_start_tasks(v_task.flow_slug, complete_task_and_claim.vt,
            complete_task_and_claim.qty, complete_task_and_claim.worker_id) c;
-    perform pgflow._release_wakeups(v_task.flow_slug,
-      jsonb_array_length(v_claimed) >= complete_task_and_claim.qty);
+    perform pgflow._release_wakeups(v_task.flow_slug);
   end if;
 
   return jsonb_build_object('status', v_task.status, 'error_message', v_task.error_message,
@@ -466,8 +465,7 @@ begin
     select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed
     from pgflow.read_and_start_tasks(complete_tasks_and_claim.flow_slug, complete_tasks_and_claim.vt,
            complete_tasks_and_claim.qty, complete_tasks_and_claim.worker_id) c;
-    perform pgflow._release_wakeups(complete_tasks_and_claim.flow_slug,
-      jsonb_array_length(v_claimed) >= complete_tasks_and_claim.qty);
+    perform pgflow._release_wakeups(complete_tasks_and_claim.flow_slug);
   end if;
   return jsonb_build_object('results', v_results, 'claimed', v_claimed);
 end;

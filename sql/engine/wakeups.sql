@@ -5,9 +5,10 @@
 -- complete_tasks_and_claim) holds back the hints its completions would send,
 -- and after its claim sends only those its claim may have left work for: a
 -- flow it did not claim from, or its own flow when the claim took as many
--- tasks as it asked for. A claim that took fewer found nothing else visible,
--- so the tasks the report made ready are all claimed already (by it, or by a
--- concurrent claimer it skipped over). Without the hold, each such report woke
+-- messages as it asked for (counting messages, not started tasks: a message
+-- whose task cannot start fills the claim too). A claim that took fewer found
+-- nothing else visible, so the tasks the report made ready are all claimed
+-- already (by it, or by a concurrent claimer it skipped over). Without the hold, each such report woke
 -- every idle worker of the flow for a read that found nothing, and on a busy
 -- machine that read competed with the next step's report.
 --
@@ -46,19 +47,35 @@ as $$
 begin
   perform set_config('edgeflow.hold_wakeups', 'on', true);
   perform set_config('edgeflow.held_wakeups', '', true);
+  -- Until a claim says otherwise: a report whose claim never ran holds back nothing.
+  perform set_config('edgeflow.claim_was_full', 'on', true);
+end;
+$$;
+
+-- Notes, during a hold, whether the claim took as many messages as it asked for.
+create or replace function pgflow._note_claim(was_full boolean)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if current_setting('edgeflow.hold_wakeups', true) = 'on' then
+    perform set_config('edgeflow.claim_was_full', case when was_full then 'on' else 'off' end, true);
+  end if;
 end;
 $$;
 
 -- Ends the hold after the claim on claimed_flow: sends the hints held back for
 -- other flows, and for claimed_flow if the claim was full (it may have left
 -- visible messages behind).
-create or replace function pgflow._release_wakeups(claimed_flow text, claim_was_full boolean)
+create or replace function pgflow._release_wakeups(claimed_flow text)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_flow text;
+  v_claim_was_full boolean := current_setting('edgeflow.claim_was_full', true) is distinct from 'off';
 begin
   perform set_config('edgeflow.hold_wakeups', 'off', true);
   for v_flow in
@@ -66,7 +83,7 @@ begin
     from unnest(coalesce(nullif(current_setting('edgeflow.held_wakeups', true), ''), '{}')::text[])
       as h(flow_slug)
   loop
-    if v_flow is distinct from claimed_flow or claim_was_full then
+    if v_flow is distinct from claimed_flow or v_claim_was_full then
       perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || v_flow, '');
     end if;
   end loop;

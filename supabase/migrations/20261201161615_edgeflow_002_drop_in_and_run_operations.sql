@@ -1027,9 +1027,10 @@ $$;
 -- complete_tasks_and_claim) holds back the hints its completions would send,
 -- and after its claim sends only those its claim may have left work for: a
 -- flow it did not claim from, or its own flow when the claim took as many
--- tasks as it asked for. A claim that took fewer found nothing else visible,
--- so the tasks the report made ready are all claimed already (by it, or by a
--- concurrent claimer it skipped over). Without the hold, each such report woke
+-- messages as it asked for (counting messages, not started tasks: a message
+-- whose task cannot start fills the claim too). A claim that took fewer found
+-- nothing else visible, so the tasks the report made ready are all claimed
+-- already (by it, or by a concurrent claimer it skipped over). Without the hold, each such report woke
 -- every idle worker of the flow for a read that found nothing, and on a busy
 -- machine that read competed with the next step's report.
 --
@@ -1068,19 +1069,35 @@ as $$
 begin
   perform set_config('edgeflow.hold_wakeups', 'on', true);
   perform set_config('edgeflow.held_wakeups', '', true);
+  -- Until a claim says otherwise: a report whose claim never ran holds back nothing.
+  perform set_config('edgeflow.claim_was_full', 'on', true);
+end;
+$$;
+
+-- Notes, during a hold, whether the claim took as many messages as it asked for.
+create or replace function pgflow._note_claim(was_full boolean)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if current_setting('edgeflow.hold_wakeups', true) = 'on' then
+    perform set_config('edgeflow.claim_was_full', case when was_full then 'on' else 'off' end, true);
+  end if;
 end;
 $$;
 
 -- Ends the hold after the claim on claimed_flow: sends the hints held back for
 -- other flows, and for claimed_flow if the claim was full (it may have left
 -- visible messages behind).
-create or replace function pgflow._release_wakeups(claimed_flow text, claim_was_full boolean)
+create or replace function pgflow._release_wakeups(claimed_flow text)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_flow text;
+  v_claim_was_full boolean := current_setting('edgeflow.claim_was_full', true) is distinct from 'off';
 begin
   perform set_config('edgeflow.hold_wakeups', 'off', true);
   for v_flow in
@@ -1088,7 +1105,7 @@ begin
     from unnest(coalesce(nullif(current_setting('edgeflow.held_wakeups', true), ''), '{}')::text[])
       as h(flow_slug)
   loop
-    if v_flow is distinct from claimed_flow or claim_was_full then
+    if v_flow is distinct from claimed_flow or v_claim_was_full then
       perform pg_notify('pgflow:queue:' || v_flow, '');
     end if;
   end loop;
@@ -2511,6 +2528,9 @@ begin
   v_messages := array(
     select m from pgflow._read_claimed_messages(read_and_start_tasks.flow_slug,
                     read_and_start_tasks.vt, read_and_start_tasks.qty) m);
+  -- For a report holding back wake-ups (wakeups.sql): whether the claim took
+  -- as many messages as it could, started tasks or not.
+  perform pgflow._note_claim(cardinality(v_messages) >= read_and_start_tasks.qty);
   if cardinality(v_messages) = 0 then
     return;
   end if;
@@ -3374,8 +3394,7 @@ begin
     select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed
     from pgflow.read_and_start_tasks(v_task.flow_slug, complete_task_and_claim.vt,
            complete_task_and_claim.qty, complete_task_and_claim.worker_id) c;
-    perform pgflow._release_wakeups(v_task.flow_slug,
-      jsonb_array_length(v_claimed) >= complete_task_and_claim.qty);
+    perform pgflow._release_wakeups(v_task.flow_slug);
   end if;
 
   return jsonb_build_object('status', v_task.status, 'error_message', v_task.error_message,
@@ -3607,8 +3626,7 @@ begin
     select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed
     from pgflow.read_and_start_tasks(complete_tasks_and_claim.flow_slug, complete_tasks_and_claim.vt,
            complete_tasks_and_claim.qty, complete_tasks_and_claim.worker_id) c;
-    perform pgflow._release_wakeups(complete_tasks_and_claim.flow_slug,
-      jsonb_array_length(v_claimed) >= complete_tasks_and_claim.qty);
+    perform pgflow._release_wakeups(complete_tasks_and_claim.flow_slug);
   end if;
   return jsonb_build_object('results', v_results, 'claimed', v_claimed);
 end;
