@@ -150,14 +150,8 @@ async function scenario<T>(
 const THROUGHPUT_ROUNDS = 3;
 
 /** The median of THROUGHPUT_ROUNDS fresh scenarios; statements from the first. */
-async function medianThroughput(
-  server: Server,
-  flow: BenchFlowName,
-  slug: string,
-  runs: number,
-  settings: Settings,
-  withStatements = false,
-): Promise<Throughput> {
+async function medianThroughput(...args: Parameters<typeof throughput>): Promise<Throughput> {
+  const [server, flow, slug, runs, settings, withStatements] = args;
   const rounds: Awaited<ReturnType<typeof throughput>>[] = [];
   for (let i = 0; i < THROUGHPUT_ROUNDS; i++) {
     rounds.push(await throughput(server, flow, slug, runs, settings, withStatements && i === 0));
