@@ -7,12 +7,14 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_support/db.ts";
 import { listenForWakeUps } from "./_support/wakeups.ts";
+import { advanceClock } from "./_support/clock.ts";
 import type { Sql } from "../src/db/connect.ts";
 import {
   completeTaskAndClaim,
   completeTasksAndClaim,
   readAndStartTasks,
   type StartedTask,
+  type TaskCompletion,
 } from "../src/db/tasks.ts";
 
 const WORKER = crypto.randomUUID();
@@ -29,14 +31,14 @@ async function defineFlows(sql: Sql) {
 }
 
 /** Starts a run of `flow` and claims its root task. */
-async function claimRoot(sql: Sql, flow: string): Promise<StartedTask> {
+async function claimRoot(sql: Sql, flow: string, rootSlug = "a"): Promise<StartedTask> {
   await sql`select pgflow.start_flow(${flow}, '{}'::jsonb)`;
   const [root] = await readAndStartTasks(sql, { flowSlug: flow, workerId: WORKER, vt: 30, qty: 1 });
-  assert.equal(root.task.step_slug, "a");
+  assert.equal(root.task.step_slug, rootSlug);
   return root;
 }
 
-const report = (started: StartedTask) => ({
+const report = (started: StartedTask): TaskCompletion => ({
   runId: started.task.run_id,
   stepSlug: started.task.step_slug,
   taskIndex: started.task.task_index,
@@ -167,4 +169,83 @@ dbTest("the hold ends with the report, and with a report that failed", async (db
       await tx`select pgflow.start_flow('other', '{}'::jsonb)`;
     }));
   assert.deepEqual(woken, { fork: 1, other: 1 });
+});
+
+dbTest("a step that the claim's own start of tasks makes ready wakes the workers", async (db) => {
+  const { sql } = db;
+  // x gives up after one attempt and is skipped, which readies y; r is reported meanwhile.
+  await sql.unsafe(`
+    select pgflow.create_flow('stall');
+    select pgflow.add_step('stall', 'x', max_attempts => 1, timeout => 1, when_exhausted => 'skip');
+    select pgflow.add_step('stall', 'y', array['x']);
+    select pgflow.add_step('stall', 'r');`);
+  const wakeUps = await listenForWakeUps(db.connect(1), ["stall"]);
+  await sql`select pgflow.start_flow('stall', '{}'::jsonb)`;
+  const started = await readAndStartTasks(sql, claim("stall", 10));
+  const r = started.find((t) => t.task.step_slug === "r")!;
+  // x's worker vanished: its message comes back, and the next claim fails x for good.
+  await advanceClock(sql, "1 hour");
+  let claimed: StartedTask[] = [];
+  const woken = await wakeUpsDuring(sql, wakeUps, async () => {
+    ({ claimed } = await completeTaskAndClaim(sql, { ...report(r), ...claim("stall", 10) }));
+  });
+  assert.equal(claimed.length, 0);
+  const [x] = await sql`select status, skip_reason from pgflow.step_states where step_slug = 'x'`;
+  assert.deepEqual({ ...x }, { status: "skipped", skip_reason: "handler_failed" });
+  // y was readied after the claim read: it is visible, so its wake-up went out.
+  assert.deepEqual(woken, { stall: 1 });
+  assert.equal(await visible(sql, "stall"), 1);
+});
+
+dbTest("a map's report wakes the workers only when its claim may have left tasks", async (db) => {
+  const { sql } = db;
+  await sql.unsafe(`
+    select pgflow.create_flow('wide');
+    select pgflow.add_step('wide', 'list');
+    select pgflow.add_step('wide', 'each', array['list'], step_type => 'map');`);
+  const wakeUps = await listenForWakeUps(db.connect(1), ["wide"]);
+  for (const [qty, wakes, left] of [[3, 1, 2], [5, 1, 0], [6, 0, 0]]) {
+    const list = await claimRoot(sql, "wide", "list");
+    let claimed: StartedTask[] = [];
+    const woken = await wakeUpsDuring(sql, wakeUps, async () => {
+      ({ claimed } = await completeTasksAndClaim(
+        sql,
+        [{ ...report(list), output: [1, 2, 3, 4, 5] }],
+        claim("wide", qty),
+      ));
+    });
+    assert.equal(claimed.length, Math.min(qty, 5), `qty ${qty}`);
+    assert.deepEqual(woken, { wide: wakes }, `qty ${qty}`);
+    assert.equal(await visible(sql, "wide"), left, `qty ${qty}`);
+  }
+});
+
+dbTest(
+  "a hold set for a whole session, or a held list set by hand, changes no start",
+  async (db) => {
+    const { sql } = db;
+    await defineFlows(sql);
+    const wakeUps = await listenForWakeUps(db.connect(1), ["fork", "other"]);
+    const session = db.connect(1);
+    // As a transaction pooler would hand this server connection to the next client.
+    await session`set edgeflow.hold_wakeups = 'on'`;
+    await session`set edgeflow.held_wakeups = '{not an array'`;
+    const woken = await wakeUpsDuring(sql, wakeUps, async () => {
+      await session`select pgflow.start_flow('fork', '{}'::jsonb)`;
+      await session`select pgflow.start_flow('fork', '{}'::jsonb)`;
+    });
+    assert.deepEqual(woken, { fork: 2, other: 0 });
+  },
+);
+
+dbTest("the wake-up functions are not executable by PUBLIC", async (db) => {
+  const rows = await db.sql`
+    select p.oid::regprocedure::text as fn, has_function_privilege('public', p.oid, 'execute') as can
+    from pg_proc p
+    where p.pronamespace = 'pgflow'::regnamespace
+      and p.proname in ('_wakeup_hold_key', '_announce_ready', '_hold_wakeups', '_note_claim',
+                        '_release_wakeups')
+    order by 1`;
+  assert.equal(rows.length, 5);
+  assert.deepEqual(rows.filter((r) => r.can).map((r) => r.fn), []);
 });
