@@ -64,31 +64,40 @@ async function wakeUpsDuring(
   return Object.fromEntries(Object.keys(after).map((flow) => [flow, after[flow] - before[flow]]));
 }
 
+/** A report that claims: the tasks it claimed, and the wake-ups it sent per flow. */
+async function reportWatched(
+  sql: Sql,
+  wakeUps: (sql: Sql) => Promise<Record<string, number>>,
+  call: () => Promise<{ claimed: StartedTask[] }>,
+): Promise<{ claimed: StartedTask[]; woken: Record<string, number> }> {
+  let claimed: StartedTask[] = [];
+  const woken = await wakeUpsDuring(sql, wakeUps, async () => {
+    ({ claimed } = await call());
+  });
+  return { claimed, woken };
+}
+
 dbTest("a report whose claim takes every task it made ready wakes no worker", async (db) => {
   const { sql } = db;
   await defineFlows(sql);
   const wakeUps = await listenForWakeUps(db.connect(1), ["fork", "other"]);
   const batchRoot = await claimRoot(sql, "fork");
-  let claimed: StartedTask[] = [];
-  assert.deepEqual(
-    await wakeUpsDuring(sql, wakeUps, async () => {
-      ({ claimed } = await completeTasksAndClaim(sql, [report(batchRoot)], claim("fork", 10)));
-    }),
-    { fork: 0, other: 0 },
+  const batch = await reportWatched(
+    sql,
+    wakeUps,
+    () => completeTasksAndClaim(sql, [report(batchRoot)], claim("fork", 10)),
   );
-  assert.deepEqual(claimed.map((t) => t.task.step_slug).sort(), ["b", "c"]);
+  assert.deepEqual(batch.woken, { fork: 0, other: 0 });
+  assert.deepEqual(batch.claimed.map((t) => t.task.step_slug).sort(), ["b", "c"]);
 
   const singleRoot = await claimRoot(sql, "fork");
-  assert.deepEqual(
-    await wakeUpsDuring(sql, wakeUps, async () => {
-      ({ claimed } = await completeTaskAndClaim(sql, {
-        ...report(singleRoot),
-        ...claim("fork", 3),
-      }));
-    }),
-    { fork: 0, other: 0 },
+  const single = await reportWatched(
+    sql,
+    wakeUps,
+    () => completeTaskAndClaim(sql, { ...report(singleRoot), ...claim("fork", 3) }),
   );
-  assert.deepEqual(claimed.map((t) => t.task.step_slug).sort(), ["b", "c"]);
+  assert.deepEqual(single.woken, { fork: 0, other: 0 });
+  assert.deepEqual(single.claimed.map((t) => t.task.step_slug).sort(), ["b", "c"]);
 });
 
 dbTest(
@@ -100,12 +109,14 @@ dbTest(
     for (const qty of [1, 0]) {
       for (const call of ["complete_tasks_and_claim", "complete_task_and_claim"]) {
         const root = await claimRoot(sql, "fork");
-        let claimed: StartedTask[] = [];
-        const woken = await wakeUpsDuring(sql, wakeUps, async () => {
-          ({ claimed } = call === "complete_tasks_and_claim"
-            ? await completeTasksAndClaim(sql, [report(root)], claim("fork", qty))
-            : await completeTaskAndClaim(sql, { ...report(root), ...claim("fork", qty) }));
-        });
+        const { claimed, woken } = await reportWatched(
+          sql,
+          wakeUps,
+          (): Promise<{ claimed: StartedTask[] }> =>
+            call === "complete_tasks_and_claim"
+              ? completeTasksAndClaim(sql, [report(root)], claim("fork", qty))
+              : completeTaskAndClaim(sql, { ...report(root), ...claim("fork", qty) }),
+        );
         assert.deepEqual(woken, { fork: 1, other: 0 }, `${call} with qty ${qty}`);
         assert.equal(claimed.length, qty);
         // What the claim left is visible: the wake-up was due.
@@ -123,10 +134,11 @@ dbTest("a claim full of messages that start no task still wakes the flow's worke
   // A message naming no task, older than those the report sends: the claim of one takes it and
   // starts nothing, while b and c stay visible.
   await sql`select pgmq.send('fork', '{"not": "a task"}'::jsonb)`;
-  let claimed: StartedTask[] = [];
-  const woken = await wakeUpsDuring(sql, wakeUps, async () => {
-    ({ claimed } = await completeTasksAndClaim(sql, [report(root)], claim("fork", 1)));
-  });
+  const { claimed, woken } = await reportWatched(
+    sql,
+    wakeUps,
+    () => completeTasksAndClaim(sql, [report(root)], claim("fork", 1)),
+  );
   assert.equal(claimed.length, 0);
   assert.deepEqual(woken, { fork: 1, other: 0 });
   assert.equal(await visible(sql, "fork"), 2);
@@ -137,11 +149,12 @@ dbTest("a report holds back no wake-up of another flow's queue", async (db) => {
   await defineFlows(sql);
   const wakeUps = await listenForWakeUps(db.connect(1), ["fork", "other"]);
   const otherRoot = await claimRoot(sql, "other");
-  let claimed: StartedTask[] = [];
   // A batch may report on runs of any flow; it claims from the flow it names.
-  const woken = await wakeUpsDuring(sql, wakeUps, async () => {
-    ({ claimed } = await completeTasksAndClaim(sql, [report(otherRoot)], claim("fork", 10)));
-  });
+  const { claimed, woken } = await reportWatched(
+    sql,
+    wakeUps,
+    () => completeTasksAndClaim(sql, [report(otherRoot)], claim("fork", 10)),
+  );
   assert.deepEqual(woken, { fork: 0, other: 1 });
   assert.equal(claimed.length, 0);
   assert.equal(await visible(sql, "other"), 2);
@@ -185,10 +198,11 @@ dbTest("a step that the claim's own start of tasks makes ready wakes the workers
   const r = started.find((t) => t.task.step_slug === "r")!;
   // x's worker vanished: its message comes back, and the next claim fails x for good.
   await advanceClock(sql, "1 hour");
-  let claimed: StartedTask[] = [];
-  const woken = await wakeUpsDuring(sql, wakeUps, async () => {
-    ({ claimed } = await completeTaskAndClaim(sql, { ...report(r), ...claim("stall", 10) }));
-  });
+  const { claimed, woken } = await reportWatched(
+    sql,
+    wakeUps,
+    () => completeTaskAndClaim(sql, { ...report(r), ...claim("stall", 10) }),
+  );
   assert.equal(claimed.length, 0);
   const [x] = await sql`select status, skip_reason from pgflow.step_states where step_slug = 'x'`;
   assert.deepEqual({ ...x }, { status: "skipped", skip_reason: "handler_failed" });
@@ -206,14 +220,12 @@ dbTest("a map's report wakes the workers only when its claim may have left tasks
   const wakeUps = await listenForWakeUps(db.connect(1), ["wide"]);
   for (const [qty, wakes, left] of [[3, 1, 2], [5, 1, 0], [6, 0, 0]]) {
     const list = await claimRoot(sql, "wide", "list");
-    let claimed: StartedTask[] = [];
-    const woken = await wakeUpsDuring(sql, wakeUps, async () => {
-      ({ claimed } = await completeTasksAndClaim(
+    const { claimed, woken } = await reportWatched(sql, wakeUps, () =>
+      completeTasksAndClaim(
         sql,
         [{ ...report(list), output: [1, 2, 3, 4, 5] }],
         claim("wide", qty),
       ));
-    });
     assert.equal(claimed.length, Math.min(qty, 5), `qty ${qty}`);
     assert.deepEqual(woken, { wide: wakes }, `qty ${qty}`);
     assert.equal(await visible(sql, "wide"), left, `qty ${qty}`);
