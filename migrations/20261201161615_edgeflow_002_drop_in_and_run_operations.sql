@@ -617,24 +617,6 @@ begin
 end;
 $$;
 
--- The pg_notify form of an event (no realtime.send): its body without inputs,
--- outputs or error messages, on a channel named like the topic.
-create or replace function pgflow._notify_event(topic text, body jsonb)
-returns void
-language plpgsql
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-  perform pg_notify(_notify_event.topic, (
-    select jsonb_object_agg(e.key, e.value)
-    from jsonb_each(_notify_event.body) e
-    where e.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
-                    'failed_step', 'started_at', 'completed_at', 'failed_at', 'cancelled_at',
-                    'skip_reason', 'skipped_at',
-                    'restart_of_run_id', 'restarted_as'))::text);
-end;
-$$;
-
 -- Events in array order, with one trust check of realtime.send for them all:
 -- a set-based caller (start_flows) emits thousands in one call, and the check
 -- costs about as much as a send. An event is named run:<status> or
@@ -673,7 +655,15 @@ begin
       -- resolves to the function just checked.
       perform realtime.send(v_body, v_event, 'pgflow:run:' || _emit_each.run_ids[i]::text, false);
     else
-      perform pgflow._notify_event('pgflow:run:' || _emit_each.run_ids[i]::text, v_body);
+      -- The pg_notify form: the body without inputs, outputs or error
+      -- messages, on a channel named like the topic.
+      perform pg_notify('pgflow:run:' || _emit_each.run_ids[i]::text, (
+        select jsonb_object_agg(e.key, e.value)
+        from jsonb_each(v_body) e
+        where e.key in ('event', 'event_type', 'run_id', 'flow_slug', 'step_slug', 'status',
+                        'failed_step', 'started_at', 'completed_at', 'failed_at', 'cancelled_at',
+                        'skip_reason', 'skipped_at',
+                        'restart_of_run_id', 'restarted_as'))::text);
     end if;
   end loop;
 end;
