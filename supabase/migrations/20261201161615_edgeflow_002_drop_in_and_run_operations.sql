@@ -2307,15 +2307,18 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
   return query select * from pgflow._start_tasks(start_tasks.flow_slug, start_tasks.msg_ids,
-    start_tasks.worker_id, vt_is_set => false);
+    start_tasks.worker_id, vt_is_set => false, maybe_stale => start_tasks.msg_ids);
 end;
 $$;
 
 -- start_tasks' body. vt_is_set: the messages were read by _read_claimed_messages,
 -- which already hid each one for its step's timeout, so setting it again would
--- only cost another dynamic statement.
+-- only cost another dynamic statement. maybe_stale: the messages that may have
+-- come back for a stalled task, the only ones the stall check looks up. A
+-- message read for the first time (read_ct 1) cannot have: starting its task
+-- took a read. start_tasks, whose caller read the messages, passes them all.
 create or replace function pgflow._start_tasks(flow_slug text, msg_ids bigint[], worker_id uuid,
-  vt_is_set boolean)
+  vt_is_set boolean, maybe_stale bigint[])
 returns setof pgflow.step_task_record
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -2347,7 +2350,9 @@ begin
     return;
   end if;
 
-  v_stale_ids := pgflow._fail_stalled_tasks(_start_tasks.flow_slug, _start_tasks.msg_ids);
+  v_stale_ids := case when cardinality(_start_tasks.maybe_stale) > 0
+    then pgflow._fail_stalled_tasks(_start_tasks.flow_slug, _start_tasks.maybe_stale)
+    else '{}' end;
 
   with picked as (
     update pgflow.step_tasks t
@@ -2561,7 +2566,8 @@ begin
            m.read_ct, m.enqueued_at, m.vt, m.message, m.headers, t.attempts_count + 1
     from pgflow._start_tasks(read_and_start_tasks.flow_slug,
            array(select (e).msg_id from unnest(v_messages) e), read_and_start_tasks.worker_id,
-           vt_is_set => true) s
+           vt_is_set => true,
+           maybe_stale => array(select (e).msg_id from unnest(v_messages) e where (e).read_ct > 1)) s
     join unnest(v_messages) m on m.msg_id = s.msg_id
     -- A key lookup per claimed task, fenced by OFFSET 0: as a join, the planner
     -- (which expects 1,000 rows from start_tasks) may scan the whole table.
