@@ -385,6 +385,40 @@ dbTest(
   },
 );
 
+dbTest(
+  "read_and_start_tasks_with_poll looks with a probe of the queue and claims only what it finds",
+  async ({ sql }) => {
+    await define(
+      sql,
+      `select pgflow.create_flow('probed'); select pgflow.add_step('probed', 's');`,
+    );
+    // Refused at once on an empty queue too: the first look is a claim, which checks them.
+    await assert.rejects(
+      sql`select * from pgflow.read_and_start_tasks_with_poll('probed', 30, -1, ${WORKER_ID}::uuid, 5, 10)`,
+      /qty must be >= 0 and vt >= 1/,
+    );
+    await assert.rejects(
+      sql`select * from pgflow.read_and_start_tasks_with_poll('probed', 30, 5, null, 5, 10)`,
+      /worker_id must not be NULL/,
+    );
+    // One second of looks every 10 ms at an empty queue: one claim, the rest probes.
+    const calls = await sql.begin(async (tx) => {
+      await tx`set local track_functions = 'pl'`;
+      const claimed = await tx`
+        select * from pgflow.read_and_start_tasks_with_poll('probed', 30, 5, ${WORKER_ID}::uuid, 1, 10)`;
+      assert.equal(claimed.length, 0);
+      const [row] = await tx<{ claims: number; probes: number }[]>`
+        select pg_stat_get_xact_function_calls(
+                 'pgflow.read_and_start_tasks(text, int, int, uuid)'::regprocedure)::int as claims,
+               pg_stat_get_xact_function_calls(
+                 'pgflow._queue_has_visible(text)'::regprocedure)::int as probes`;
+      return row;
+    });
+    assert.equal(calls.claims, 1);
+    assert.ok(calls.probes >= 20, `probes: ${calls.probes}`);
+  },
+);
+
 dbTest("completeTasks applies a batch of reports in one statement", async ({ sql }) => {
   await define(
     sql,

@@ -127,7 +127,7 @@ Deno.test("defaults are filled in", () => {
       maxConcurrent: 10,
       batchSize: 10,
       maxPollSeconds: 2,
-      pollIntervalMs: 50,
+      pollIntervalMs: 25,
       visibilityTimeout: 5,
       heartbeatIntervalMs: 5_000,
       maxPgConnections: 4,

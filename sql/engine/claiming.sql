@@ -345,6 +345,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_until timestamptz;
+  v_first boolean := true;
 begin
   -- As pgmq.read_with_poll, no upper bounds: a long wait holds only the caller's own session.
   if max_poll_seconds is null or max_poll_seconds < 0 or poll_interval_ms is null
@@ -356,11 +357,20 @@ begin
   end if;
   v_until := pgflow.clock_now() + make_interval(secs => max_poll_seconds);
   loop
-    return query
-      select * from pgflow.read_and_start_tasks(read_and_start_tasks_with_poll.flow_slug,
-        read_and_start_tasks_with_poll.vt, read_and_start_tasks_with_poll.qty,
-        read_and_start_tasks_with_poll.worker_id);
-    if found or pgflow.clock_now() >= v_until then
+    -- After the first look (a claim, which also checks the arguments), a look
+    -- is one probe of the queue's vt index and the claim runs only when it
+    -- finds a visible message: a claim costs several times the probe.
+    if v_first or pgflow._queue_has_visible(read_and_start_tasks_with_poll.flow_slug) then
+      v_first := false;
+      return query
+        select * from pgflow.read_and_start_tasks(read_and_start_tasks_with_poll.flow_slug,
+          read_and_start_tasks_with_poll.vt, read_and_start_tasks_with_poll.qty,
+          read_and_start_tasks_with_poll.worker_id);
+      if found then
+        return;
+      end if;
+    end if;
+    if pgflow.clock_now() >= v_until then
       return;
     end if;
     perform pg_catalog.pg_sleep(poll_interval_ms / 1000.0);

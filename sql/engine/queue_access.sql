@@ -4,7 +4,8 @@
 -- pgmq's functions build each statement from the queue's name and EXECUTE it,
 -- so every call parses and plans it again: on a worker's hot path, claiming ten
 -- tasks and archiving ten messages cost more in planning than in running.
--- _compile_queue_access writes _queue_claim, _queue_archive and _queue_send
+-- _compile_queue_access writes _queue_claim, _queue_archive, _queue_send and
+-- _queue_has_visible
 -- with one branch of static SQL per flow whose queue exists (PL/pgSQL keeps
 -- their plans for the session) and, for any other queue, the dynamic
 -- statement. create_flow and delete_flow_and_data compile again; so does every
@@ -49,6 +50,7 @@ declare
   v_claim text := '';
   v_archive text := '';
   v_send text := '';
+  v_visible text := '';
   v_flow record;
   v_options text := 'language plpgsql set search_path = pg_catalog, pg_temp '
     -- As the hot entry points (ARCHITECTURE.md, "Key lookups stay key lookups"
@@ -107,6 +109,10 @@ begin
         returning msg_id;
       return;
     end if;$branch$, v_flow.flow_slug, v_flow.q);
+      v_visible := v_visible || format($branch$
+    if p_queue = %1$L then
+      return exists (select 1 from pgmq.%2$I q where q.vt <= clock_timestamp());
+    end if;$branch$, v_flow.flow_slug, v_flow.q);
     end loop;
 
     -- Claims up to p_qty visible messages of the queue in msg_id order, as
@@ -135,7 +141,20 @@ declare
 begin$declare$ || v_send || $generic$
   return query select b.msg_id from pgmq.send_batch(p_queue, p_msgs, p_delay) as b(msg_id);
 end;$generic$);
+    -- Whether the queue holds a visible message: one probe of its vt index, for
+    -- a long poll to look often and claim only when there is something to claim.
+    execute format($create$
+create or replace function pgflow._queue_has_visible(p_queue text)
+returns boolean %s as %L$create$, v_options, $declare$
+declare
+  v_visible boolean;
+begin$declare$ || v_visible || $generic$
+  execute format('select exists (select 1 from pgmq.%I q where q.vt <= clock_timestamp())',
+                 'q_' || lower(p_queue)) into v_visible;
+  return v_visible;
+end;$generic$);
     revoke all on function pgflow._queue_claim(text, int, text[], int[], int) from public;
+    revoke all on function pgflow._queue_has_visible(text) from public;
     revoke all on function pgflow._queue_archive(text, bigint[]) from public;
     revoke all on function pgflow._queue_send(text, jsonb[], int) from public;
   exception when insufficient_privilege then

@@ -158,6 +158,11 @@ const COMMON_DEFAULTS = {
 /** Defaults of a flow worker (README, "Worker options"). */
 export const FLOW_WORKER_DEFAULTS = Object.freeze({
   ...COMMON_DEFAULTS,
+  // A flow worker's long poll looks with one probe of the queue's vt index and claims only when
+  // it finds a message (read_and_start_tasks_with_poll), so it can look twice as often as a
+  // queue worker's pgmq.read_with_poll, which reads on every look: a new run waits 12.5 ms on
+  // average without LISTEN, and an idle worker costs the server less than at 50 ms before.
+  pollIntervalMs: 25,
   visibilityTimeout: 5,
   compileOnStartup: true,
   recreateOnMismatch: false,
@@ -206,7 +211,7 @@ export function resolveFlowWorkerOptions(options: unknown): WorkerConfig {
   rejectUnknown(given, FLOW_KEYS, QUEUE_KEYS, "flow");
   const d = FLOW_WORKER_DEFAULTS;
   return {
-    ...resolveCommon(given, d.visibilityTimeout),
+    ...resolveCommon(given, d),
     kind: "flow",
     ...resolveCompilation(given),
     recoveryIntervalMs: int(given, "recoveryIntervalMs", d.recoveryIntervalMs, 0),
@@ -228,7 +233,7 @@ export function resolveQueueWorkerOptions(options: unknown): WorkerConfig {
     );
   }
   return {
-    ...resolveCommon(given, QUEUE_WORKER_DEFAULTS.visibilityTimeout),
+    ...resolveCommon(given, QUEUE_WORKER_DEFAULTS),
     kind: "queue",
     queueName,
     retry: resolveRetry(given.retry),
@@ -238,7 +243,11 @@ export function resolveQueueWorkerOptions(options: unknown): WorkerConfig {
   };
 }
 
-function resolveCommon(given: Record<string, unknown>, visibilityTimeout: number) {
+/** The options both kinds share; `kind` gives the defaults that differ between them. */
+function resolveCommon(
+  given: Record<string, unknown>,
+  kind: { visibilityTimeout: number; pollIntervalMs: number },
+) {
   const d = COMMON_DEFAULTS;
   const sql = given.sql;
   if (sql !== undefined) {
@@ -304,8 +313,8 @@ function resolveCommon(given: Record<string, unknown>, visibilityTimeout: number
     maxConcurrent: int(given, "maxConcurrent", d.maxConcurrent, 1),
     batchSize: int(given, "batchSize", d.batchSize, 1),
     maxPollSeconds: int(given, "maxPollSeconds", d.maxPollSeconds, 1),
-    pollIntervalMs: int(given, "pollIntervalMs", d.pollIntervalMs, 1),
-    visibilityTimeout: int(given, "visibilityTimeout", visibilityTimeout, 1),
+    pollIntervalMs: int(given, "pollIntervalMs", kind.pollIntervalMs, 1),
+    visibilityTimeout: int(given, "visibilityTimeout", kind.visibilityTimeout, 1),
     heartbeatIntervalMs: int(given, "heartbeatIntervalMs", d.heartbeatIntervalMs, 10),
     maxPgConnections: int(given, "maxPgConnections", d.maxPgConnections, 2),
     shutdownGraceMs: int(given, "shutdownGraceMs", d.shutdownGraceMs, 0),
