@@ -154,8 +154,9 @@ const READS_REAL_CLOCK = new Set([
   "clock_now", // likewise
   "set_vt_batch", // sets pgmq's visibility times, which are on the real clock
   "_queue_claim", // reads and sets them, as pgmq.read does
+  "_queue_has_visible", // compares them with the real clock, as _queue_claim does
   "_queue_send", // sets them, as pgmq.send_batch does
-  "_compile_queue_access", // writes those two
+  "_compile_queue_access", // writes those
 ]);
 
 /** Ways SQL reads the time; `pgflow.now()` and `pgflow.clock_now()` are the allowed ones. */
