@@ -627,6 +627,9 @@ create or replace function pgflow._emit_each(run_ids uuid[], events text[], payl
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
+-- The pg_notify statement below takes arrays: one generic plan for it, made
+-- once per session, whatever their lengths.
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_realtime boolean;
@@ -638,8 +641,8 @@ begin
     return;
   end if;
   v_realtime := pgflow._trusted_function('realtime.send(jsonb,text,text,boolean)') is not null;
-  -- A loop of simple statements rather than one query over unnest(): a query
-  -- with array parameters is planned again on every call.
+  -- The bodies in a loop of simple expressions; realtime.send, which runs a
+  -- subtransaction per call, gains nothing from one statement.
   for i in 1 .. coalesce(cardinality(_emit_each.run_ids), 0) loop
     v_event := _emit_each.events[i];
     v_body := case when split_part(v_event, ':', 1) = 'step'
