@@ -145,9 +145,6 @@ const COMMON_DEFAULTS = {
   maxConcurrent: 10,
   batchSize: 10,
   maxPollSeconds: 2,
-  // pgflow's is 100. Without LISTEN a new run waits half of it on average; each look is one
-  // index probe inside the long poll, so 20 a second cost an idle worker little.
-  pollIntervalMs: 50,
   heartbeatIntervalMs: 5_000,
   maxPgConnections: 4,
   shutdownGraceMs: 10_000,
@@ -158,10 +155,9 @@ const COMMON_DEFAULTS = {
 /** Defaults of a flow worker (README, "Worker options"). */
 export const FLOW_WORKER_DEFAULTS = Object.freeze({
   ...COMMON_DEFAULTS,
-  // A flow worker's long poll looks with one probe of the queue's vt index and claims only when
-  // it finds a message (read_and_start_tasks_with_poll), so it can look twice as often as a
-  // queue worker's pgmq.read_with_poll, which reads on every look: a new run waits 12.5 ms on
-  // average without LISTEN, and an idle worker costs the server less than at 50 ms before.
+  // pgflow's is 100. Without LISTEN a new run waits half of it on average. Each look of the long
+  // poll (read_and_start_tasks_with_poll) is one probe of the queue's vt index, a claim only when
+  // it finds a message, so 40 a second cost an idle worker less than 20 claims did.
   pollIntervalMs: 25,
   visibilityTimeout: 5,
   compileOnStartup: true,
@@ -172,6 +168,8 @@ export const FLOW_WORKER_DEFAULTS = Object.freeze({
 /** Defaults of a queue worker. */
 export const QUEUE_WORKER_DEFAULTS = Object.freeze({
   ...COMMON_DEFAULTS,
+  // pgmq.read_with_poll reads (parsed and planned anew) on every look.
+  pollIntervalMs: 50,
   visibilityTimeout: 60,
   retry: Object.freeze(
     { strategy: "exponential", limit: 5, baseDelay: 3, maxDelay: 300 } as const,
