@@ -81,8 +81,11 @@ returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+  v_hold text := coalesce(current_setting('edgeflow.hold_wakeups', true), '');
 begin
-  if current_setting('edgeflow.hold_wakeups', true) = pgflow._wakeup_hold_key() then
+  -- Most claims: no hold (then the key is not worth computing).
+  if v_hold <> '' and v_hold = pgflow._wakeup_hold_key() then
     perform set_config('edgeflow.claim_was_full', case when was_full then 'on' else 'off' end, true);
     perform set_config('edgeflow.hold_wakeups', '', true);
   end if;
@@ -108,7 +111,8 @@ begin
       as h(flow_slug)
   loop
     if v_flow is distinct from claimed_flow or v_claim_was_full then
-      perform pg_notify('{{QUEUE_CHANNEL_PREFIX}}' || v_flow, '');
+      -- The hold is off now: this announces.
+      perform pgflow._announce_ready(v_flow);
     end if;
   end loop;
   perform set_config('edgeflow.held_wakeups', '', true);
