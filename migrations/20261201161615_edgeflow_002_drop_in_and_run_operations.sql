@@ -1680,11 +1680,9 @@ begin
 end;
 $$;
 
--- Counts `n` completed tasks off a step; when none remains the step completes
--- (output: a single step's `single_output`, a map's task outputs in order),
--- dependents that became ready start, and the run completes if nothing is left.
 -- One update counts n completed tasks off a step's state and, when none
--- remains, completes the step (at now); returns the state afterwards.
+-- remains, completes the step (at now); returns the state afterwards. Shared by
+-- complete_task and _count_down_step.
 create or replace function pgflow._count_down_state(run_id uuid, step_slug text, n int,
                                                     now timestamptz)
 returns pgflow.step_states
@@ -1708,6 +1706,9 @@ begin
 end;
 $$;
 
+-- Counts `n` completed tasks off a step; when none remains the step completes
+-- (output: a single step's `single_output`, a map's task outputs in order),
+-- dependents that became ready start, and the run completes if nothing is left.
 create or replace function pgflow._count_down_step(
   run_id uuid, step_slug text, step_type text, n int, single_output jsonb)
 returns void
@@ -1851,8 +1852,8 @@ $$;
 -- The other runs' ready steps start together: one update of their states, one
 -- send per flow and start delay for all their tasks (pgmq assigns ascending ids
 -- in array order, so the messages and tasks are zipped by position), one insert
--- of the tasks and one batch of step:started events. None of those runs can end here: each started
--- a step with tasks.
+-- of the tasks and one batch of step:started events. None of those runs can end
+-- here: each started a step with tasks.
 create or replace function pgflow._start_ready_steps_of(run_ids uuid[])
 returns void
 language plpgsql
