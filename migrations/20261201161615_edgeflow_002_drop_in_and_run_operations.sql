@@ -1054,6 +1054,20 @@ begin
 end;
 $$;
 
+-- Whether this transaction holds hints back now.
+create or replace function pgflow._wakeups_held()
+returns boolean
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_hold text := coalesce(current_setting('edgeflow.hold_wakeups', true), '');
+begin
+  -- Most calls: no hold set at all (then the key is not worth computing).
+  return v_hold <> '' and v_hold = pgflow._wakeup_hold_key();
+end;
+$$;
+
 -- Announces visible messages of a flow, or records the hint while a report
 -- holds hints back.
 create or replace function pgflow._announce_ready(flow_slug text)
@@ -1062,11 +1076,9 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_hold text := coalesce(current_setting('edgeflow.hold_wakeups', true), '');
   v_held text;
 begin
-  -- Most calls: no hold set at all (then the key is not worth computing).
-  if v_hold = '' or v_hold <> pgflow._wakeup_hold_key() then
+  if not pgflow._wakeups_held() then
     perform pg_notify('pgflow:queue:' || _announce_ready.flow_slug, '');
     return;
   end if;
@@ -1101,11 +1113,8 @@ returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  v_hold text := coalesce(current_setting('edgeflow.hold_wakeups', true), '');
 begin
-  -- Most claims: no hold (then the key is not worth computing).
-  if v_hold <> '' and v_hold = pgflow._wakeup_hold_key() then
+  if pgflow._wakeups_held() then
     perform set_config('edgeflow.claim_was_full', case when was_full then 'on' else 'off' end, true);
     perform set_config('edgeflow.hold_wakeups', '', true);
   end if;

@@ -255,9 +255,9 @@ dbTest("the wake-up functions are not executable by PUBLIC", async (db) => {
     select p.oid::regprocedure::text as fn, has_function_privilege('public', p.oid, 'execute') as can
     from pg_proc p
     where p.pronamespace = 'pgflow'::regnamespace
-      and p.proname in ('_wakeup_hold_key', '_announce_ready', '_hold_wakeups', '_note_claim',
-                        '_release_wakeups')
+      and p.proname in ('_wakeup_hold_key', '_wakeups_held', '_announce_ready', '_hold_wakeups',
+                        '_note_claim', '_release_wakeups')
     order by 1`;
-  assert.equal(rows.length, 5);
+  assert.equal(rows.length, 6);
   assert.deepEqual(rows.filter((r) => r.can).map((r) => r.fn), []);
 });
