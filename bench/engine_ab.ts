@@ -8,7 +8,7 @@
  * the order swapped every round: diamonds through their five statements (start, claim, a report
  * and claim per level, the last report), then one-step runs claimed and reported 50 at a time.
  * Each backend's CPU time comes from /proc, so waits (commits, the client) do not count. Two
- * databases with the same code differ by 1-3%.
+ * databases with the same code differ by 1-3% in a quiet hour, up to 5% in a busy one: run it twice.
  */
 import { startThrowawayPostgres } from "../src/dev/embedded_postgres.ts";
 import type { Sql } from "../src/db/connect.ts";
