@@ -13,13 +13,8 @@
 import { startThrowawayPostgres } from "../src/dev/embedded_postgres.ts";
 import type { Sql } from "../src/db/connect.ts";
 import { fillLimits } from "../src/dev/sql_release.ts";
-import { startFlow } from "../src/db/runs.ts";
-import {
-  completeTasks,
-  completeTasksAndClaim,
-  readAndStartTasks,
-  type StartedTask,
-} from "../src/db/tasks.ts";
+import { completeTasksAndClaim, readAndStartTasks } from "../src/db/tasks.ts";
+import { completionOf, defineDiamond, driveDiamond } from "./diamond_chain.ts";
 
 const [ref, files] = Deno.args;
 if (!ref || !files) {
@@ -54,26 +49,9 @@ function engineFileAt(gitRef: string, file: string): string {
   return fillLimits(new TextDecoder().decode(out.stdout), file);
 }
 
-const report = (started: StartedTask, output: unknown) => ({
-  runId: started.task.run_id,
-  stepSlug: started.task.step_slug,
-  taskIndex: started.task.task_index,
-  output,
-});
-
 async function diamonds(side: Side, count: number): Promise<void> {
   const claim = { flowSlug: "ab_diamond", workerId: side.workerId, vt: 5, qty: 10 };
-  for (let i = 0; i < count; i++) {
-    await startFlow(side.sql, { flowSlug: "ab_diamond", input: i });
-    const [a] = await readAndStartTasks(side.sql, claim);
-    const level2 = await completeTasksAndClaim(side.sql, [report(a, i)], claim);
-    const level3 = await completeTasksAndClaim(
-      side.sql,
-      level2.claimed.map((t) => report(t, 1)),
-      claim,
-    );
-    await completeTasks(side.sql, level3.claimed.map((t) => report(t, 2)));
-  }
+  for (let i = 0; i < count; i++) await driveDiamond(side.sql, claim, i);
 }
 
 async function batches(side: Side, runs: number): Promise<void> {
@@ -82,7 +60,7 @@ async function batches(side: Side, runs: number): Promise<void> {
     array(select to_jsonb(i) from generate_series(1, ${runs}::int) i))`;
   let claimed = await readAndStartTasks(side.sql, claim);
   while (claimed.length > 0) {
-    claimed = (await completeTasksAndClaim(side.sql, claimed.map((t) => report(t, 1)), claim))
+    claimed = (await completeTasksAndClaim(side.sql, claimed.map((t) => completionOf(t, 1)), claim))
       .claimed;
   }
 }
@@ -98,12 +76,8 @@ try {
     if (name === "A") {
       for (const file of files.split(",")) await db.sql.unsafe(engineFileAt(ref, file));
     }
+    await defineDiamond(db.sql, "ab_diamond");
     await db.sql.unsafe(`
-      select pgflow.create_flow('ab_diamond');
-      select pgflow.add_step('ab_diamond', 'a');
-      select pgflow.add_step('ab_diamond', 'b', array['a']);
-      select pgflow.add_step('ab_diamond', 'c', array['a']);
-      select pgflow.add_step('ab_diamond', 'd', array['b', 'c']);
       select pgflow.create_flow('ab_one');
       select pgflow.add_step('ab_one', 's');`);
     await db.sql.end();

@@ -47,6 +47,7 @@ const { createTestDb } = await import("../tests/_support/db.ts");
 const { createCoreDatabase, pgflowMissing, runSqlApiBench } = await import("./sql_api_bench.ts");
 const { runWorkerBench } = await import("./worker_bench.ts");
 const { median, percentile } = await import("./percentiles.ts");
+const { diamondChainTimes } = await import("./diamond_chain.ts");
 const log = (what: string) => console.error(`[bench] ${what}`);
 
 try {
@@ -63,9 +64,18 @@ try {
   const floorDb = missing ? await createTestDb() : await createCoreDatabase("edgeflow");
   if ("sql" in floorDb) await floorDb.sql.end();
   const runStartFloor = await startFloor(floorDb.url).finally(() => floorDb.drop());
+  log("the engine alone: a diamond's five statements on one connection, no worker");
+  const chainDb = await createTestDb();
+  const engineChain = await diamondChainTimes(chainDb.sql, quick ? 30 : 200)
+    .finally(async () => {
+      await chainDb.sql.end();
+      await chainDb.drop();
+    });
   const floors = {
     latencyChainP50Ms: percentile(latencyFloor, 50),
     latencyChainP99Ms: percentile(latencyFloor, 99),
+    diamondStatementsP50Ms: percentile(engineChain, 50),
+    diamondStatementsP99Ms: percentile(engineChain, 99),
     start2000: runStartFloor,
   };
 
@@ -175,6 +185,13 @@ try {
       "",
       `${f1(floors.latencyChainP50Ms)} / ${f1(floors.latencyChainP99Ms)}`,
       `the engine's own work: ${f1(lat.listenP50 - floors.latencyChainP50Ms)} ms (p50)`,
+      "",
+    ],
+    [
+      "  the diamond's 5 statements alone: one connection, no worker",
+      "",
+      `${f1(floors.diamondStatementsP50Ms)} / ${f1(floors.diamondStatementsP99Ms)}`,
+      `worker, LISTEN and hops: ${f1(lat.listenP50 - floors.diamondStatementsP50Ms)} ms (p50)`,
       "",
     ],
     [
