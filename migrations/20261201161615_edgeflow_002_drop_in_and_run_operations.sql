@@ -686,8 +686,7 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit_each(array[_emit_step.run_id],
-    array['step:' || _emit_step.step_slug || ':' || _emit_step.status], array[_emit_step.payload]);
+  perform pgflow._emit(run_id, 'step:' || step_slug || ':' || status, payload);
 end;
 $$;
 
@@ -713,8 +712,7 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit_each(array[_emit_run.run_id], array['run:' || _emit_run.status],
-    array[_emit_run.payload]);
+  perform pgflow._emit(run_id, 'run:' || status, payload);
 end;
 $$;
 
@@ -1846,14 +1844,8 @@ begin
   perform pgflow._count_down_runs(v_count_runs, v_count_ns);
 
   -- As _count_down_step: dependents that became ready start (and, through the
-  -- empty-map cascade, may complete their run). One run (a worker's batch of
-  -- one DAG level) takes the per-run path, which _start_ready_steps_of also
-  -- takes for some runs: its set-based statements cost more than they save
-  -- below a few runs.
-  if cardinality(v_feeding) = 1 then
-    perform pgflow.start_ready_steps(v_feeding[1]);
-    perform pgflow.maybe_complete_run(v_feeding[1]);
-  elsif v_feeding is not null then
+  -- empty-map cascade, may complete their run).
+  if v_feeding is not null then
     perform pgflow._start_ready_steps_of(v_feeding);
   end if;
 end;
@@ -3696,23 +3688,11 @@ begin
     perform pgflow._hold_wakeups();
   end if;
 
-  if cardinality(complete_tasks_and_claim.run_ids) = 1 and cardinality(complete_tasks_and_claim.step_slugs) = 1
-     and cardinality(complete_tasks_and_claim.task_indexes) = 1
-     and cardinality(complete_tasks_and_claim.outputs) = 1 then
-    -- One report (an idle worker's): straight to complete_task, as complete_tasks
-    -- would go, one call and one statement fewer.
-    select coalesce(jsonb_agg(jsonb_build_object('status', c.status, 'error_message', c.error_message)),
-                    '[]'::jsonb)
-      into v_results
-    from pgflow.complete_task(complete_tasks_and_claim.run_ids[1], complete_tasks_and_claim.step_slugs[1],
-                              complete_tasks_and_claim.task_indexes[1], complete_tasks_and_claim.outputs[1]) c;
-  else
-    select coalesce(jsonb_agg(jsonb_build_object('status', c.status, 'error_message', c.error_message)
-                              order by c.ord), '[]'::jsonb)
-      into v_results
-    from pgflow.complete_tasks(complete_tasks_and_claim.run_ids, complete_tasks_and_claim.step_slugs,
-                               complete_tasks_and_claim.task_indexes, complete_tasks_and_claim.outputs) c;
-  end if;
+  select coalesce(jsonb_agg(jsonb_build_object('status', c.status, 'error_message', c.error_message)
+                            order by c.ord), '[]'::jsonb)
+    into v_results
+  from pgflow.complete_tasks(complete_tasks_and_claim.run_ids, complete_tasks_and_claim.step_slugs,
+                             complete_tasks_and_claim.task_indexes, complete_tasks_and_claim.outputs) c;
 
   if complete_tasks_and_claim.qty > 0 then
     select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed

@@ -455,23 +455,11 @@ begin
     perform pgflow._hold_wakeups();
   end if;
 
-  if cardinality(complete_tasks_and_claim.run_ids) = 1 and cardinality(complete_tasks_and_claim.step_slugs) = 1
-     and cardinality(complete_tasks_and_claim.task_indexes) = 1
-     and cardinality(complete_tasks_and_claim.outputs) = 1 then
-    -- One report (an idle worker's): straight to complete_task, as complete_tasks
-    -- would go, one call and one statement fewer.
-    select coalesce(jsonb_agg(jsonb_build_object('status', c.status, 'error_message', c.error_message)),
-                    '[]'::jsonb)
-      into v_results
-    from pgflow.complete_task(complete_tasks_and_claim.run_ids[1], complete_tasks_and_claim.step_slugs[1],
-                              complete_tasks_and_claim.task_indexes[1], complete_tasks_and_claim.outputs[1]) c;
-  else
-    select coalesce(jsonb_agg(jsonb_build_object('status', c.status, 'error_message', c.error_message)
-                              order by c.ord), '[]'::jsonb)
-      into v_results
-    from pgflow.complete_tasks(complete_tasks_and_claim.run_ids, complete_tasks_and_claim.step_slugs,
-                               complete_tasks_and_claim.task_indexes, complete_tasks_and_claim.outputs) c;
-  end if;
+  select coalesce(jsonb_agg(jsonb_build_object('status', c.status, 'error_message', c.error_message)
+                            order by c.ord), '[]'::jsonb)
+    into v_results
+  from pgflow.complete_tasks(complete_tasks_and_claim.run_ids, complete_tasks_and_claim.step_slugs,
+                             complete_tasks_and_claim.task_indexes, complete_tasks_and_claim.outputs) c;
 
   if complete_tasks_and_claim.qty > 0 then
     select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into v_claimed

@@ -156,8 +156,7 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit_each(array[_emit_step.run_id],
-    array['step:' || _emit_step.step_slug || ':' || _emit_step.status], array[_emit_step.payload]);
+  perform pgflow._emit(run_id, 'step:' || step_slug || ':' || status, payload);
 end;
 $$;
 
@@ -183,8 +182,7 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform pgflow._emit_each(array[_emit_run.run_id], array['run:' || _emit_run.status],
-    array[_emit_run.payload]);
+  perform pgflow._emit(run_id, 'run:' || status, payload);
 end;
 $$;
 

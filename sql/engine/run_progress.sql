@@ -520,14 +520,8 @@ begin
   perform pgflow._count_down_runs(v_count_runs, v_count_ns);
 
   -- As _count_down_step: dependents that became ready start (and, through the
-  -- empty-map cascade, may complete their run). One run (a worker's batch of
-  -- one DAG level) takes the per-run path, which _start_ready_steps_of also
-  -- takes for some runs: its set-based statements cost more than they save
-  -- below a few runs.
-  if cardinality(v_feeding) = 1 then
-    perform pgflow.start_ready_steps(v_feeding[1]);
-    perform pgflow.maybe_complete_run(v_feeding[1]);
-  elsif v_feeding is not null then
+  -- empty-map cascade, may complete their run).
+  if v_feeding is not null then
     perform pgflow._start_ready_steps_of(v_feeding);
   end if;
 end;
