@@ -9,6 +9,10 @@
  *   events, inserted by a PL/pgSQL function called once per run, 2,000 times in one statement;
  *   once with the events as plain rows and once through `realtime.send`, as pgflow's contract
  *   sends them where Supabase Realtime exists.
+ * - A diamond's fewest writes: the rows, messages and notifications a diamond run leaves in the
+ *   engine's own tables and queue, written by five plain PL/pgSQL statements shaped like the
+ *   engine's five (fewest_writes.sql), with none of its checks, locks, options or bookkeeping;
+ *   driven and timed beside the engine's five statements in diamond_chain.ts.
  */
 import { medianMs, START_ROUNDS } from "./percentiles.ts";
 import { connect } from "../src/db/connect.ts";
