@@ -2,8 +2,8 @@
  * `deno task bench`: starts its own PostgreSQL 17 (default durability, pg_stat_statements
  * preloaded), measures the server's commit rate, drives the SQL API call by call for edgeflow
  * and pgflow 0.14.1 side by side, runs worker processes end to end with default and tuned
- * settings, prints the table with each ratio and target (and, beside two of them, the floor this
- * machine sets: floors.ts), writes bench/results/bench.json and draws docs/bench.svg. Targets are
+ * settings, prints the table with each ratio and target (and, beside the latency and start
+ * rows, the floors this machine sets: floors.ts), writes bench/results/bench.json and draws docs/bench.svg. Targets are
  * checked here, never in tests.
  *
  * `deno task bench --quick` runs smaller counts (a look, not a measurement).
@@ -239,10 +239,10 @@ try {
       target(edge.startFlow2000Ms <= 300, "<= 300"),
     ],
     [
-      "  floor: a run's 6 row inserts per call, events via realtime.send",
+      "  floor: a run's rows in pgflow's tables, events via realtime.send",
       "",
       floors.start2000.withRealtimeMs === undefined ? "" : f0(floors.start2000.withRealtimeMs),
-      `${f0(floors.start2000.rowsOnlyMs)} with the events as plain rows`,
+      `${f0(floors.start2000.rowsOnlyMs)} without the events`,
       "",
     ],
     [
