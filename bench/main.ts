@@ -3,8 +3,8 @@
  * preloaded), measures the server's commit rate, drives the SQL API call by call for edgeflow
  * and pgflow 0.14.1 side by side, runs worker processes end to end with default and tuned
  * settings, prints the table with each ratio and target (and, beside the latency and start
- * rows, the floors this machine sets: floors.ts), writes bench/results/bench.json and draws docs/bench.svg. Targets are
- * checked here, never in tests.
+ * rows, the floors this machine sets: floors.ts), writes bench/results/bench.json and draws
+ * docs/bench.svg. Targets are checked here, never in tests.
  *
  * `deno task bench --quick` runs smaller counts (a look, not a measurement).
  * `deno task bench --trace` also tracks nested statements (`pg_stat_statements.track = all`), so
