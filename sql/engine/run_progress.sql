@@ -181,8 +181,9 @@ declare
   v_payloads jsonb[] := '{}';
 begin
   -- Most calls find nothing ready (a step whose dependents wait for others):
-  -- one probe of step_states_ready_idx answers those. It also tells whether a
-  -- ready step has a condition or no tasks, the only ones settling acts on.
+  -- one probe of the run's states (a primary-key range, one row per step)
+  -- answers those. It also tells whether a ready step has a condition or no
+  -- tasks, the only ones settling acts on.
   select bool_or(s.required_input_pattern is not null or s.forbidden_input_pattern is not null
                  or coalesce(ss.initial_tasks, 0) = 0)
     into v_to_settle
@@ -560,7 +561,7 @@ declare
   v_msg_ids bigint[];
   v_run uuid;
 begin
-  -- Each run's ready steps through step_states_ready_idx (a fenced lookup by run).
+  -- Each run's ready steps through its states (a fenced primary-key lookup by run).
   select array_agg(distinct x.run_id) filter (where x.run_settles),
          array_agg(x.run_id order by x.run_id, x.step_index) filter (where not x.run_settles),
          array_agg(x.step_slug order by x.run_id, x.step_index) filter (where not x.run_settles),

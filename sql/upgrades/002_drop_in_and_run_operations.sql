@@ -362,6 +362,12 @@ create type pgflow.claimed_task as (
 alter table pgflow.runs set (fillfactor = 80);
 alter table pgflow.step_states set (fillfactor = 80);
 
+-- A run's ready steps are found through the primary key (run_id leads it; a run
+-- has one state per step, not per task). step_states_ready_idx named status and
+-- remaining_deps in its predicate, which kept every update of a step state from
+-- staying on its page: none of a diamond's ten was HOT, all are without it.
+drop index if exists pgflow.step_states_ready_idx;
+
 -- Closing a run's open tasks (rare: a failed or cancelled run) reads the run's
 -- tasks through the primary key. step_tasks_open_idx, on run_id alone, cost
 -- every task start an index entry and misled the planner: with fresh

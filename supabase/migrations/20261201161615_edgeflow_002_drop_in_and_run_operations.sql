@@ -366,6 +366,12 @@ create type pgflow.claimed_task as (
 alter table pgflow.runs set (fillfactor = 80);
 alter table pgflow.step_states set (fillfactor = 80);
 
+-- A run's ready steps are found through the primary key (run_id leads it; a run
+-- has one state per step, not per task). step_states_ready_idx named status and
+-- remaining_deps in its predicate, which kept every update of a step state from
+-- staying on its page: none of a diamond's ten was HOT, all are without it.
+drop index if exists pgflow.step_states_ready_idx;
+
 -- Closing a run's open tasks (rare: a failed or cancelled run) reads the run's
 -- tasks through the primary key. step_tasks_open_idx, on run_id alone, cost
 -- every task start an index entry and misled the planner: with fresh
@@ -1505,8 +1511,9 @@ declare
   v_payloads jsonb[] := '{}';
 begin
   -- Most calls find nothing ready (a step whose dependents wait for others):
-  -- one probe of step_states_ready_idx answers those. It also tells whether a
-  -- ready step has a condition or no tasks, the only ones settling acts on.
+  -- one probe of the run's states (a primary-key range, one row per step)
+  -- answers those. It also tells whether a ready step has a condition or no
+  -- tasks, the only ones settling acts on.
   select bool_or(s.required_input_pattern is not null or s.forbidden_input_pattern is not null
                  or coalesce(ss.initial_tasks, 0) = 0)
     into v_to_settle
@@ -1884,7 +1891,7 @@ declare
   v_msg_ids bigint[];
   v_run uuid;
 begin
-  -- Each run's ready steps through step_states_ready_idx (a fenced lookup by run).
+  -- Each run's ready steps through its states (a fenced primary-key lookup by run).
   select array_agg(distinct x.run_id) filter (where x.run_settles),
          array_agg(x.run_id order by x.run_id, x.step_index) filter (where not x.run_settles),
          array_agg(x.step_slug order by x.run_id, x.step_index) filter (where not x.run_settles),
