@@ -14,6 +14,7 @@ import {
   readAndStartTasks,
   type StartedTask,
 } from "../src/db/tasks.ts";
+import { installFewestWrites } from "./floors.ts";
 
 /** Defines the diamond flow `slug` through the SQL API. */
 export async function defineDiamond(sql: Sql, slug: string): Promise<void> {
@@ -49,18 +50,12 @@ export async function driveDiamond(
   await completeTasks(sql, level3.claimed.map((t) => completionOf(t, 2)));
 }
 
-/** The diamond flow whose runs the fewest-writes floor writes. */
+/** The diamond flow whose runs the fewest-writes floor writes (bench/fewest_writes.sql). */
 const FEWEST_WRITES_FLOW = "floor_diamond";
-
-/** Defines the floor's diamond flow (its queue and steps) and installs fewest_writes.sql. */
-export async function installFewestWrites(sql: Sql): Promise<void> {
-  await defineDiamond(sql, FEWEST_WRITES_FLOW);
-  await sql.unsafe(Deno.readTextFileSync(new URL("./fewest_writes.sql", import.meta.url)));
-}
 
 /** One diamond run through the floor's five statements. */
 export async function driveFewestWrites(sql: Sql, workerId: string, input: number): Promise<void> {
-  await sql`select bench_fewest_writes.start(${input}::text::jsonb)`;
+  await sql`select bench_fewest_writes.start(${FEWEST_WRITES_FLOW}, ${input}::text::jsonb, 'notify')`;
   const [{ run }] = await sql<
     { run: string }[]
   >`select bench_fewest_writes.claim(${workerId}) as run`;
@@ -104,6 +99,7 @@ export interface DiamondChainTimes {
 export async function diamondChainTimes(sql: Sql, runs: number): Promise<DiamondChainTimes> {
   const slug = "bench_chain";
   await defineDiamond(sql, slug);
+  await defineDiamond(sql, FEWEST_WRITES_FLOW);
   await installFewestWrites(sql);
   const workerId = crypto.randomUUID();
   const claim = { flowSlug: slug, workerId, vt: 30, qty: 10 };

@@ -1,38 +1,52 @@
--- The fewest writes a diamond run (a -> b, a -> c, b + c -> d) needs on the engine's own tables
--- and its pgmq queue, as five statements like the engine's: start, claim a, report a claiming b
--- and c, report b and c claiming d, report d. Rows, messages and notifications as the engine
--- leaves them; nothing else: no argument or flow checks, no row locks, no step options, no
--- retries, no wake-up bookkeeping, one NOTIFY per event. A floor for the benchmark, not an
--- engine (floors.ts). Installed into a throwaway database whose flow 'floor_diamond' is the
--- diamond, so pgflow.runs' foreign keys and pgmq.q_floor_diamond exist.
+-- The fewest writes a run needs on the engine's own tables and pgmq queue: the rows, messages
+-- and notifications the engine leaves, and nothing else (no argument or flow checks, no row
+-- locks, no step options or retries, no wake-up bookkeeping). Floors for the benchmark, not an
+-- engine (floors.ts). `start` serves any flow whose steps are single steps with one root; the
+-- other functions drive a diamond run (a -> b, a -> c, b + c -> d) of flow 'floor_diamond' as five
+-- statements like the engine's: start, claim a, report a claiming b and c, report b and c
+-- claiming d, report d. Installed into a throwaway database where those flows exist, so
+-- pgflow.runs' foreign keys and the flows' queues do.
 
 create schema bench_fewest_writes;
 
-create function bench_fewest_writes.start(p_input jsonb) returns uuid
+-- A run of p_flow: the run, every step's state (the root started, the others waiting), the
+-- root's message (through the engine's compiled sender) and task, and its two events: sent with
+-- pg_notify ('notify') or realtime.send ('realtime'), or not at all ('none').
+create function bench_fewest_writes.start(p_flow text, p_input jsonb, p_events text) returns uuid
 language plpgsql as $$
 declare
   v_run uuid := gen_random_uuid();
   v_now timestamptz := now();
+  v_steps int;
+  v_root text;
   v_msg bigint;
+  v_events jsonb[];
 begin
+  select count(*), (array_agg(s.step_slug) filter (where s.deps_count = 0))[1] into v_steps, v_root
+  from pgflow.steps s where s.flow_slug = p_flow;
   insert into pgflow.runs (run_id, flow_slug, input, remaining_steps, started_at)
-  values (v_run, 'floor_diamond', p_input, 4, v_now);
+  values (v_run, p_flow, p_input, v_steps, v_now);
   insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at,
                                   initial_tasks, status, started_at, remaining_tasks)
-  values ('floor_diamond', v_run, 'a', 0, v_now, 1, 'started', v_now, 1),
-         ('floor_diamond', v_run, 'b', 1, v_now, 1, 'created', null, null),
-         ('floor_diamond', v_run, 'c', 1, v_now, 1, 'created', null, null),
-         ('floor_diamond', v_run, 'd', 2, v_now, 1, 'created', null, null);
-  insert into pgmq.q_floor_diamond (vt, message)
-  values (v_now, jsonb_build_object('flow_slug', 'floor_diamond', 'run_id', v_run,
-                                    'step_slug', 'a', 'task_index', 0))
-  returning msg_id into v_msg;
+  select p_flow, v_run, s.step_slug, s.deps_count, v_now, 1,
+         case when s.step_slug = v_root then 'started' else 'created' end,
+         case when s.step_slug = v_root then v_now end,
+         case when s.step_slug = v_root then 1 end
+  from pgflow.steps s where s.flow_slug = p_flow;
+  select m into v_msg
+  from pgflow._queue_send(p_flow, array[jsonb_build_object('flow_slug', p_flow, 'run_id', v_run,
+                                                           'step_slug', v_root, 'task_index', 0)], 0) m;
   insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
-  values ('floor_diamond', v_run, 'a', 0, v_msg, v_now);
-  perform pg_notify('pgflow:queue:floor_diamond', '');
-  perform pg_notify('pgflow:run:' || v_run, e.body::text)
-  from unnest(array[jsonb_build_object('event', 'run:started', 'run_id', v_run),
-                    jsonb_build_object('event', 'step:a:started', 'run_id', v_run)]) e(body);
+  values (p_flow, v_run, v_root, 0, v_msg, v_now);
+  v_events := array[jsonb_build_object('event', 'run:started', 'run_id', v_run),
+                    jsonb_build_object('event', 'step:' || v_root || ':started', 'run_id', v_run)];
+  if p_events = 'notify' then
+    perform pg_notify('pgflow:queue:' || p_flow, '');
+    perform pg_notify('pgflow:run:' || v_run, e.body::text) from unnest(v_events) e(body);
+  elsif p_events = 'realtime' then
+    perform realtime.send(e.body, e.body->>'event', 'pgflow:run:' || v_run, false)
+    from unnest(v_events) e(body);
+  end if;
   return v_run;
 end $$;
 

@@ -6,8 +6,8 @@
  *   then the worker's claim and three reports). Here the client inserts a row and NOTIFYs; a
  *   listener makes four serial one-row commits and NOTIFYs back.
  * - A run's start: the rows a one-step run needs (run, step state, task, message) in the
- *   engine's own tables and queue, inserted by a PL/pgSQL function called once per run, 2,000
- *   times in one statement; once without events and once with its two events through
+ *   engine's own tables and queue, written by fewest_writes.sql's start called once per run,
+ *   2,000 times in one statement; once without events and once with its two events through
  *   `realtime.send`, as pgflow's contract sends them where Supabase Realtime exists.
  * - A diamond's fewest writes: the rows, messages and notifications a diamond run leaves in the
  *   engine's own tables and queue, written by five plain PL/pgSQL statements shaped like the
@@ -15,7 +15,7 @@
  *   driven and timed beside the engine's five statements in diamond_chain.ts.
  */
 import { medianMs, START_ROUNDS } from "./percentiles.ts";
-import { connect } from "../src/db/connect.ts";
+import { connect, type Sql } from "../src/db/connect.ts";
 
 /** Round trips of the latency chain, ms each, in ascending order. */
 export async function latencyChainFloor(url: string, runs: number): Promise<number[]> {
@@ -55,6 +55,11 @@ export async function latencyChainFloor(url: string, runs: number): Promise<numb
   }
 }
 
+/** Installs bench/fewest_writes.sql (schema bench_fewest_writes); its flows are the caller's. */
+export async function installFewestWrites(sql: Sql): Promise<void> {
+  await sql.unsafe(Deno.readTextFileSync(new URL("./fewest_writes.sql", import.meta.url)));
+}
+
 export interface StartFloor {
   /** 2,000 starts writing the rows only, no events, ms. */
   rowsOnlyMs: number;
@@ -63,10 +68,10 @@ export interface StartFloor {
 }
 
 /**
- * 2,000 minimal run starts of a one-step flow in one statement, writing the rows start_flow
- * leaves (the run, its step state, the task and its message) into the engine's own tables and
- * queue, so pgflow's indexes, constraints and foreign keys are paid as start_flow pays them;
- * in a database with realtime.send or without.
+ * 2,000 minimal run starts of a one-step flow in one statement (fewest_writes.sql's start),
+ * writing the rows start_flow leaves (the run, its step state, the task and its message) into
+ * the engine's own tables and queue, so pgflow's indexes, constraints and foreign keys are paid
+ * as start_flow pays them; in a database with realtime.send or without.
  */
 export async function startFloor(url: string, runs = 2_000): Promise<StartFloor> {
   const sql = connect(url, { max: 1 });
@@ -75,49 +80,22 @@ export async function startFloor(url: string, runs = 2_000): Promise<StartFloor>
       select to_regprocedure('realtime.send(jsonb,text,text,boolean)') is not null as realtime`;
     await sql`select pgflow.create_flow('floor_one')`;
     await sql`select pgflow.add_step('floor_one', 's')`;
-    await sql.unsafe(`
-      create schema bench_floor;
-      create function bench_floor.start(p_input jsonb, p_realtime boolean) returns uuid
-      language plpgsql as $$
-      declare
-        v_run uuid := gen_random_uuid();
-        v_now timestamptz := now();
-        v_msg bigint;
-      begin
-        insert into pgflow.runs (run_id, flow_slug, input, remaining_steps, started_at)
-        values (v_run, 'floor_one', p_input, 1, v_now);
-        insert into pgflow.step_states (flow_slug, run_id, step_slug, remaining_deps, created_at,
-                                        initial_tasks, status, started_at, remaining_tasks)
-        values ('floor_one', v_run, 's', 0, v_now, 1, 'started', v_now, 1);
-        insert into pgmq.q_floor_one (vt, message)
-        values (v_now, jsonb_build_object('flow_slug', 'floor_one', 'run_id', v_run,
-                                          'step_slug', 's', 'task_index', 0))
-        returning msg_id into v_msg;
-        insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at)
-        values ('floor_one', v_run, 's', 0, v_msg, v_now);
-        if p_realtime then
-          perform realtime.send(jsonb_build_object('run_id', v_run), 'run:started',
-                                'pgflow:run:' || v_run, false);
-          perform realtime.send(jsonb_build_object('run_id', v_run), 'step:s:started',
-                                'pgflow:run:' || v_run, false);
-        end if;
-        return v_run;
-      end;
-      $$;`);
-    const timed = async (withRealtime: boolean) => {
+    await installFewestWrites(sql);
+    const timed = async (events: "none" | "realtime") => {
       // Warm-up: the function compiled and its statements planned.
-      await sql`select bench_floor.start(to_jsonb(i), ${withRealtime}) from generate_series(1, 100) i`;
+      await sql`select bench_fewest_writes.start('floor_one', to_jsonb(i), ${events})
+                from generate_series(1, 100) i`;
       const ms = await medianMs(
         START_ROUNDS,
         () =>
-          sql`select bench_floor.start(to_jsonb(i), ${withRealtime})
-            from generate_series(1, ${runs}::int) i`,
+          sql`select bench_fewest_writes.start('floor_one', to_jsonb(i), ${events})
+              from generate_series(1, ${runs}::int) i`,
       );
       return ms * 2_000 / runs;
     };
-    const rowsOnlyMs = await timed(false);
-    const withRealtimeMs = realtime ? await timed(true) : undefined;
-    await sql`drop schema bench_floor cascade`;
+    const rowsOnlyMs = await timed("none");
+    const withRealtimeMs = realtime ? await timed("realtime") : undefined;
+    await sql`drop schema bench_fewest_writes cascade`;
     return { rowsOnlyMs, withRealtimeMs };
   } finally {
     await sql.end();
