@@ -71,7 +71,9 @@ begin
 end $$;
 
 -- Completes one level's tasks of run p_run; starts p_next's steps with their tasks already
--- claimed by p_worker and returns their inputs, or (p_next null) completes the run.
+-- claimed by p_worker and returns their inputs, or (p_next null: the level's steps are the
+-- leaves) completes the run. Events: the level's steps completed, then p_next's started or the
+-- run completed.
 create function bench_fewest_writes.report(p_run uuid, p_steps text[], p_outputs jsonb[],
                                            p_next text[], p_worker uuid) returns jsonb
 language plpgsql as $$
@@ -98,45 +100,44 @@ begin
          completed_at = case when r.remaining_steps = cardinality(p_steps) then v_now end,
          output = case when r.remaining_steps = cardinality(p_steps) then (
                     select jsonb_object_agg(t.step_slug, t.output) from pgflow.step_tasks t
-                    where t.run_id = p_run and t.step_slug = 'd') end
+                    where t.run_id = p_run and t.step_slug = any(p_steps)) end
    where r.run_id = p_run;
-  if p_next is null then
-    perform pg_notify('pgflow:run:' || p_run, e.body::text)
-    from unnest(array[jsonb_build_object('event', 'step:d:completed', 'run_id', p_run),
-                      jsonb_build_object('event', 'run:completed', 'run_id', p_run)]) e(body);
-    return null;
+
+  if p_next is not null then
+    update pgflow.step_states ss set remaining_deps = 0, status = 'started', started_at = v_now,
+           remaining_tasks = 1
+    where ss.run_id = p_run and ss.step_slug = any(p_next);
+    with sent as (
+      insert into pgmq.q_floor_diamond (vt, message, read_ct)
+      select clock_timestamp() + interval '30 s',
+             jsonb_build_object('flow_slug', 'floor_diamond', 'run_id', p_run,
+                                'step_slug', n.step_slug, 'task_index', 0), 1
+      from unnest(p_next) with ordinality n(step_slug, ord)
+      order by n.ord
+      returning msg_id)
+    select array_agg(msg_id order by msg_id) into v_sent from sent;
+    insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at,
+                                   status, started_at, attempts_count, last_worker_id)
+    select 'floor_diamond', p_run, n.step_slug, 0, n.msg_id, v_now, 'started', v_now, 1, p_worker
+    from unnest(p_next, v_sent) n(step_slug, msg_id);
+    select jsonb_agg(jsonb_build_object('step_slug', n.step_slug,
+             'input', jsonb_build_object('run', r.input) || (
+               select jsonb_object_agg(t.step_slug, t.output) from pgflow.step_tasks t
+               where t.run_id = p_run and t.step_slug = any(p_steps))))
+      into v_claimed
+    from unnest(p_next) n(step_slug)
+    cross join pgflow.runs r
+    where r.run_id = p_run;
   end if;
 
-  update pgflow.step_states ss set remaining_deps = 0, status = 'started', started_at = v_now,
-         remaining_tasks = 1
-  where ss.run_id = p_run and ss.step_slug = any(p_next);
-  with sent as (
-    insert into pgmq.q_floor_diamond (vt, message, read_ct)
-    select clock_timestamp() + interval '30 s',
-           jsonb_build_object('flow_slug', 'floor_diamond', 'run_id', p_run, 'step_slug', n.step_slug,
-                              'task_index', 0), 1
-    from unnest(p_next) with ordinality n(step_slug, ord)
-    order by n.ord
-    returning msg_id)
-  select array_agg(msg_id order by msg_id) into v_sent from sent;
-  insert into pgflow.step_tasks (flow_slug, run_id, step_slug, task_index, message_id, queued_at,
-                                 status, started_at, attempts_count, last_worker_id)
-  select 'floor_diamond', p_run, n.step_slug, 0, n.msg_id, v_now, 'started', v_now, 1, p_worker
-  from unnest(p_next, v_sent) n(step_slug, msg_id);
-  select jsonb_agg(jsonb_build_object('step_slug', n.step_slug,
-           'input', jsonb_build_object('run', r.input) || (
-             select jsonb_object_agg(t.step_slug, t.output) from pgflow.step_tasks t
-             where t.run_id = p_run and t.step_slug = any(p_steps))))
-    into v_claimed
-  from unnest(p_next) n(step_slug)
-  cross join pgflow.runs r
-  where r.run_id = p_run;
   perform pg_notify('pgflow:run:' || p_run, e.body::text)
   from unnest(array(
     select jsonb_build_object('event', 'step:' || s || ':completed', 'run_id', p_run)
     from unnest(p_steps) s
     union all
     select jsonb_build_object('event', 'step:' || s || ':started', 'run_id', p_run)
-    from unnest(p_next) s)) e(body);
+    from unnest(p_next) s
+    union all
+    select jsonb_build_object('event', 'run:completed', 'run_id', p_run) where p_next is null)) e(body);
   return v_claimed;
 end $$;
